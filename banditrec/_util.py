@@ -1,0 +1,39 @@
+"""Small shared helpers: random generators and import paths."""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+import numpy as np
+
+__all__ = ["as_generator", "load_object"]
+
+
+def as_generator(seed: int | np.random.SeedSequence | np.random.Generator | None) -> np.random.Generator:
+    """The one place where a seed becomes a generator; the library never touches global state."""
+    if isinstance(seed, np.random.Generator):
+        return seed
+    if seed is not None and not isinstance(seed, (int, np.integer, np.random.SeedSequence)):
+        raise TypeError(f"seed must be an int, a SeedSequence, a Generator or None, got {type(seed).__name__}")
+    if isinstance(seed, (int, np.integer)) and seed < 0:
+        raise ValueError(f"seed must be non-negative, got {seed}")
+    return np.random.default_rng(seed)
+
+
+def load_object(path: str) -> Any:
+    """Resolve ``"package.module:Name"`` to the object it names, with an error that says what failed."""
+    if not isinstance(path, str) or path.count(":") != 1:
+        raise ValueError(f"import path must look like 'package.module:Name', got {path!r}")
+    module_name, _, attr = path.partition(":")
+    try:
+        module = importlib.import_module(module_name)
+    except ImportError as exc:
+        raise ImportError(f"cannot import module {module_name!r} named in {path!r}: {exc}") from exc
+    obj = module
+    for part in attr.split("."):
+        try:
+            obj = getattr(obj, part)
+        except AttributeError:
+            raise ImportError(f"module {module_name!r} has no attribute {attr!r} (from {path!r})") from None
+    return obj

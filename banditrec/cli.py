@@ -1,0 +1,97 @@
+"""The ``banditrec`` command: run experiments, redraw plots, list environments and policies."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+__all__ = ["main"]
+
+
+def _cmd_run(args: argparse.Namespace) -> int:
+    from banditrec.config import load_config
+    from banditrec.runner import run_experiment
+
+    config = load_config(args.config)
+    changes = {}
+    if args.seeds is not None:
+        changes["seeds"] = tuple(range(args.seeds))
+    if args.horizon is not None:
+        changes["horizon"] = args.horizon
+    if args.jobs is not None:
+        changes["jobs"] = args.jobs
+    if changes:
+        config = config.replace(**changes)
+    out = Path(args.out) if args.out else Path("runs") / config.name
+    result = run_experiment(config, out, progress=not args.quiet)
+    cols = ["policy", "n_seeds", "final_cumulative_regret", "regret_ci_low", "regret_ci_high", "reward_rate", "decisions_per_s"]
+    print(result.summary[cols].to_string(index=False, float_format=lambda v: f"{v:,.3f}"))
+    print(f"\n{result.trials_run} trial(s) run, {result.trials_reused} reused; results in {out}/ (regret.png, results.csv, summary.csv)")
+    return 0
+
+
+def _cmd_plot(args: argparse.Namespace) -> int:
+    from banditrec.plots import plot_results
+    from banditrec.results import load_results
+
+    files = plot_results(load_results(args.run_dir), Path(args.run_dir) / "regret.png", title=Path(args.run_dir).name)
+    print("\n".join(str(f) for f in files))
+    return 0
+
+
+def _cmd_envs(args: argparse.Namespace) -> int:
+    import gymnasium as gym
+
+    from banditrec.environments import registered_ids
+
+    for env_id in registered_ids(None):
+        spec = gym.spec(env_id)
+        params = ", ".join(f"{k}={v!r}" for k, v in spec.kwargs.items())
+        print(f"{env_id}" + (f"  ({params})" if params else ""))
+    return 0
+
+
+def _cmd_policies(args: argparse.Namespace) -> int:
+    from banditrec.policies import POLICIES, policy_parameters
+
+    for name, factory in POLICIES.items():
+        doc = (factory.__doc__ or "").strip().splitlines()[0] if factory.__doc__ else ""
+        params = ", ".join(f"{k}={v!r}" for k, v in policy_parameters(name).items())
+        print(f"{name}: {doc}\n    {params or '(no parameters)'}")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="banditrec", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+    run = sub.add_parser("run", help="run an experiment from a TOML config")
+    run.add_argument("config", help="experiment TOML file")
+    run.add_argument("--out", help="output folder (default: runs/<experiment name>)")
+    run.add_argument("--seeds", type=int, help="override the number of seeds (seeds 0..N-1)")
+    run.add_argument("--horizon", type=int, help="override the number of decisions per trial")
+    run.add_argument("--jobs", type=int, help="trials to run in parallel processes")
+    run.add_argument("--quiet", action="store_true", help="no progress bar")
+    run.set_defaults(func=_cmd_run)
+    plot = sub.add_parser("plot", help="redraw the plots of a finished run")
+    plot.add_argument("run_dir")
+    plot.set_defaults(func=_cmd_plot)
+    sub.add_parser("envs", help="list registered environments").set_defaults(func=_cmd_envs)
+    sub.add_parser("policies", help="list policy types and their parameters").set_defaults(func=_cmd_policies)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return args.func(args)
+    except KeyboardInterrupt:
+        print("\ninterrupted: finished trials are saved; rerun the same command to resume", file=sys.stderr)
+        return 130
+    except (ValueError, TypeError, FileNotFoundError, ImportError) as exc:
+        print(f"banditrec: error: {exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

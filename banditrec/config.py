@@ -1,0 +1,191 @@
+"""Experiment configuration: TOML files become validated, frozen dataclasses.
+
+Every mistake in a config file is reported with the section and key it concerns, before any
+simulation starts: unknown keys (with the valid ones), wrong types, missing sections.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import sys
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Mapping
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover
+    import tomli as tomllib
+
+__all__ = ["ConfigError", "EnvironmentSpec", "PolicySpec", "ExperimentConfig", "load_config"]
+
+
+class ConfigError(ValueError):
+    """A malformed experiment configuration."""
+
+
+@dataclass(frozen=True)
+class EnvironmentSpec:
+    """Which world to simulate: a registered id or a simulator import path, and its parameters."""
+
+    id: str | None = None
+    simulator: str | None = None
+    params: Mapping[str, Any] = field(default_factory=dict)
+
+    @property
+    def label(self) -> str:
+        return self.id or self.simulator or "?"
+
+
+@dataclass(frozen=True)
+class PolicySpec:
+    """One policy of the experiment: its display name, type and hyperparameters."""
+
+    name: str
+    type: str
+    params: Mapping[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class ExperimentConfig:
+    """A whole experiment: policies × seeds against one environment.
+
+    Attributes
+    ----------
+    name : str
+    horizon : int
+        Decisions per trial (steps × batch size; rounded up to a whole batch).
+    batch_size : int
+        Users per step (B).
+    seeds : tuple of int
+        One trial per (policy, seed); the seed derives every random stream of the trial.
+    environment : EnvironmentSpec
+    policies : tuple of PolicySpec
+    n_checkpoints : int
+        Rows per trial in ``results.csv`` (the curve is thinned to this many points).
+    jobs : int
+        Trials run in parallel processes (1: in this process).
+    """
+
+    name: str
+    horizon: int
+    batch_size: int
+    seeds: tuple[int, ...]
+    environment: EnvironmentSpec
+    policies: tuple[PolicySpec, ...]
+    n_checkpoints: int = 200
+    jobs: int = 1
+
+    @property
+    def n_steps(self) -> int:
+        return -(-self.horizon // self.batch_size)
+
+    def to_dict(self) -> dict[str, Any]:
+        return json.loads(json.dumps(asdict(self), default=str))
+
+    def replace(self, **changes: Any) -> ExperimentConfig:
+        data = {k: getattr(self, k) for k in self.__dataclass_fields__}
+        data.update(changes)
+        return ExperimentConfig(**data)
+
+    @classmethod
+    def from_dict(cls, raw: Mapping[str, Any], source: str = "config") -> ExperimentConfig:
+        """Validate a parsed TOML document (see ``experiments/*.toml`` for examples)."""
+        _only(raw, {"experiment", "environment", "policies"}, source, "top level")
+        exp = _section(raw, "experiment", source)
+        _only(exp, {"name", "horizon", "batch_size", "seeds", "n_checkpoints", "jobs"}, source, "[experiment]")
+        env = _section(raw, "environment", source)
+        pols = _section(raw, "policies", source)
+        name = _get(exp, "name", str, source, "[experiment]", default=Path(source).stem)
+        horizon = _positive_int(exp, "horizon", source, "[experiment]")
+        batch_size = _positive_int(exp, "batch_size", source, "[experiment]", default=1)
+        n_checkpoints = _positive_int(exp, "n_checkpoints", source, "[experiment]", default=200)
+        jobs = _positive_int(exp, "jobs", source, "[experiment]", default=1)
+        seeds_raw = exp.get("seeds", 1)
+        if isinstance(seeds_raw, bool):
+            raise ConfigError(f"{source}: [experiment] seeds must be an int or a list of ints, got {seeds_raw!r}")
+        if isinstance(seeds_raw, int):
+            if seeds_raw < 1:
+                raise ConfigError(f"{source}: [experiment] seeds must be >= 1, got {seeds_raw}")
+            seeds = tuple(range(seeds_raw))
+        elif isinstance(seeds_raw, list) and seeds_raw and all(isinstance(s, int) and not isinstance(s, bool) and s >= 0 for s in seeds_raw):
+            if len(set(seeds_raw)) != len(seeds_raw):
+                raise ConfigError(f"{source}: [experiment] seeds has duplicates: {seeds_raw}")
+            seeds = tuple(seeds_raw)
+        else:
+            raise ConfigError(f"{source}: [experiment] seeds must be a count or a non-empty list of non-negative ints, got {seeds_raw!r}")
+        env_id = env.get("id")
+        simulator = env.get("simulator")
+        if (env_id is None) == (simulator is None):
+            raise ConfigError(f"{source}: [environment] needs exactly one of 'id' (a registered id) or 'simulator' ('package.module:Class')")
+        for key, value in (("id", env_id), ("simulator", simulator)):
+            if value is not None and not isinstance(value, str):
+                raise ConfigError(f"{source}: [environment] {key} must be a string, got {value!r}")
+        environment = EnvironmentSpec(env_id, simulator, {k: v for k, v in env.items() if k not in ("id", "simulator")})
+        if not pols:
+            raise ConfigError(f"{source}: [policies] is empty; add at least one [policies.NAME] table with a 'type'")
+        policies = []
+        for pname, body in pols.items():
+            if not isinstance(body, Mapping):
+                raise ConfigError(f"{source}: [policies.{pname}] must be a table, got {body!r}")
+            if "type" not in body or not isinstance(body["type"], str):
+                raise ConfigError(f"{source}: [policies.{pname}] needs a string 'type' (e.g. type = \"LinUCB\")")
+            params = {k: v for k, v in body.items() if k != "type"}
+            policies.extend(_expand_grid(pname, body["type"], params))
+        return cls(name, horizon, batch_size, seeds, environment, tuple(policies), n_checkpoints, jobs)
+
+
+def _expand_grid(name: str, type_: str, params: dict[str, Any]) -> list[PolicySpec]:
+    """A parameter given as a list becomes a grid: one policy per combination, named by its values."""
+    grid = {k: v for k, v in params.items() if isinstance(v, list)}
+    if not grid:
+        return [PolicySpec(name, type_, params)]
+    specs = []
+    for combo in itertools.product(*grid.values()):
+        chosen = dict(zip(grid, combo))
+        label = ",".join(f"{k}={v}" for k, v in chosen.items())
+        specs.append(PolicySpec(f"{name}[{label}]", type_, {**params, **chosen}))
+    return specs
+
+
+def _section(raw: Mapping[str, Any], key: str, source: str) -> Mapping[str, Any]:
+    if key not in raw:
+        raise ConfigError(f"{source}: missing [{key}] section")
+    if not isinstance(raw[key], Mapping):
+        raise ConfigError(f"{source}: [{key}] must be a table")
+    return raw[key]
+
+
+def _only(table: Mapping[str, Any], allowed: set[str], source: str, where: str) -> None:
+    unknown = set(table) - allowed
+    if unknown:
+        raise ConfigError(f"{source}: unknown key(s) {sorted(unknown)} in {where}; expected among {sorted(allowed)}")
+
+
+def _get(table, key, typ, source, where, default=None):
+    value = table.get(key, default)
+    if not isinstance(value, typ) or isinstance(value, bool) and typ is not bool:
+        raise ConfigError(f"{source}: {where} {key} must be {typ.__name__}, got {value!r}")
+    return value
+
+
+def _positive_int(table, key, source, where, default=None) -> int:
+    if key not in table and default is None:
+        raise ConfigError(f"{source}: {where} is missing required key '{key}'")
+    value = table.get(key, default)
+    if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+        raise ConfigError(f"{source}: {where} {key} must be a positive integer, got {value!r}")
+    return value
+
+
+def load_config(path: str | Path) -> ExperimentConfig:
+    """Read and validate a TOML experiment file."""
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"config file not found: {path}")
+    try:
+        raw = tomllib.loads(path.read_text())
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{path}: not valid TOML: {exc}") from exc
+    return ExperimentConfig.from_dict(raw, source=str(path))

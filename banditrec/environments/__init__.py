@@ -1,0 +1,51 @@
+"""Gymnasium environments that simulate users and items.
+
+The plug-in point is :class:`UserSimulator` plus :func:`register_simulator`; the built-in worlds
+implement the same interface and are registered under the ``banditrec/`` namespace.
+"""
+
+from banditrec.environments.checks import SimulatorError
+from banditrec.environments.env import BanditEnv, BanditVectorEnv, InvalidActionError
+from banditrec.environments.linear import LinearWorld
+from banditrec.environments.nonlinear import NonlinearWorld
+from banditrec.environments.registration import (
+    make_simulator,
+    make_vector_env,
+    register_simulator,
+    registered_ids,
+)
+from banditrec.environments.simulator import Observation, UserSimulator
+from banditrec.environments.wheel import WheelWorld
+
+__all__ = [
+    "BanditEnv",
+    "BanditVectorEnv",
+    "InvalidActionError",
+    "LinearWorld",
+    "NonlinearWorld",
+    "Observation",
+    "SimulatorError",
+    "UserSimulator",
+    "WheelWorld",
+    "make_simulator",
+    "make_vector_env",
+    "register_simulator",
+    "registered_ids",
+]
+
+_BUILTIN = {
+    "banditrec/Linear-v0": "banditrec.environments.linear:LinearWorld",
+    "banditrec/Nonlinear-v0": "banditrec.environments.nonlinear:NonlinearWorld",
+    "banditrec/Wheel-v0": "banditrec.environments.wheel:WheelWorld",
+}
+
+
+def _register_builtins() -> None:
+    import gymnasium as gym
+
+    for env_id, path in _BUILTIN.items():
+        if env_id not in gym.registry:
+            register_simulator(env_id, path, validate=False)
+
+
+_register_builtins()

@@ -1,0 +1,63 @@
+"""Drawing candidate sets: K distinct catalogue items per user, optionally fewer valid ones."""
+
+from __future__ import annotations
+
+import numpy as np
+
+__all__ = ["sample_candidates", "check_world_sizes"]
+
+
+def check_world_sizes(n_items: int, n_candidates: int | None, min_candidates: int | None) -> tuple[int, int]:
+    """Validate the catalogue/candidate sizes shared by the built-in worlds; returns (K, min valid)."""
+    if not isinstance(n_items, (int, np.integer)) or n_items < 1:
+        raise ValueError(f"n_items must be a positive int, got {n_items!r}")
+    K = n_items if n_candidates is None else n_candidates
+    if not isinstance(K, (int, np.integer)) or not 1 <= K <= n_items:
+        raise ValueError(f"n_candidates must be an int in [1, n_items={n_items}], got {n_candidates!r}")
+    lo = K if min_candidates is None else min_candidates
+    if not isinstance(lo, (int, np.integer)) or not 1 <= lo <= K:
+        raise ValueError(f"min_candidates must be an int in [1, n_candidates={K}], got {min_candidates!r}")
+    return int(K), int(lo)
+
+
+def sample_candidates(
+    rng: np.random.Generator,
+    batch_size: int,
+    n_items: int,
+    n_candidates: int,
+    min_candidates: int,
+    weights: np.ndarray | None = None,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Candidate ids ``[B, K]`` (distinct within a row) and the validity mask ``[B, K]``.
+
+    When K equals the catalogue size and no weights are given, every user sees all items in
+    catalogue order (slot k is item k): the classic K-armed contextual bandit.
+    """
+    B, K = batch_size, n_candidates
+    if K == n_items and weights is None:
+        ids = np.broadcast_to(np.arange(K, dtype=np.int64), (B, K))
+    elif weights is not None:
+        # Gumbel top-k: sampling without replacement proportional to weights.
+        keys = np.log(weights)[None, :] - np.log(-np.log(rng.random((B, n_items))))
+        ids = np.argpartition(-keys, K - 1, axis=1)[:, :K].astype(np.int64)
+    elif B * n_items <= 4_000_000:
+        ids = np.argpartition(rng.random((B, n_items)), K - 1, axis=1)[:, :K].astype(np.int64)
+    else:
+        ids = _sample_sparse(rng, B, n_items, K)
+    if min_candidates == K:
+        mask = np.ones((B, K), dtype=bool)
+    else:
+        n_valid = rng.integers(min_candidates, K + 1, size=B)
+        mask = np.arange(K)[None, :] < n_valid[:, None]
+    return ids, mask
+
+
+def _sample_sparse(rng: np.random.Generator, B: int, n_items: int, K: int) -> np.ndarray:
+    """Distinct ids from a large catalogue: draw with replacement, redraw the rare duplicates."""
+    ids = rng.integers(0, n_items, size=(B, K))
+    while True:
+        s = np.sort(ids, axis=1)
+        dup_rows = np.flatnonzero((s[:, 1:] == s[:, :-1]).any(axis=1))
+        if dup_rows.size == 0:
+            return ids.astype(np.int64)
+        ids[dup_rows] = rng.integers(0, n_items, size=(dup_rows.size, K))

@@ -1,0 +1,116 @@
+"""Boundary checks on what a user simulator returns.
+
+A plug-in simulator is user code: its mistakes must surface as a :class:`SimulatorError` that
+names the method and the problem, not as a broadcasting error three calls later.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from banditrec.environments.simulator import Observation, UserSimulator
+
+__all__ = ["SimulatorError", "check_observation", "check_expected_rewards", "check_rewards"]
+
+
+class SimulatorError(ValueError):
+    """A user simulator returned something that breaks the contract."""
+
+
+def _where(sim: UserSimulator, method: str) -> str:
+    return f"{type(sim).__name__}.{method}()"
+
+
+def check_simulator_sizes(sim: UserSimulator) -> None:
+    """Check the four declared sizes before anything is simulated."""
+    for name in ("n_candidates", "user_dim", "item_dim", "n_items"):
+        value = getattr(sim, name, None)
+        if not isinstance(value, (int, np.integer)) or isinstance(value, bool):
+            raise SimulatorError(f"{type(sim).__name__}.{name} must be an int, got {value!r}")
+        if value < (1 if name in ("n_candidates", "n_items") else 0):
+            raise SimulatorError(f"{type(sim).__name__}.{name} must be positive, got {value}")
+    n_users = getattr(sim, "n_users", None)
+    if n_users is not None and (not isinstance(n_users, (int, np.integer)) or n_users < 1):
+        raise SimulatorError(f"{type(sim).__name__}.n_users must be a positive int or None, got {n_users!r}")
+
+
+def check_observation(sim: UserSimulator, obs: object, batch_size: int) -> Observation:
+    """Validate ``sim.sample_users(batch_size, rng)``'s result and return it with canonical dtypes."""
+    where = _where(sim, "sample_users")
+    if not isinstance(obs, Observation):
+        raise SimulatorError(f"{where} must return a banditrec Observation, got {type(obs).__name__}")
+    K, du, di = sim.n_candidates, sim.user_dim, sim.item_dim
+    expected = {
+        "user_features": (batch_size, du),
+        "item_features": (batch_size, K, di),
+        "item_ids": (batch_size, K),
+        "mask": (batch_size, K),
+        "user_ids": (batch_size,),
+    }
+    for field, shape in expected.items():
+        value = getattr(obs, field)
+        if not isinstance(value, np.ndarray):
+            raise SimulatorError(f"{where} returned {field} as {type(value).__name__}, expected a numpy array")
+        if value.shape != shape:
+            raise SimulatorError(f"{where} returned {field} of shape {value.shape}, expected {shape}")
+    for field in ("user_features", "item_features"):
+        value = getattr(obs, field)
+        if not np.issubdtype(value.dtype, np.number):
+            raise SimulatorError(f"{where} returned non-numeric {field} (dtype {value.dtype})")
+        if not np.all(np.isfinite(value)):
+            raise SimulatorError(f"{where} returned {field} containing NaN or inf")
+    for field in ("item_ids", "user_ids"):
+        if not np.issubdtype(getattr(obs, field).dtype, np.integer):
+            raise SimulatorError(f"{where} returned {field} with dtype {getattr(obs, field).dtype}, expected integers")
+    if obs.mask.dtype != np.bool_:
+        raise SimulatorError(f"{where} returned mask with dtype {obs.mask.dtype}, expected bool")
+    if not obs.mask.any(axis=1).all():
+        row = int(np.flatnonzero(~obs.mask.any(axis=1))[0])
+        raise SimulatorError(f"{where} returned user {row} with no valid candidate (mask all False)")
+    ids = obs.item_ids
+    if ids.size and (ids.min() < 0 or ids.max() >= sim.n_items):
+        raise SimulatorError(
+            f"{where} returned item ids in [{ids.min()}, {ids.max()}], outside [0, n_items={sim.n_items})"
+        )
+    return Observation(
+        user_features=obs.user_features.astype(np.float64, copy=False),
+        item_features=obs.item_features.astype(np.float64, copy=False),
+        item_ids=ids.astype(np.int64, copy=False),
+        mask=obs.mask,
+        user_ids=obs.user_ids.astype(np.int64, copy=False),
+    )
+
+
+def check_expected_rewards(sim: UserSimulator, values: object, obs: Observation, binary: bool) -> np.ndarray:
+    """Validate ``sim.expected_rewards(obs)``: shape (B, K), finite on valid slots, in [0, 1] if clicks."""
+    where = _where(sim, "expected_rewards")
+    values = np.asarray(values)
+    shape = obs.item_ids.shape
+    if values.shape != shape:
+        raise SimulatorError(f"{where} returned shape {values.shape}, expected {shape}")
+    if not np.issubdtype(values.dtype, np.number):
+        raise SimulatorError(f"{where} returned non-numeric values (dtype {values.dtype})")
+    valid = values[obs.mask]
+    if not np.all(np.isfinite(valid)):
+        raise SimulatorError(f"{where} returned NaN or inf for {int((~np.isfinite(valid)).sum())} valid candidates")
+    if binary and valid.size and (valid.min() < 0 or valid.max() > 1):
+        raise SimulatorError(
+            f"{where} returned click probabilities outside [0, 1] (min {valid.min():.4g}, max {valid.max():.4g})"
+        )
+    return values.astype(np.float64, copy=False)
+
+
+def check_rewards(sim: UserSimulator, rewards: object, batch_size: int, binary: bool) -> np.ndarray:
+    """Validate ``sim.sample_rewards(...)``: shape (B,), finite, 0/1 if clicks."""
+    where = _where(sim, "sample_rewards")
+    rewards = np.asarray(rewards)
+    if rewards.shape != (batch_size,):
+        raise SimulatorError(f"{where} returned shape {rewards.shape}, expected ({batch_size},)")
+    if not np.issubdtype(rewards.dtype, np.number) and rewards.dtype != np.bool_:
+        raise SimulatorError(f"{where} returned non-numeric rewards (dtype {rewards.dtype})")
+    rewards = rewards.astype(np.float64, copy=False)
+    if not np.all(np.isfinite(rewards)):
+        raise SimulatorError(f"{where} returned NaN or inf rewards for {int((~np.isfinite(rewards)).sum())} users")
+    if binary and not np.all((rewards == 0) | (rewards == 1)):
+        raise SimulatorError(f"{where} returned non-binary rewards for a click world: {np.unique(rewards)[:5]}")
+    return rewards

@@ -1,0 +1,258 @@
+"""Gymnasium adapters: any :class:`UserSimulator` as a native ``VectorEnv`` (B users) or an ``Env`` (one).
+
+Both adapters share one :class:`BanditCore`, which owns the random stream, validates actions and
+the simulator's answers, and computes what exact pseudo-regret needs. The vector env simulates all
+B users with array operations; the single env is the B = 1 special case.
+
+``info`` after ``step`` holds, for the decision just made, ``expected_reward`` (of the chosen
+candidate), ``best_expected_reward`` (among valid candidates) and ``regret``; and for the
+observation returned, ``expected_rewards`` of every candidate (NaN on masked slots).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import gymnasium as gym
+import numpy as np
+from gymnasium import spaces
+from gymnasium.utils import seeding
+from gymnasium.vector import AutoresetMode, VectorEnv
+
+from banditrec.environments.checks import (
+    check_expected_rewards,
+    check_observation,
+    check_rewards,
+    check_simulator_sizes,
+)
+from banditrec.environments.simulator import Observation, UserSimulator
+
+__all__ = ["BanditCore", "BanditEnv", "BanditVectorEnv", "InvalidActionError", "observation_space"]
+
+
+class InvalidActionError(ValueError):
+    """An action that is not one of the user's valid candidates."""
+
+
+def observation_space(sim: UserSimulator) -> spaces.Dict:
+    """The Gymnasium ``Dict`` space of one user's observation."""
+    K = sim.n_candidates
+    n_users = sim.n_users if sim.n_users is not None else 0
+    return spaces.Dict(
+        {
+            "user": spaces.Box(-np.inf, np.inf, shape=(sim.user_dim,), dtype=np.float64),
+            "items": spaces.Box(-np.inf, np.inf, shape=(K, sim.item_dim), dtype=np.float64),
+            "item_ids": spaces.Box(0, sim.n_items - 1, shape=(K,), dtype=np.int64),
+            "mask": spaces.MultiBinary(K),
+            "user_id": spaces.Box(-1, max(n_users - 1, 0), shape=(), dtype=np.int64),
+        }
+    )
+
+
+class BanditCore:
+    """The simulation step shared by both adapters.
+
+    Parameters
+    ----------
+    simulator : UserSimulator
+    batch_size : int
+        B, users per step.
+    max_episode_steps : int or None
+        Steps after which ``truncated`` becomes True; None for an endless stream.
+    validate : bool
+        Check every simulator answer (shapes, NaN, probabilities). On for plug-in simulators;
+        built-in worlds, which the test-suite checks, may turn it off for speed.
+    """
+
+    def __init__(
+        self,
+        simulator: UserSimulator,
+        batch_size: int,
+        max_episode_steps: int | None = None,
+        validate: bool = True,
+    ) -> None:
+        if not isinstance(simulator, UserSimulator):
+            raise TypeError(
+                f"simulator must implement banditrec.environments.UserSimulator, got {type(simulator).__name__}"
+            )
+        if not isinstance(batch_size, (int, np.integer)) or batch_size < 1:
+            raise ValueError(f"batch_size (num_envs) must be a positive int, got {batch_size!r}")
+        if max_episode_steps is not None and (not isinstance(max_episode_steps, (int, np.integer)) or max_episode_steps < 1):
+            raise ValueError(f"max_episode_steps must be a positive int or None, got {max_episode_steps!r}")
+        if simulator.reward_type not in ("binary", "real"):
+            raise ValueError(f"{type(simulator).__name__}.reward_type must be 'binary' or 'real', got {simulator.reward_type!r}")
+        check_simulator_sizes(simulator)
+        self.simulator = simulator
+        self.batch_size = int(batch_size)
+        self.max_episode_steps = max_episode_steps
+        self.validate = validate
+        self._binary = simulator.reward_type == "binary"
+        self.rng: np.random.Generator | None = None
+        self.obs: Observation | None = None
+        self.expected: np.ndarray | None = None
+        self.steps = 0
+        self._rows = np.arange(self.batch_size)
+
+    def reset(self, rng: np.random.Generator) -> tuple[Observation, np.ndarray]:
+        self.rng = rng
+        self.steps = 0
+        self.simulator.reset(rng)
+        return self._arrive()
+
+    def _arrive(self) -> tuple[Observation, np.ndarray]:
+        sim = self.simulator
+        obs = sim.sample_users(self.batch_size, self.rng)
+        if self.validate:
+            obs = check_observation(sim, obs, self.batch_size)
+        expected = sim.expected_rewards(obs)
+        if self.validate:
+            expected = check_expected_rewards(sim, expected, obs, self._binary)
+        self.obs, self.expected = obs, expected
+        return obs, expected
+
+    def check_actions(self, actions: Any) -> np.ndarray:
+        """Actions as an int64 array of shape (B,), each on a valid candidate, or a clear error."""
+        arr = np.asarray(actions)
+        if arr.shape != (self.batch_size,):
+            if arr.size == self.batch_size and arr.ndim <= 1:
+                arr = arr.reshape(self.batch_size)
+            else:
+                raise InvalidActionError(f"expected {self.batch_size} actions (one per user), got shape {arr.shape}")
+        if not np.issubdtype(arr.dtype, np.integer):
+            if np.issubdtype(arr.dtype, np.floating) and np.all(np.isfinite(arr)) and np.all(arr == np.round(arr)):
+                arr = arr.astype(np.int64)
+            else:
+                raise InvalidActionError(f"actions must be integer candidate indices, got dtype {arr.dtype}: {arr[:5]}")
+        K = self.simulator.n_candidates
+        bad = (arr < 0) | (arr >= K)
+        if bad.any():
+            i = int(np.flatnonzero(bad)[0])
+            raise InvalidActionError(f"action {int(arr[i])} for user {i} is outside the candidates [0, {K})")
+        on_masked = ~self.obs.mask[self._rows, arr]
+        if on_masked.any():
+            i = int(np.flatnonzero(on_masked)[0])
+            raise InvalidActionError(f"action {int(arr[i])} for user {i} is a masked (unavailable) candidate")
+        return arr.astype(np.int64, copy=False)
+
+    def step(self, actions: Any) -> tuple[Observation, np.ndarray, bool, dict[str, np.ndarray]]:
+        if self.obs is None:
+            raise RuntimeError("call reset() before step()")
+        actions = self.check_actions(actions)
+        sim, obs, expected = self.simulator, self.obs, self.expected
+        chosen = expected[self._rows, actions]
+        best = np.where(obs.mask, expected, -np.inf).max(axis=1)
+        rewards = sim.sample_rewards(obs, actions, chosen, self.rng)
+        if self.validate:
+            rewards = check_rewards(sim, rewards, self.batch_size, self._binary)
+        sim.update(obs, actions, rewards)
+        self.steps += 1
+        truncated = self.max_episode_steps is not None and self.steps >= self.max_episode_steps
+        next_obs, next_expected = self._arrive()
+        info = {
+            "expected_reward": chosen,
+            "best_expected_reward": best,
+            "regret": best - chosen,
+            "expected_rewards": np.where(next_obs.mask, next_expected, np.nan),
+        }
+        return next_obs, rewards, truncated, info
+
+
+class BanditVectorEnv(VectorEnv):
+    """B users per step from one simulator, as a native Gymnasium vector environment.
+
+    Parameters
+    ----------
+    simulator : UserSimulator
+    num_envs : int
+        B, users simulated per step.
+    max_episode_steps : int or None
+        Steps per episode; the stream is endless when None.
+    validate : bool
+        Check every simulator answer at the boundary.
+
+    Notes
+    -----
+    ``terminated`` is always False. With a horizon, all B users truncate together; following
+    Gymnasium's next-step autoreset, the ``step`` after truncation resets and returns zero reward.
+    For speed, ``step_batch`` returns the :class:`Observation` instead of the dict.
+    """
+
+    metadata = {"autoreset_mode": AutoresetMode.NEXT_STEP, "render_modes": []}
+
+    def __init__(
+        self,
+        simulator: UserSimulator,
+        num_envs: int = 1,
+        max_episode_steps: int | None = None,
+        validate: bool = True,
+    ) -> None:
+        self.core = BanditCore(simulator, num_envs, max_episode_steps, validate)
+        self.simulator = simulator
+        self.num_envs = self.core.batch_size
+        self.single_observation_space = observation_space(simulator)
+        self.single_action_space = spaces.Discrete(simulator.n_candidates)
+        self.observation_space = gym.vector.utils.batch_space(self.single_observation_space, self.num_envs)
+        self.action_space = spaces.MultiDiscrete(np.full(self.num_envs, simulator.n_candidates))
+        self._autoreset = False
+
+    def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None):
+        if seed is not None or self._np_random is None:
+            self._np_random, self._np_random_seed = seeding.np_random(seed)
+        obs, expected = self.core.reset(self._np_random)
+        self._autoreset = False
+        return obs.to_dict(), {"expected_rewards": np.where(obs.mask, expected, np.nan)}
+
+    def step_batch(self, actions: Any) -> tuple[Observation, np.ndarray, bool, dict[str, np.ndarray]]:
+        """One step without Gymnasium packaging: (next observation, rewards, truncated, info)."""
+        return self.core.step(actions)
+
+    def step(self, actions: Any):
+        B = self.num_envs
+        terminated = np.zeros(B, dtype=bool)
+        if self._autoreset:
+            obs_dict, info = self.reset()
+            return obs_dict, np.zeros(B), terminated, np.zeros(B, dtype=bool), info
+        obs, rewards, truncated, info = self.core.step(actions)
+        self._autoreset = truncated
+        return obs.to_dict(), rewards, terminated, np.full(B, truncated), info
+
+    @property
+    def observation(self) -> Observation | None:
+        """The current batch of users as an :class:`Observation`."""
+        return self.core.obs
+
+
+class BanditEnv(gym.Env):
+    """One user per step: the B = 1 case, for code written against the single-agent API."""
+
+    metadata = {"render_modes": []}
+
+    def __init__(
+        self,
+        simulator: UserSimulator,
+        max_episode_steps: int | None = None,
+        validate: bool = True,
+    ) -> None:
+        self.core = BanditCore(simulator, 1, max_episode_steps, validate)
+        self.simulator = simulator
+        self.observation_space = observation_space(simulator)
+        self.action_space = spaces.Discrete(simulator.n_candidates)
+
+    @staticmethod
+    def _single(obs: Observation) -> dict[str, np.ndarray]:
+        d = obs.to_dict()
+        return {k: (v[0] if k != "user_id" else np.asarray(v[0], dtype=np.int64)) for k, v in d.items()}
+
+    def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None):
+        super().reset(seed=seed)
+        obs, expected = self.core.reset(self.np_random)
+        return self._single(obs), {"expected_rewards": np.where(obs.mask[0], expected[0], np.nan)}
+
+    def step(self, action: Any):
+        obs, rewards, truncated, info = self.core.step(np.asarray(action).reshape(-1))
+        info = {k: v[0] for k, v in info.items()}
+        return self._single(obs), float(rewards[0]), False, bool(truncated), info
+
+    @property
+    def observation(self) -> Observation | None:
+        return self.core.obs

@@ -1,0 +1,162 @@
+"""The user-simulator contract: the one interface every world implements.
+
+A simulator moves in batches of B arriving users, each shown K candidate items. Built-in worlds
+and a user's own simulator implement the same four methods, so a custom simulator gets the
+Gymnasium environments, the runner, the plots and off-policy evaluation for free.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from dataclasses import dataclass
+from typing import Any, Mapping
+
+import numpy as np
+
+__all__ = ["Observation", "UserSimulator"]
+
+
+@dataclass(frozen=True)
+class Observation:
+    """A batch of B arriving users and their K candidate items.
+
+    Attributes
+    ----------
+    user_features : ndarray, shape (B, d_u), float64
+    item_features : ndarray, shape (B, K, d_i), float64
+    item_ids : ndarray, shape (B, K), int64
+        Catalogue ids of the candidates (ids of masked slots are arbitrary but valid).
+    mask : ndarray, shape (B, K), bool
+        True where the candidate is real; candidate sets may be smaller than K.
+    user_ids : ndarray, shape (B,), int64
+        Catalogue id of each user, -1 where users are anonymous.
+    """
+
+    user_features: np.ndarray
+    item_features: np.ndarray
+    item_ids: np.ndarray
+    mask: np.ndarray
+    user_ids: np.ndarray
+
+    @property
+    def batch_size(self) -> int:
+        return self.item_ids.shape[0]
+
+    @property
+    def n_candidates(self) -> int:
+        return self.item_ids.shape[1]
+
+    def __len__(self) -> int:
+        return self.batch_size
+
+    def __getitem__(self, index: Any) -> Observation:
+        """Rows of the batch (a slice, an integer array or a boolean mask) as a new Observation."""
+        if isinstance(index, (int, np.integer)):
+            index = slice(int(index), int(index) + 1)
+        return Observation(
+            user_features=self.user_features[index],
+            item_features=self.item_features[index],
+            item_ids=self.item_ids[index],
+            mask=self.mask[index],
+            user_ids=self.user_ids[index],
+        )
+
+    def to_dict(self) -> dict[str, np.ndarray]:
+        """The Gymnasium form: keys ``user``, ``items``, ``item_ids``, ``mask`` (int8), ``user_id``."""
+        return {
+            "user": self.user_features,
+            "items": self.item_features,
+            "item_ids": self.item_ids,
+            "mask": self.mask.astype(np.int8),
+            "user_id": self.user_ids,
+        }
+
+    @classmethod
+    def from_dict(cls, obs: Mapping[str, Any]) -> Observation:
+        """Build from a Gymnasium observation, batched (leading B) or single (no leading B)."""
+        missing = {"user", "items", "item_ids", "mask"} - set(obs)
+        if missing:
+            raise KeyError(f"observation dict lacks keys {sorted(missing)}; got {sorted(obs)}")
+        item_ids = np.asarray(obs["item_ids"], dtype=np.int64)
+        single = item_ids.ndim == 1
+        user = np.asarray(obs["user"], dtype=np.float64)
+        items = np.asarray(obs["items"], dtype=np.float64)
+        mask = np.asarray(obs["mask"]).astype(bool)
+        user_ids = np.asarray(obs.get("user_id", -1), dtype=np.int64)
+        if single:
+            user, items, item_ids, mask = user[None], items[None], item_ids[None], mask[None]
+            user_ids = user_ids.reshape(1)
+        else:
+            user_ids = np.broadcast_to(user_ids, item_ids.shape[:1]).copy()
+        return cls(user, items, item_ids, mask, user_ids)
+
+    @classmethod
+    def coerce(cls, obs: Observation | Mapping[str, Any]) -> Observation:
+        """Accept either form; policies call this at their boundary."""
+        if isinstance(obs, Observation):
+            return obs
+        if isinstance(obs, Mapping):
+            return cls.from_dict(obs)
+        raise TypeError(
+            f"expected a banditrec Observation or a Gymnasium observation dict, got {type(obs).__name__}"
+        )
+
+
+class UserSimulator(ABC):
+    """A world of users and items, simulated B users at a time.
+
+    Subclasses set four sizes (as attributes or properties) and implement the batch methods.
+    Everything random draws from the ``rng`` it is given, never from global state, so the same
+    environment seed replays the same users and rewards.
+
+    Attributes
+    ----------
+    n_candidates : int
+        K, candidates shown to each user.
+    user_dim : int
+        d_u, length of a user's observable feature vector.
+    item_dim : int
+        d_i, length of an item's observable feature vector.
+    n_items : int
+        Catalogue size; item ids lie in ``[0, n_items)``.
+    n_users : int or None
+        Catalogue of users, or None when users are anonymous (then ``user_ids`` are -1).
+    reward_type : {"binary", "real"}
+        ``"binary"``: clicks, expected rewards are probabilities in [0, 1]; ``"real"``: ratings or
+        any real value.
+    """
+
+    n_candidates: int
+    user_dim: int
+    item_dim: int
+    n_items: int
+    n_users: int | None = None
+    reward_type: str = "binary"
+
+    @abstractmethod
+    def sample_users(self, batch_size: int, rng: np.random.Generator) -> Observation:
+        """Draw ``batch_size`` arriving users with their candidate sets."""
+
+    @abstractmethod
+    def expected_rewards(self, obs: Observation) -> np.ndarray:
+        """True expected reward of every candidate, shape (B, K) (values of masked slots are ignored)."""
+
+    @abstractmethod
+    def sample_rewards(
+        self,
+        obs: Observation,
+        actions: np.ndarray,
+        expected: np.ndarray,
+        rng: np.random.Generator,
+    ) -> np.ndarray:
+        """Draw the realised reward of each chosen candidate, shape (B,).
+
+        ``expected`` (shape (B,)) is ``expected_rewards(obs)[b, actions[b]]``, passed so a
+        simulator need not compute it twice.
+        """
+
+    def update(self, obs: Observation, actions: np.ndarray, rewards: np.ndarray) -> None:
+        """Let the world react to feedback (drift, fatigue). Stationary worlds do nothing."""
+
+    def reset(self, rng: np.random.Generator) -> None:
+        """Called on ``env.reset``; worlds with internal state restore it here."""

@@ -1,0 +1,128 @@
+"""The policy contract: decide for a batch, report propensities, learn from rewards.
+
+Every policy returns, with each action, the probability it had of choosing it (the propensity),
+and can return its full action distribution over a batch, so anything it logs can be evaluated
+offline. Tie-breaking and exploration draw only from the policy's own generator.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from typing import Any, Mapping, NamedTuple
+
+import numpy as np
+
+from banditrec._util import as_generator
+from banditrec.environments.simulator import Observation
+
+__all__ = ["Decision", "Policy", "argmax_random_ties", "check_feedback"]
+
+
+class Decision(NamedTuple):
+    """Actions chosen for a batch and the probability each had of being chosen.
+
+    Attributes
+    ----------
+    actions : ndarray, shape (B,), int64
+        Index of the chosen candidate for each user.
+    propensities : ndarray, shape (B,), float64
+        Probability of the chosen action under the policy, in (0, 1]. Exact, except for
+        Thompson sampling, where it is a Monte-Carlo estimate.
+    """
+
+    actions: np.ndarray
+    propensities: np.ndarray
+
+
+class Policy(ABC):
+    """Base of all policies: ``act``, ``update``, ``action_distribution``.
+
+    Parameters
+    ----------
+    seed : int, SeedSequence, Generator or None
+        Seeds tie-breaking and exploration. Same seed and same data give the same decisions.
+    """
+
+    def __init__(self, seed: int | np.random.SeedSequence | np.random.Generator | None = None) -> None:
+        self.seed = seed
+        self.rng = as_generator(seed)
+        self.n_decisions_ = 0
+
+    @abstractmethod
+    def _act(self, obs: Observation) -> Decision: ...
+
+    @abstractmethod
+    def _distribution(self, obs: Observation) -> np.ndarray: ...
+
+    def _learn(self, obs: Observation, actions: np.ndarray, rewards: np.ndarray) -> None:
+        """Learn from feedback; policies that do not learn keep the default."""
+
+    def act(self, obs: Observation | Mapping[str, Any]) -> Decision:
+        """Choose one candidate per user of the batch."""
+        obs = Observation.coerce(obs)
+        decision = self._act(obs)
+        self.n_decisions_ += obs.batch_size
+        return decision
+
+    def update(self, obs: Observation | Mapping[str, Any], actions: Any, rewards: Any) -> None:
+        """Learn from the rewards of the actions taken for ``obs``."""
+        obs = Observation.coerce(obs)
+        actions, rewards = check_feedback(obs, actions, rewards, type(self).__name__)
+        self._learn(obs, actions, rewards)
+
+    def action_distribution(self, obs: Observation | Mapping[str, Any]) -> np.ndarray:
+        """Probability of each candidate, shape (B, K); zero on masked slots, rows sum to one."""
+        return self._distribution(Observation.coerce(obs))
+
+    def explain(self, obs: Observation | Mapping[str, Any]) -> dict[str, np.ndarray]:
+        """Why each candidate would be shown: at least ``probability`` (B, K)."""
+        return {"probability": self.action_distribution(obs)}
+
+    def __repr__(self) -> str:
+        params = ", ".join(f"{k}={v!r}" for k, v in self.get_params().items())
+        return f"{type(self).__name__}({params})"
+
+    def get_params(self) -> dict[str, Any]:
+        """Hyperparameters as given (learned state ends in ``_`` and is excluded)."""
+        return {}
+
+
+def argmax_random_ties(scores: np.ndarray, mask: np.ndarray, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+    """Best valid candidate per row with uniform tie-breaking.
+
+    Returns the chosen index (B,) and the tie indicator (B, K): the valid candidates that share
+    the maximal score, so that the greedy distribution is ``ties / ties.sum(1)``.
+    """
+    s = np.where(mask, scores, -np.inf)
+    best = s.max(axis=1, keepdims=True)
+    ties = s == best
+    if not mask.any(axis=1).all():
+        raise ValueError("a user has no valid candidate (mask all False)")
+    # Infinite scores tie too (e.g. never-tried items under UCB); NaN scores are a bug upstream.
+    n_ties = ties.sum(axis=1)
+    if (n_ties == 1).all():
+        return s.argmax(axis=1), ties
+    u = rng.random(s.shape)
+    return np.where(ties, u, -1.0).argmax(axis=1), ties
+
+
+def check_feedback(obs: Observation, actions: Any, rewards: Any, who: str) -> tuple[np.ndarray, np.ndarray]:
+    """Validate ``update``'s arguments against the observation they belong to."""
+    B, K = obs.item_ids.shape
+    actions = np.asarray(actions)
+    rewards = np.asarray(rewards, dtype=np.float64) if not isinstance(rewards, np.ndarray) else rewards
+    if actions.shape != (B,):
+        raise ValueError(f"{who}.update: expected actions of shape ({B},), got {actions.shape}")
+    if rewards.shape != (B,):
+        raise ValueError(f"{who}.update: expected rewards of shape ({B},), got {rewards.shape}")
+    if not np.issubdtype(actions.dtype, np.integer):
+        raise ValueError(f"{who}.update: actions must be integer candidate indices, got dtype {actions.dtype}")
+    if not np.issubdtype(rewards.dtype, np.number):
+        raise ValueError(f"{who}.update: rewards must be numeric, got dtype {rewards.dtype}")
+    if not np.isfinite(rewards).all():
+        raise ValueError(f"{who}.update: rewards contain NaN or inf at rows {np.flatnonzero(~np.isfinite(rewards))[:5].tolist()}")
+    if actions.min() < 0 or actions.max() >= K:
+        raise ValueError(f"{who}.update: actions must lie in [0, {K}), got range [{actions.min()}, {actions.max()}]")
+    if not obs.mask[np.arange(B), actions].all():
+        raise ValueError(f"{who}.update: an action points at a masked candidate")
+    return actions.astype(np.int64, copy=False), rewards.astype(np.float64, copy=False)

@@ -1,0 +1,79 @@
+"""Per-item reward statistics: the estimator behind the context-free policies.
+
+It ignores user and item features and keeps, per catalogue id, a count and a reward sum. The
+arrays grow as new ids appear, so no catalogue size is needed up front.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from banditrec.environments.simulator import Observation
+
+__all__ = ["ItemStatistics"]
+
+
+class ItemStatistics:
+    """Counts and mean rewards per item id.
+
+    Parameters
+    ----------
+    prior_mean : float
+        Estimate for an item never tried (0 makes greedy policies pessimistic about new items).
+    beta_prior : (float, float)
+        Beta(a, b) prior for Thompson sampling on click rewards in [0, 1].
+    """
+
+    def __init__(self, prior_mean: float = 0.0, beta_prior: tuple[float, float] = (1.0, 1.0)) -> None:
+        a, b = beta_prior
+        if not (a > 0 and b > 0):
+            raise ValueError(f"beta_prior must be two positive numbers, got {beta_prior!r}")
+        self.prior_mean = float(prior_mean)
+        self.beta_prior = (float(a), float(b))
+        self.counts_ = np.zeros(0)
+        self.sums_ = np.zeros(0)
+        self.total_ = 0
+        self.rewards_in_unit_interval_ = True
+
+    def _grow(self, ids: np.ndarray) -> None:
+        need = int(ids.max()) + 1 if ids.size else 0
+        if need > self.counts_.size:
+            size = max(need, 2 * self.counts_.size)
+            self.counts_ = np.concatenate([self.counts_, np.zeros(size - self.counts_.size)])
+            self.sums_ = np.concatenate([self.sums_, np.zeros(size - self.sums_.size)])
+
+    def _stats(self, obs: Observation) -> tuple[np.ndarray, np.ndarray]:
+        self._grow(obs.item_ids)
+        return self.counts_[obs.item_ids], self.sums_[obs.item_ids]
+
+    def mean(self, obs: Observation) -> np.ndarray:
+        n, s = self._stats(obs)
+        return np.where(n > 0, s / np.maximum(n, 1), self.prior_mean)
+
+    def mean_and_width(self, obs: Observation) -> tuple[np.ndarray, np.ndarray]:
+        """UCB1's width √(2 ln t / n): infinite for untried items so each is tried once."""
+        n, s = self._stats(obs)
+        log_t = np.log(max(self.total_, 1))
+        with np.errstate(divide="ignore"):
+            width = np.where(n > 0, np.sqrt(2.0 * log_t / np.maximum(n, 1)), np.inf)
+        return np.where(n > 0, s / np.maximum(n, 1), self.prior_mean), width
+
+    def sample(self, obs: Observation, rng: np.random.Generator, n_draws: int) -> np.ndarray:
+        """Draws from each item's Beta posterior, shape (n_draws, B, K)."""
+        if not self.rewards_in_unit_interval_:
+            raise ValueError(
+                "Beta-Bernoulli Thompson sampling needs rewards in [0, 1]; this run produced others "
+                "(use LinTS or a neural Thompson policy for real-valued rewards)"
+            )
+        n, s = self._stats(obs)
+        a, b = self.beta_prior
+        return rng.beta(a + s, b + n - s, size=(n_draws,) + n.shape)
+
+    def update(self, obs: Observation, actions: np.ndarray, rewards: np.ndarray) -> None:
+        ids = obs.item_ids[np.arange(actions.size), actions]
+        self._grow(ids)
+        np.add.at(self.counts_, ids, 1.0)
+        np.add.at(self.sums_, ids, rewards)
+        self.total_ += actions.size
+        if self.rewards_in_unit_interval_ and (rewards.min() < 0 or rewards.max() > 1):
+            self.rewards_in_unit_interval_ = False

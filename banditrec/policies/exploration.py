@@ -1,0 +1,161 @@
+"""Exploration strategies: how a reward estimate becomes a decision.
+
+A strategy is applied to any reward estimator, so epsilon-greedy, UCB and Thompson sampling are
+written once and serve the context-free, linear and neural models alike. An estimator provides:
+
+- ``mean(obs) -> (B, K)``: estimated expected reward of every candidate (all strategies);
+- ``mean_and_width(obs) -> ((B, K), (B, K))``: plus a confidence width (UCB);
+- ``sample(obs, rng, n) -> (n, B, K)``: draws of the candidates' rewards from the posterior (Thompson).
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from typing import Any
+
+import numpy as np
+
+from banditrec.environments.simulator import Observation
+from banditrec.policies.base import Decision, argmax_random_ties
+
+__all__ = ["Exploration", "EpsilonGreedy", "UCB", "Thompson"]
+
+
+class Exploration(ABC):
+    """A rule that turns an estimator's view of a batch into actions and probabilities."""
+
+    @abstractmethod
+    def choose(self, estimator: Any, obs: Observation, rng: np.random.Generator, t: int) -> Decision:
+        """Actions for the batch; ``t`` counts decisions made before this batch."""
+
+    @abstractmethod
+    def distribution(self, estimator: Any, obs: Observation, rng: np.random.Generator, t: int) -> np.ndarray:
+        """Probability of each candidate, shape (B, K)."""
+
+    @abstractmethod
+    def explain(self, estimator: Any, obs: Observation, rng: np.random.Generator, t: int) -> dict[str, np.ndarray]:
+        """Per candidate: ``mean``, ``exploration`` (the bonus, sample − mean, or epsilon share)."""
+
+    def get_params(self) -> dict[str, Any]:
+        return dict(vars(self))
+
+
+def _greedy_distribution(ties: np.ndarray) -> np.ndarray:
+    return ties / ties.sum(axis=1, keepdims=True)
+
+
+class EpsilonGreedy(Exploration):
+    """With probability ε a uniformly random valid candidate, else the best estimated one.
+
+    ε_t = epsilon / (1 + decay · t / 1000), with t the number of decisions made so far: constant
+    for ``decay = 0``, about 1/t for ``decay > 0``. ``epsilon = 0`` is the greedy policy.
+    """
+
+    def __init__(self, epsilon: float = 0.1, decay: float = 0.0) -> None:
+        if not 0.0 <= epsilon <= 1.0:
+            raise ValueError(f"epsilon must lie in [0, 1], got {epsilon!r}")
+        if not decay >= 0.0:
+            raise ValueError(f"decay must be >= 0, got {decay!r}")
+        self.epsilon, self.decay = float(epsilon), float(decay)
+
+    def epsilon_at(self, t: int) -> float:
+        return self.epsilon / (1.0 + self.decay * t / 1000.0)
+
+    def _probabilities(self, ties: np.ndarray, mask: np.ndarray, t: int) -> np.ndarray:
+        eps = self.epsilon_at(t)
+        return eps * mask / mask.sum(axis=1, keepdims=True) + (1.0 - eps) * _greedy_distribution(ties)
+
+    def choose(self, estimator, obs, rng, t):
+        mask = obs.mask
+        greedy, ties = argmax_random_ties(estimator.mean(obs), mask, rng)
+        eps = self.epsilon_at(t)
+        B = mask.shape[0]
+        explore = rng.random(B) < eps
+        actions = greedy
+        if explore.any():
+            u = np.where(mask[explore], rng.random((int(explore.sum()), mask.shape[1])), -1.0)
+            actions = greedy.copy()
+            actions[explore] = u.argmax(axis=1)
+        rows = np.arange(B)
+        p = eps / mask.sum(axis=1) + (1.0 - eps) * ties[rows, actions] / ties.sum(axis=1)
+        return Decision(actions, p)
+
+    def distribution(self, estimator, obs, rng, t):
+        _, ties = argmax_random_ties(estimator.mean(obs), obs.mask, rng)
+        return self._probabilities(ties, obs.mask, t)
+
+    def explain(self, estimator, obs, rng, t):
+        mean = estimator.mean(obs)
+        _, ties = argmax_random_ties(mean, obs.mask, rng)
+        eps = self.epsilon_at(t)
+        share = np.where(obs.mask, eps / obs.mask.sum(axis=1, keepdims=True), 0.0)
+        return {"mean": mean, "exploration": share, "probability": self._probabilities(ties, obs.mask, t)}
+
+
+class UCB(Exploration):
+    """Optimism: choose the largest ``mean + alpha · width``.
+
+    With a linear estimator this is LinUCB (width = √(xᵀA⁻¹x)); with per-item counts it is UCB1
+    (width = √(2 ln t / n)). Deterministic given the estimates, so propensities are 1 (or 1/ties).
+    """
+
+    def __init__(self, alpha: float = 1.0) -> None:
+        if not alpha >= 0.0:
+            raise ValueError(f"alpha must be >= 0, got {alpha!r}")
+        self.alpha = float(alpha)
+
+    def _scores(self, estimator, obs):
+        mean, width = estimator.mean_and_width(obs)
+        return mean, self.alpha * width
+
+    def choose(self, estimator, obs, rng, t):
+        mean, bonus = self._scores(estimator, obs)
+        actions, ties = argmax_random_ties(mean + bonus, obs.mask, rng)
+        return Decision(actions, 1.0 / ties.sum(axis=1))
+
+    def distribution(self, estimator, obs, rng, t):
+        mean, bonus = self._scores(estimator, obs)
+        return _greedy_distribution(argmax_random_ties(mean + bonus, obs.mask, rng)[1])
+
+    def explain(self, estimator, obs, rng, t):
+        mean, bonus = self._scores(estimator, obs)
+        ties = argmax_random_ties(mean + bonus, obs.mask, rng)[1]
+        return {"mean": mean, "exploration": bonus, "probability": _greedy_distribution(ties)}
+
+
+class Thompson(Exploration):
+    """Thompson sampling: draw rewards from the posterior and choose the best draw.
+
+    The propensity of the chosen action has no closed form; it is the share of ``n_mc`` further
+    posterior draws (plus the one acted on) in which that action wins: an estimate in (0, 1].
+    """
+
+    def __init__(self, n_mc: int = 100) -> None:
+        if not isinstance(n_mc, (int, np.integer)) or n_mc < 1:
+            raise ValueError(f"n_mc (Monte-Carlo draws for propensities) must be a positive int, got {n_mc!r}")
+        self.n_mc = int(n_mc)
+
+    def _winners(self, draws: np.ndarray, mask: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+        n, B, K = draws.shape
+        flat = draws.reshape(n * B, K)
+        return argmax_random_ties(flat, np.tile(mask, (n, 1)), rng)[0].reshape(n, B)
+
+    def choose(self, estimator, obs, rng, t):
+        draws = estimator.sample(obs, rng, 1 + self.n_mc)
+        winners = self._winners(draws, obs.mask, rng)
+        actions = winners[0]
+        p = (winners == actions[None, :]).mean(axis=0)
+        return Decision(actions, p)
+
+    def distribution(self, estimator, obs, rng, t):
+        draws = estimator.sample(obs, rng, 1 + self.n_mc)
+        winners = self._winners(draws, obs.mask, rng)
+        B, K = obs.mask.shape
+        counts = np.zeros((B, K))
+        np.add.at(counts, (np.broadcast_to(np.arange(B), winners.shape), winners), 1.0)
+        return counts / winners.shape[0]
+
+    def explain(self, estimator, obs, rng, t):
+        mean = estimator.mean(obs)
+        draw = estimator.sample(obs, rng, 1)[0]
+        return {"mean": mean, "exploration": draw - mean, "probability": self.distribution(estimator, obs, rng, t)}

@@ -1,0 +1,239 @@
+"""Bayesian ridge regression: the estimator behind LinUCB, LinTS and linear epsilon-greedy.
+
+Two forms share one implementation, because the disjoint form is the shared one with a separate
+set of statistics per item id:
+
+- ``shared``: one parameter vector over joint user–item features φ(u, i) (generalises across items);
+- ``disjoint``: one parameter vector per item id over (by default) the user features, Li et al. 2010.
+
+For each parameter set it keeps A = λI + ΣxxT, its inverse, b = Σ r x and θ = A⁻¹b. Updates are
+exact and incremental: Sherman–Morrison for one row, Woodbury for a block, or (for small d and
+many arms touched at once) a batched re-solve of just the touched arms.
+
+The posterior used by Thompson sampling is either Gaussian, θ ~ N(θ̂, v² A⁻¹), or the
+Normal-Inverse-Gamma of Riquelme et al. 2018 ("LinFullPost"): σ² ~ IG(a, b), θ ~ N(θ̂, σ² A⁻¹)
+with a = a0 + n/2 and b = b0 + (yᵀy − bᵀθ̂)/2.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from banditrec.environments.simulator import Observation
+from banditrec.policies.features import FEATURE_KINDS, joint_features
+
+__all__ = ["RidgeRegression"]
+
+_SMALL_D = 64  # up to this dimension a batched re-solve beats a Python loop of Woodbury updates
+
+
+class RidgeRegression:
+    """Ridge regression with the statistics UCB and Thompson sampling need.
+
+    Parameters
+    ----------
+    form : {"disjoint", "shared"}
+        Per-item parameters, or one parameter vector over joint features.
+    features : {"user", "item", "concat", "outer"} or None
+        Joint feature map (see :mod:`banditrec.policies.features`). Default: ``"user"`` for the
+        disjoint form, ``"outer"`` for the shared one.
+    lam : float
+        Ridge penalty λ (prior precision).
+    intercept : bool
+        Append a constant feature.
+    posterior : {"gaussian", "nig"}
+        Thompson sampling's posterior: Gaussian with scale ``v``, or Normal-Inverse-Gamma(a0, b0).
+    v : float
+        Scale of the Gaussian posterior (the exploration knob of LinTS).
+    a0, b0 : float
+        Inverse-Gamma prior of the noise variance for ``posterior="nig"``.
+    """
+
+    def __init__(
+        self,
+        form: str = "disjoint",
+        features: str | None = None,
+        lam: float = 1.0,
+        intercept: bool = True,
+        posterior: str = "gaussian",
+        v: float = 1.0,
+        a0: float = 6.0,
+        b0: float = 6.0,
+    ) -> None:
+        if form not in ("disjoint", "shared"):
+            raise ValueError(f"form must be 'disjoint' or 'shared', got {form!r}")
+        features = features if features is not None else ("user" if form == "disjoint" else "outer")
+        if features not in FEATURE_KINDS:
+            raise ValueError(f"features must be one of {FEATURE_KINDS}, got {features!r}")
+        if not lam > 0:
+            raise ValueError(f"lam (ridge penalty) must be > 0, got {lam!r}")
+        if posterior not in ("gaussian", "nig"):
+            raise ValueError(f"posterior must be 'gaussian' or 'nig', got {posterior!r}")
+        if not (v > 0 and a0 > 0 and b0 > 0):
+            raise ValueError(f"v, a0 and b0 must be > 0, got v={v!r}, a0={a0!r}, b0={b0!r}")
+        self.form, self.features, self.lam, self.intercept = form, features, float(lam), bool(intercept)
+        self.posterior, self.v, self.a0, self.b0 = posterior, float(v), float(a0), float(b0)
+        self.d_: int | None = None
+        self.n_arms_ = 0  # parameter sets in use (1 for the shared form)
+
+    # ----------------------------------------------------------------- state
+    def _allocate(self, d: int, capacity: int) -> None:
+        self.d_ = d
+        self.A_ = np.zeros((capacity, d, d))
+        self.A_inv_ = np.zeros((capacity, d, d))
+        self.b_ = np.zeros((capacity, d))
+        self.theta_ = np.zeros((capacity, d))
+        self.yy_ = np.zeros(capacity)
+        self.count_ = np.zeros(capacity)
+
+    def _grow(self, n_arms: int) -> None:
+        """Make room for parameter sets [0, n_arms); new ones start at the prior."""
+        cap = self.A_.shape[0]
+        if n_arms > cap:
+            new = max(n_arms, 2 * cap)
+            for name in ("A_", "A_inv_", "b_", "theta_", "yy_", "count_"):
+                old = getattr(self, name)
+                grown = np.zeros((new,) + old.shape[1:])
+                grown[:cap] = old
+                setattr(self, name, grown)
+        if n_arms > self.n_arms_:
+            eye = np.eye(self.d_)
+            self.A_[self.n_arms_ : n_arms] = self.lam * eye
+            self.A_inv_[self.n_arms_ : n_arms] = eye / self.lam
+            self.n_arms_ = n_arms
+
+    def _prepare(self, obs: Observation) -> None:
+        sizes = (obs.user_features.shape[1], obs.item_features.shape[2])
+        if self.d_ is None:
+            x = joint_features(obs[:1], self.features, self.intercept, np.zeros(1, dtype=np.int64))
+            self._allocate(x.shape[-1], 1 if self.form == "shared" else 16)
+            self.feature_sizes_ = sizes
+        elif sizes != self.feature_sizes_:
+            raise ValueError(
+                f"observation feature sizes (user, item) = {sizes} differ from those this model "
+                f"was fitted on, {self.feature_sizes_}"
+            )
+        self._grow(1 if self.form == "shared" else int(obs.item_ids.max()) + 1)
+
+    # ------------------------------------------------------------- inference
+    def _user_only(self) -> bool:
+        return self.form == "disjoint" and self.features == "user"
+
+    def _x_user(self, obs: Observation) -> np.ndarray:
+        u = obs.user_features
+        return np.concatenate([u, np.ones((u.shape[0], 1))], axis=1) if self.intercept else u
+
+    def mean(self, obs: Observation) -> np.ndarray:
+        """Estimated reward of every candidate, shape (B, K)."""
+        self._prepare(obs)
+        if self.form == "shared":
+            return joint_features(obs, self.features, self.intercept) @ self.theta_[0]
+        if self._user_only():
+            return np.take_along_axis(self._x_user(obs) @ self.theta_[: self.n_arms_].T, obs.item_ids, axis=1)
+        X = joint_features(obs, self.features, self.intercept)
+        return np.einsum("bkd,bkd->bk", X, self.theta_[obs.item_ids])
+
+    def mean_and_width(self, obs: Observation) -> tuple[np.ndarray, np.ndarray]:
+        """Mean and width √(φᵀA⁻¹φ) of every candidate, each shape (B, K)."""
+        self._prepare(obs)
+        B, K = obs.item_ids.shape
+        if self.form == "shared":
+            X = joint_features(obs, self.features, self.intercept).reshape(B * K, -1)
+            mean = X @ self.theta_[0]
+            w2 = np.einsum("nd,nd->n", X @ self.A_inv_[0], X)
+            return mean.reshape(B, K), np.sqrt(np.maximum(w2, 0.0)).reshape(B, K)
+        m, d = self.n_arms_, self.d_
+        if self._user_only() and m <= B * K:
+            x = self._x_user(obs)
+            mean = x @ self.theta_[:m].T  # (B, m): every arm, then pick the candidates
+            w2 = np.einsum("mdb,bd->bm", (self.A_inv_[:m].reshape(m * d, d) @ x.T).reshape(m, d, B), x)
+            ids = obs.item_ids
+            return np.take_along_axis(mean, ids, axis=1), np.sqrt(np.maximum(np.take_along_axis(w2, ids, axis=1), 0.0))
+        X = joint_features(obs, self.features, self.intercept)
+        ids = obs.item_ids
+        mean = np.einsum("bkd,bkd->bk", X, self.theta_[ids])
+        w2 = np.einsum("bki,bkij,bkj->bk", X, self.A_inv_[ids], X)
+        return mean, np.sqrt(np.maximum(w2, 0.0))
+
+    def _noise_scale(self, arms: np.ndarray, size: tuple[int, ...], rng: np.random.Generator) -> np.ndarray | float:
+        """Posterior scale: v, or σ drawn from each arm's Inverse-Gamma."""
+        if self.posterior == "gaussian":
+            return self.v
+        a = self.a0 + 0.5 * self.count_[arms]
+        b = self.b0 + 0.5 * np.maximum(self.yy_[arms] - np.einsum("...d,...d->...", self.b_[arms], self.theta_[arms]), 0.0)
+        return np.sqrt(b / rng.gamma(np.broadcast_to(a, size)))
+
+    def sample(self, obs: Observation, rng: np.random.Generator, n_draws: int) -> np.ndarray:
+        """Draws of every candidate's reward under the posterior, shape (n_draws, B, K).
+
+        Each draw is one posterior sample of the parameters per user, so within a user the
+        candidates are correlated exactly as the shared model implies.
+        """
+        self._prepare(obs)
+        B, K = obs.item_ids.shape
+        if self.form == "disjoint":
+            # One item per slot: the candidates' parameters are independent, so each draw is
+            # mean + scale · width · z exactly.
+            mean, width = self.mean_and_width(obs)
+            scale = self._noise_scale(obs.item_ids, (n_draws, B, K), rng)
+            return mean + scale * width * rng.standard_normal((n_draws, B, K))
+        X = joint_features(obs, self.features, self.intercept)
+        mean = X @ self.theta_[0]
+        d = self.d_
+        if d <= K:
+            L = np.linalg.cholesky(self.A_inv_[0] + 1e-12 * np.eye(d))
+            z = rng.standard_normal((n_draws, B, d))
+            noise = np.einsum("bkd,nbd->nbk", X @ L, z)
+        else:
+            # Sample the K correlated candidate rewards directly: cov_b = X_b A⁻¹ X_bᵀ (K × K).
+            cov = np.einsum("bkd,bjd->bkj", X @ self.A_inv_[0], X)
+            cov += (1e-10 * np.abs(np.diagonal(cov, axis1=1, axis2=2)).max() + 1e-12) * np.eye(K)
+            L = np.linalg.cholesky(cov)
+            z = rng.standard_normal((n_draws, B, K))
+            noise = np.einsum("bkj,nbj->nbk", L, z)
+        scale = self._noise_scale(np.zeros((n_draws, B), dtype=np.int64), (n_draws, B), rng)
+        return mean + (scale[..., None] if np.ndim(scale) else scale) * noise
+
+    def contributions(self, obs: Observation) -> np.ndarray:
+        """Per-feature contributions φ_j · θ_j to each candidate's mean, shape (B, K, d)."""
+        self._prepare(obs)
+        X = joint_features(obs, self.features, self.intercept)
+        theta = self.theta_[0] if self.form == "shared" else self.theta_[obs.item_ids]
+        return X * theta
+
+    # -------------------------------------------------------------- learning
+    def update(self, obs: Observation, actions: np.ndarray, rewards: np.ndarray) -> None:
+        self._prepare(obs)
+        B = actions.size
+        X = joint_features(obs, self.features, self.intercept, actions)
+        arms = np.zeros(B, dtype=np.int64) if self.form == "shared" else obs.item_ids[np.arange(B), actions]
+        if B == 1:
+            self._sherman_morrison(int(arms[0]), X[0], float(rewards[0]))
+            return
+        uniq, inverse = np.unique(arms, return_inverse=True)
+        onehot = np.zeros((uniq.size, B))
+        onehot[inverse, np.arange(B)] = 1.0
+        d = self.d_
+        self.A_[uniq] += (onehot @ (X[:, :, None] * X[:, None, :]).reshape(B, d * d)).reshape(-1, d, d)
+        self.b_[uniq] += onehot @ (X * rewards[:, None])
+        self.yy_[uniq] += onehot @ (rewards * rewards)
+        self.count_[uniq] += onehot.sum(axis=1)
+        if d <= _SMALL_D:
+            self.A_inv_[uniq] = np.linalg.inv(self.A_[uniq])
+        else:
+            for j, arm in enumerate(uniq):
+                Xa = X[inverse == j]
+                AX = self.A_inv_[arm] @ Xa.T
+                S = np.eye(Xa.shape[0]) + Xa @ AX
+                self.A_inv_[arm] -= AX @ np.linalg.solve(S, AX.T)
+        self.theta_[uniq] = np.einsum("mij,mj->mi", self.A_inv_[uniq], self.b_[uniq])
+
+    def _sherman_morrison(self, arm: int, x: np.ndarray, r: float) -> None:
+        Ainv = self.A_inv_[arm]
+        Ax = Ainv @ x
+        Ainv -= np.outer(Ax, Ax) / (1.0 + x @ Ax)
+        self.A_[arm] += np.outer(x, x)
+        self.b_[arm] += r * x
+        self.yy_[arm] += r * r
+        self.count_[arm] += 1.0
+        self.theta_[arm] = Ainv @ self.b_[arm]

@@ -1,0 +1,134 @@
+"""Policies by name: the factories behind configs, the CLI and ``make_policy``.
+
+Each factory documents its hyperparameters and returns a ready policy; ``make_policy`` resolves a
+config's ``type`` and rejects unknown names and parameters with the valid choices listed.
+"""
+
+from __future__ import annotations
+
+import inspect
+from typing import Any, Callable
+
+from banditrec._util import load_object
+from banditrec.policies.base import Policy
+from banditrec.policies.context_free import ItemStatistics
+from banditrec.policies.exploration import UCB, EpsilonGreedy, Thompson
+from banditrec.policies.linear import RidgeRegression
+from banditrec.policies.policy import BanditPolicy, RandomPolicy
+
+__all__ = [
+    "POLICIES",
+    "EpsilonGreedyPolicy",
+    "UCB1",
+    "BernoulliTS",
+    "LinUCB",
+    "LinTS",
+    "LinEpsilonGreedy",
+    "Random",
+    "make_policy",
+    "register_policy",
+    "policy_parameters",
+]
+
+
+def Random(seed=None) -> Policy:
+    """Uniformly random valid candidate."""
+    return RandomPolicy(seed)
+
+
+def EpsilonGreedyPolicy(epsilon: float = 0.1, decay: float = 0.0, seed=None) -> Policy:
+    """Context-free epsilon-greedy over item ids (mean reward per item)."""
+    return BanditPolicy(ItemStatistics(), EpsilonGreedy(epsilon, decay), seed, name="EpsilonGreedy")
+
+
+def UCB1(alpha: float = 1.0, seed=None) -> Policy:
+    """Context-free UCB1 over item ids: mean + alpha · √(2 ln t / n)."""
+    return BanditPolicy(ItemStatistics(), UCB(alpha), seed, name="UCB1")
+
+
+def BernoulliTS(a: float = 1.0, b: float = 1.0, n_mc: int = 100, seed=None) -> Policy:
+    """Context-free Beta-Bernoulli Thompson sampling over item ids (rewards in [0, 1])."""
+    return BanditPolicy(ItemStatistics(beta_prior=(a, b)), Thompson(n_mc), seed, name="BernoulliTS")
+
+
+def LinUCB(
+    alpha: float = 1.0, form: str = "disjoint", features: str | None = None, lam: float = 1.0,
+    intercept: bool = True, seed=None,
+) -> Policy:
+    """LinUCB (Li et al. 2010): ridge regression, choose mean + alpha · √(xᵀA⁻¹x)."""
+    return BanditPolicy(RidgeRegression(form, features, lam, intercept), UCB(alpha), seed, name="LinUCB")
+
+
+def LinTS(
+    v: float = 1.0, form: str = "disjoint", features: str | None = None, lam: float = 1.0,
+    intercept: bool = True, posterior: str = "gaussian", a0: float = 6.0, b0: float = 6.0,
+    n_mc: int = 100, seed=None,
+) -> Policy:
+    """Linear Thompson sampling; posterior="nig" with a0, b0 is Riquelme et al.'s LinFullPost."""
+    est = RidgeRegression(form, features, lam, intercept, posterior=posterior, v=v, a0=a0, b0=b0)
+    return BanditPolicy(est, Thompson(n_mc), seed, name="LinTS")
+
+
+def LinEpsilonGreedy(
+    epsilon: float = 0.1, decay: float = 0.0, form: str = "disjoint", features: str | None = None,
+    lam: float = 1.0, intercept: bool = True, seed=None,
+) -> Policy:
+    """Epsilon-greedy on a ridge-regression estimate."""
+    return BanditPolicy(RidgeRegression(form, features, lam, intercept), EpsilonGreedy(epsilon, decay), seed,
+                        name="LinEpsilonGreedy")
+
+
+POLICIES: dict[str, Callable[..., Policy]] = {
+    "Random": Random,
+    "EpsilonGreedy": EpsilonGreedyPolicy,
+    "UCB1": UCB1,
+    "BernoulliTS": BernoulliTS,
+    "LinUCB": LinUCB,
+    "LinTS": LinTS,
+    "LinEpsilonGreedy": LinEpsilonGreedy,
+}
+
+
+def register_policy(name: str, factory: Callable[..., Policy], override: bool = False) -> None:
+    """Make ``factory`` (accepting ``seed=``) available to configs under ``name``."""
+    if name in POLICIES and not override:
+        raise ValueError(f"policy type {name!r} is already registered; pass override=True to replace it")
+    if "seed" not in inspect.signature(factory).parameters:
+        raise TypeError(f"policy factory {name!r} must accept a seed= keyword argument")
+    POLICIES[name] = factory
+
+
+def policy_parameters(name: str) -> dict[str, Any]:
+    """Hyperparameters of a policy type and their defaults (``seed`` excluded)."""
+    factory = _resolve(name)
+    return {
+        p.name: (None if p.default is inspect.Parameter.empty else p.default)
+        for p in inspect.signature(factory).parameters.values()
+        if p.name != "seed"
+    }
+
+
+def _resolve(name: str) -> Callable[..., Policy]:
+    if not isinstance(name, str):
+        raise TypeError(f"policy type must be a string, got {name!r}")
+    if name in POLICIES:
+        return POLICIES[name]
+    if ":" in name:
+        return load_object(name)
+    raise ValueError(f"unknown policy type {name!r}; known types: {', '.join(sorted(POLICIES))} "
+                     "(or an import path 'package.module:factory')")
+
+
+def make_policy(name: str, seed=None, **params: Any) -> Policy:
+    """Build a policy by type name (or import path) with validated hyperparameters."""
+    factory = _resolve(name)
+    sig = inspect.signature(factory)
+    accepts_any = any(p.kind is inspect.Parameter.VAR_KEYWORD for p in sig.parameters.values())
+    unknown = set(params) - set(sig.parameters) - {"seed"}
+    if unknown and not accepts_any:
+        valid = [p for p in sig.parameters if p != "seed"]
+        raise ValueError(f"unknown parameter(s) {sorted(unknown)} for policy {name!r}; valid: {valid}")
+    policy = factory(seed=seed, **params)
+    if not isinstance(policy, Policy):
+        raise TypeError(f"policy factory {name!r} returned {type(policy).__name__}, not a banditrec Policy")
+    return policy

@@ -1,0 +1,82 @@
+"""Summaries and the manifest of a run: the numbers people quote, with their uncertainty."""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+import pandas as pd
+from scipy import stats
+
+__all__ = ["mean_ci", "summarise", "write_manifest", "load_results"]
+
+
+def mean_ci(values: np.ndarray, level: float = 0.95) -> tuple[float, float, float]:
+    """Mean and Student-t confidence interval across seeds (the interval is the mean itself for one seed)."""
+    values = np.asarray(values, dtype=np.float64)
+    m = float(values.mean())
+    if values.size < 2:
+        return m, m, m
+    half = float(stats.t.ppf(0.5 + level / 2, values.size - 1) * values.std(ddof=1) / np.sqrt(values.size))
+    return m, m - half, m + half
+
+
+def summarise(trials: Sequence[Any]) -> pd.DataFrame:
+    """Per policy: final cumulative regret and reward (mean, 95% CI across seeds), timings."""
+    rows = []
+    by_policy: dict[str, list[Any]] = {}
+    for t in trials:
+        by_policy.setdefault(t.policy, []).append(t)
+    for policy, ts in by_policy.items():
+        final = pd.DataFrame([t.table.iloc[-1] for t in ts])
+        regret, r_lo, r_hi = mean_ci(final["cumulative_regret"].to_numpy())
+        reward, w_lo, w_hi = mean_ci(final["cumulative_reward"].to_numpy())
+        rows.append(
+            {
+                "policy": policy,
+                "n_seeds": len(ts),
+                "decisions": int(final["step"].iloc[0]),
+                "final_cumulative_regret": regret,
+                "regret_ci_low": r_lo,
+                "regret_ci_high": r_hi,
+                "final_cumulative_reward": reward,
+                "reward_ci_low": w_lo,
+                "reward_ci_high": w_hi,
+                "reward_rate": reward / float(final["step"].iloc[0]),
+                "wall_time_s": float(np.mean([t.wall_time for t in ts])),
+                "decisions_per_s": float(np.median([t.decisions_per_s for t in ts])),
+            }
+        )
+    return pd.DataFrame(rows)
+
+
+def write_manifest(path: Path, config: Any, trials: Sequence[Any], elapsed: float, run: int, reused: int) -> None:
+    """Config, seeds, versions and timings: enough to tell how a results folder was made."""
+    from banditrec.runner import _atomic_write, environment_info
+
+    manifest = {
+        "config": config.to_dict(),
+        "seeds": list(config.seeds),
+        "decisions_per_trial": config.n_steps * config.batch_size,
+        "versions": environment_info(),
+        "finished_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        "elapsed_s": elapsed,
+        "trials_run": run,
+        "trials_reused": reused,
+        "trials": [
+            {"policy": t.policy, "seed": t.seed, "wall_time_s": t.wall_time, "decisions_per_s": t.decisions_per_s}
+            for t in trials
+        ],
+    }
+    _atomic_write(path, lambda p: p.write_text(json.dumps(manifest, indent=2)))
+
+
+def load_results(run_dir: str | Path) -> pd.DataFrame:
+    """Read a run's ``results.csv`` with a clear error when the folder is not a finished run."""
+    path = Path(run_dir) / "results.csv"
+    if not path.is_file():
+        raise FileNotFoundError(f"{run_dir} holds no results.csv: not a finished banditrec run folder")
+    return pd.read_csv(path)

@@ -1,0 +1,305 @@
+"""Play policies × seeds against an environment and keep every finished trial.
+
+One trial is one (policy, seed) pair: a fresh environment and a fresh policy, both seeded from the
+trial seed through ``numpy.random.SeedSequence``, play ``horizon`` decisions in batches. Trials are
+written to ``OUT/trials/`` the moment they finish (atomically), so an interrupted run loses only
+the trials in flight and a rerun skips every trial already there with the same settings.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import platform
+import re
+import time
+import zlib
+from concurrent.futures import ProcessPoolExecutor, as_completed
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+import pandas as pd
+
+from banditrec.config import ConfigError, EnvironmentSpec, ExperimentConfig, PolicySpec
+from banditrec.environments.env import BanditVectorEnv
+from banditrec.environments.registration import make_simulator, make_vector_env
+from banditrec.policies.registry import make_policy
+
+__all__ = ["RunResult", "TrialResult", "build_env", "run_experiment", "run_trial", "trial_seeds"]
+
+RESULT_COLUMNS = ["policy", "seed", "step", "reward", "regret", "cumulative_reward", "cumulative_regret"]
+
+
+@dataclass
+class TrialResult:
+    """The curve of one (policy, seed) trial, thinned to checkpoints, and its timing."""
+
+    policy: str
+    seed: int
+    table: pd.DataFrame
+    wall_time: float
+    decisions: int
+
+    @property
+    def decisions_per_s(self) -> float:
+        return self.decisions / self.wall_time if self.wall_time > 0 else float("inf")
+
+
+@dataclass
+class RunResult:
+    """What ``run_experiment`` returns: the tidy results, the summary and where they were saved."""
+
+    results: pd.DataFrame
+    summary: pd.DataFrame
+    out_dir: Path | None
+    trials_run: int
+    trials_reused: int
+
+
+def trial_seeds(seed: int, policy_name: str) -> tuple[int, np.random.SeedSequence]:
+    """Environment seed and policy seed sequence of a trial, both derived from one seed.
+
+    The environment's seed depends on the seed alone, so every policy meets the same users
+    (common random numbers); the policy's stream also depends on its name, so adding a policy to
+    a config changes no other policy's numbers.
+    """
+    env_seed = int(np.random.SeedSequence([seed, 0]).generate_state(1)[0])
+    policy_seq = np.random.SeedSequence([seed, 1, zlib.crc32(policy_name.encode())])
+    return env_seed, policy_seq
+
+
+def build_env(spec: EnvironmentSpec, batch_size: int) -> BanditVectorEnv:
+    """The vector environment of a config: from a registered id or a simulator import path."""
+    if spec.id is not None:
+        return make_vector_env(spec.id, num_envs=batch_size, **dict(spec.params))
+    return BanditVectorEnv(make_simulator(spec.simulator, **dict(spec.params)), num_envs=batch_size)
+
+
+def _checkpoints(n_steps: int, n_points: int) -> np.ndarray:
+    """Indices of the steps kept in the results table: evenly spaced, always the last one."""
+    if n_steps <= n_points:
+        return np.arange(n_steps)
+    return np.unique(np.linspace(0, n_steps - 1, n_points).round().astype(np.int64))
+
+
+def run_trial(
+    config: ExperimentConfig,
+    policy_spec: PolicySpec,
+    seed: int,
+    progress: Callable[[int], None] | None = None,
+) -> TrialResult:
+    """Play one policy with one seed for the configured horizon."""
+    B = config.batch_size
+    env_seed, policy_seed = trial_seeds(seed, policy_spec.name)
+    env = build_env(config.environment, B)
+    policy = make_policy(policy_spec.type, seed=policy_seed, **dict(policy_spec.params))
+    env.reset(seed=env_seed)
+    n_steps = config.n_steps
+    reward_sum = np.empty(n_steps)
+    regret_sum = np.empty(n_steps)
+    report_every = max(1, n_steps // 100)
+    obs = env.observation
+    start = time.perf_counter()
+    for t in range(n_steps):
+        actions, _ = policy.act(obs)
+        next_obs, rewards, _, info = env.step_batch(actions)
+        policy.update(obs, actions, rewards)
+        reward_sum[t] = rewards.sum()
+        regret_sum[t] = info["regret"].sum()
+        obs = next_obs
+        if progress is not None and (t + 1) % report_every == 0:
+            progress(report_every)
+    wall = time.perf_counter() - start
+    if progress is not None:
+        progress(n_steps % report_every)
+    cum_reward, cum_regret = np.cumsum(reward_sum), np.cumsum(regret_sum)
+    keep = _checkpoints(n_steps, config.n_checkpoints)
+    prev = np.concatenate([[-1], keep[:-1]])
+    decisions = (keep + 1) * B
+    window = (keep - prev) * B
+    prev_reward = np.where(prev >= 0, cum_reward[np.maximum(prev, 0)], 0.0)
+    prev_regret = np.where(prev >= 0, cum_regret[np.maximum(prev, 0)], 0.0)
+    table = pd.DataFrame(
+        {
+            "policy": policy_spec.name,
+            "seed": seed,
+            "step": decisions,
+            "reward": (cum_reward[keep] - prev_reward) / window,
+            "regret": (cum_regret[keep] - prev_regret) / window,
+            "cumulative_reward": cum_reward[keep],
+            "cumulative_regret": cum_regret[keep],
+        }
+    )
+    return TrialResult(policy_spec.name, seed, table, wall, n_steps * B)
+
+
+# ------------------------------------------------------------------ storage
+def _fingerprint(config: ExperimentConfig, policy_spec: PolicySpec, seed: int) -> str:
+    """What determines a trial's numbers; a stored trial is reused only if this matches."""
+    key = {
+        "environment": asdict(config.environment),
+        "policy": asdict(policy_spec),
+        "horizon": config.horizon,
+        "batch_size": config.batch_size,
+        "n_checkpoints": config.n_checkpoints,
+        "seed": seed,
+    }
+    return hashlib.sha256(json.dumps(key, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
+def _trial_stem(policy: str, seed: int) -> str:
+    safe = re.sub(r"[^A-Za-z0-9_.=-]+", "_", policy)[:60]
+    return f"{safe}-{zlib.crc32(policy.encode()):08x}__seed{seed}"
+
+
+def _atomic_write(path: Path, write: Callable[[Path], None]) -> None:
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    write(tmp)
+    os.replace(tmp, path)
+
+
+def _save_trial(trials_dir: Path, result: TrialResult, fingerprint: str) -> None:
+    stem = _trial_stem(result.policy, result.seed)
+    _atomic_write(trials_dir / f"{stem}.csv", lambda p: result.table.to_csv(p, index=False))
+    meta = {"policy": result.policy, "seed": result.seed, "fingerprint": fingerprint,
+            "wall_time": result.wall_time, "decisions": result.decisions}
+    # The JSON is written last: a trial counts as finished only when both files exist.
+    _atomic_write(trials_dir / f"{stem}.json", lambda p: p.write_text(json.dumps(meta)))
+
+
+def _load_trial(trials_dir: Path, policy: str, seed: int, fingerprint: str) -> TrialResult | None:
+    stem = _trial_stem(policy, seed)
+    meta_path, csv_path = trials_dir / f"{stem}.json", trials_dir / f"{stem}.csv"
+    if not (meta_path.is_file() and csv_path.is_file()):
+        return None
+    try:
+        meta = json.loads(meta_path.read_text())
+        if meta.get("fingerprint") != fingerprint:
+            return None
+        table = pd.read_csv(csv_path)
+    except (ValueError, OSError):
+        return None  # a damaged trial is recomputed, never trusted
+    if list(table.columns) != RESULT_COLUMNS or table.empty:
+        return None
+    return TrialResult(policy, seed, table, float(meta["wall_time"]), int(meta["decisions"]))
+
+
+def _run_trial_job(config: ExperimentConfig, spec: PolicySpec, seed: int) -> TrialResult:
+    return run_trial(config, spec, seed)
+
+
+# ------------------------------------------------------------------ the run
+def _check_runnable(config: ExperimentConfig) -> None:
+    """Fail before any trial runs: unknown env ids, policy types or parameters."""
+    env = build_env(config.environment, config.batch_size)
+    env.close()
+    for spec in config.policies:
+        try:
+            make_policy(spec.type, seed=0, **dict(spec.params))
+        except (TypeError, ValueError) as exc:
+            raise ConfigError(f"[policies.{spec.name}]: {exc}") from exc
+    names = [s.name for s in config.policies]
+    if len(set(names)) != len(names):
+        raise ConfigError(f"policy names must be unique, got {names}")
+
+
+def run_experiment(
+    config: ExperimentConfig,
+    out_dir: str | Path | None = None,
+    progress: bool = True,
+    plot: bool = True,
+) -> RunResult:
+    """Run every (policy, seed) trial of ``config``, reusing finished ones found in ``out_dir``.
+
+    Writes ``results.csv`` (tidy: policy, seed, step, reward, regret, cumulative_reward,
+    cumulative_regret), ``summary.csv``, ``manifest.json`` and, with ``plot``, ``regret.png`` and
+    ``regret.pdf`` into ``out_dir``. Without ``out_dir`` nothing is written.
+    """
+    from banditrec.results import summarise, write_manifest  # avoid import cycles at module load
+
+    _check_runnable(config)
+    out = Path(out_dir) if out_dir is not None else None
+    trials_dir = out / "trials" if out is not None else None
+    if trials_dir is not None:
+        trials_dir.mkdir(parents=True, exist_ok=True)
+    todo, done = [], {}
+    for spec in config.policies:
+        for seed in config.seeds:
+            fp = _fingerprint(config, spec, seed)
+            found = _load_trial(trials_dir, spec.name, seed, fp) if trials_dir is not None else None
+            if found is not None:
+                done[(spec.name, seed)] = found
+            else:
+                todo.append((spec, seed, fp))
+    reused = len(done)
+    bar = _progress_bar(progress, len(todo) * config.n_steps, config.name)
+    start = time.perf_counter()
+
+    def finish(spec: PolicySpec, seed: int, fp: str, result: TrialResult) -> None:
+        done[(spec.name, seed)] = result
+        if trials_dir is not None:
+            _save_trial(trials_dir, result, fp)
+
+    try:
+        if config.jobs > 1 and len(todo) > 1:
+            with ProcessPoolExecutor(max_workers=min(config.jobs, len(todo))) as pool:
+                futures = {pool.submit(_run_trial_job, config, spec, seed): (spec, seed, fp) for spec, seed, fp in todo}
+                for fut in as_completed(futures):
+                    spec, seed, fp = futures[fut]
+                    finish(spec, seed, fp, fut.result())
+                    if bar is not None:
+                        bar.update(config.n_steps)
+        else:
+            for spec, seed, fp in todo:
+                if bar is not None:
+                    bar.set_postfix_str(f"{spec.name} seed {seed}")
+                finish(spec, seed, fp, run_trial(config, spec, seed, bar.update if bar is not None else None))
+    finally:
+        if bar is not None:
+            bar.close()
+    elapsed = time.perf_counter() - start
+    ordered = [done[(s.name, seed)] for s in config.policies for seed in config.seeds]
+    results = pd.concat([t.table for t in ordered], ignore_index=True)[RESULT_COLUMNS]
+    summary = summarise(ordered)
+    if out is not None:
+        _atomic_write(out / "results.csv", lambda p: results.to_csv(p, index=False))
+        _atomic_write(out / "summary.csv", lambda p: summary.to_csv(p, index=False))
+        write_manifest(out / "manifest.json", config, ordered, elapsed, len(todo), reused)
+        if plot:
+            from banditrec.plots import plot_results
+
+            plot_results(results, out / "regret.png", title=config.name)
+    return RunResult(results, summary, out, len(todo), reused)
+
+
+def _progress_bar(enabled: bool, total: int, name: str) -> Any:
+    if not enabled or total == 0:
+        return None
+    from tqdm.auto import tqdm
+
+    return tqdm(total=total, desc=name, unit="step", dynamic_ncols=True)
+
+
+def environment_info() -> dict[str, Any]:
+    """Versions and machine, for the manifest."""
+    import gymnasium
+    import scipy
+    import torch
+
+    from banditrec import __version__
+
+    return {
+        "banditrec": __version__,
+        "python": platform.python_version(),
+        "numpy": np.__version__,
+        "scipy": scipy.__version__,
+        "pandas": pd.__version__,
+        "gymnasium": gymnasium.__version__,
+        "torch": torch.__version__,
+        "platform": platform.platform(),
+        "processor": platform.processor() or platform.machine(),
+        "cpu_count": os.cpu_count(),
+    }
