@@ -1,0 +1,64 @@
+"""Config files: valid ones parse; every malformed one is rejected with the key it concerns."""
+
+from __future__ import annotations
+
+import pytest
+
+from banditrec.config import ConfigError, ExperimentConfig, load_config
+
+VALID = {
+    "experiment": {"name": "t", "horizon": 100, "batch_size": 4, "seeds": 2},
+    "environment": {"id": "banditrec/Linear-v0", "n_items": 5},
+    "policies": {"linucb": {"type": "LinUCB", "alpha": 1.0}, "random": {"type": "Random"}},
+}
+
+
+def _with(section, key, value):
+    raw = {k: dict(v) for k, v in VALID.items()}
+    if value is None:
+        del raw[section][key]
+    else:
+        raw[section][key] = value
+    return raw
+
+
+def test_valid_config_parses():
+    cfg = ExperimentConfig.from_dict(VALID)
+    assert cfg.seeds == (0, 1) and cfg.n_steps == 25
+    assert [p.name for p in cfg.policies] == ["linucb", "random"]
+    assert cfg.environment.params == {"n_items": 5}
+
+
+def test_parameter_lists_expand_into_a_grid():
+    raw = _with("policies", "linucb", {"type": "LinUCB", "alpha": [0.1, 1.0], "lam": [1.0, 2.0]})
+    names = [p.name for p in ExperimentConfig.from_dict(raw).policies]
+    assert "linucb[alpha=0.1,lam=2.0]" in names and len(names) == 5
+
+
+@pytest.mark.parametrize(
+    "raw, match",
+    [
+        (_with("experiment", "horizon", None), "missing required key 'horizon'"),
+        (_with("experiment", "horizn", 5), r"unknown key\(s\) \['horizn'\]"),
+        (_with("experiment", "horizon", "100"), "horizon must be a positive integer"),
+        (_with("experiment", "batch_size", 0), "batch_size must be a positive integer"),
+        (_with("experiment", "seeds", [1, 1]), "duplicates"),
+        (_with("experiment", "seeds", "3"), "seeds must be"),
+        (_with("environment", "id", None), "exactly one of 'id'"),
+        (_with("policies", "linucb", {"alpha": 1.0}), r"\[policies.linucb\] needs a string 'type'"),
+        ({"experiment": VALID["experiment"], "policies": VALID["policies"]}, r"missing \[environment\]"),
+        ({**VALID, "extra": {}}, "unknown key"),
+    ],
+)
+def test_malformed_configs_name_the_problem(raw, match):
+    with pytest.raises(ConfigError, match=match):
+        ExperimentConfig.from_dict(raw)
+
+
+def test_load_config_errors(tmp_path):
+    with pytest.raises(ConfigError, match="not found"):
+        load_config(tmp_path / "nope.toml")
+    bad = tmp_path / "bad.toml"
+    bad.write_text("[experiment\nname=")
+    with pytest.raises(ConfigError, match="not valid TOML"):
+        load_config(bad)

@@ -1,0 +1,110 @@
+"""The runner: tidy results, determinism, resume after interruption, clear errors before running."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from banditrec.config import ConfigError, EnvironmentSpec, ExperimentConfig, PolicySpec
+from banditrec.runner import RESULT_COLUMNS, run_experiment, run_trial
+
+
+def _config(**changes):
+    cfg = ExperimentConfig(
+        name="t",
+        horizon=600,
+        batch_size=8,
+        seeds=(0, 1, 2),
+        environment=EnvironmentSpec(id="banditrec/Linear-v0", params={"n_items": 10, "context_dim": 6}),
+        policies=(PolicySpec("random", "Random"), PolicySpec("linucb", "LinUCB", {"alpha": 1.0})),
+        n_checkpoints=20,
+    )
+    return cfg.replace(**changes)
+
+
+def test_outputs_are_tidy_and_complete(tmp_path):
+    result = run_experiment(_config(), tmp_path, progress=False)
+    table = pd.read_csv(tmp_path / "results.csv")
+    assert list(table.columns) == RESULT_COLUMNS
+    assert set(table["policy"]) == {"random", "linucb"} and set(table["seed"]) == {0, 1, 2}
+    last = table.groupby(["policy", "seed"]).tail(1)
+    assert (last["step"] == 600).all()
+    # per-window means add back up to the cumulative sums
+    for _, g in table.groupby(["policy", "seed"]):
+        windows = np.diff(np.concatenate([[0], g["step"].to_numpy()]))
+        assert np.allclose(np.cumsum(g["regret"] * windows), g["cumulative_regret"])
+    summary = pd.read_csv(tmp_path / "summary.csv").set_index("policy")
+    assert {"final_cumulative_regret", "regret_ci_low", "regret_ci_high", "decisions_per_s"} <= set(summary.columns)
+    assert summary.loc["linucb", "final_cumulative_regret"] < summary.loc["random", "final_cumulative_regret"]
+    assert (summary["regret_ci_low"] <= summary["final_cumulative_regret"]).all()
+    manifest = json.loads((tmp_path / "manifest.json").read_text())
+    assert manifest["seeds"] == [0, 1, 2] and "numpy" in manifest["versions"]
+    assert (tmp_path / "regret.png").is_file() and (tmp_path / "regret.pdf").is_file()
+    assert result.trials_run == 6 and result.trials_reused == 0
+
+
+def test_same_config_and_seed_give_identical_numbers():
+    cfg = _config()
+    a = run_trial(cfg, cfg.policies[1], seed=3).table
+    b = run_trial(cfg, cfg.policies[1], seed=3).table
+    pd.testing.assert_frame_equal(a, b)
+    c = run_trial(cfg, cfg.policies[1], seed=4).table
+    assert not a["cumulative_reward"].equals(c["cumulative_reward"])
+
+
+def test_rerun_reuses_finished_trials_and_resumes_interrupted_runs(tmp_path, monkeypatch):
+    cfg = _config()
+    full = run_experiment(cfg, tmp_path / "full", progress=False).results
+
+    import banditrec.runner as runner
+
+    calls = {"n": 0}
+    original = runner.run_trial
+
+    def crash_after_two(*args, **kwargs):
+        calls["n"] += 1
+        if calls["n"] > 2:
+            raise KeyboardInterrupt
+        return original(*args, **kwargs)
+
+    monkeypatch.setattr(runner, "run_trial", crash_after_two)
+    with pytest.raises(KeyboardInterrupt):
+        run_experiment(cfg, tmp_path / "resumed", progress=False)
+    assert len(list((tmp_path / "resumed" / "trials").glob("*.json"))) == 2
+    monkeypatch.setattr(runner, "run_trial", original)
+    resumed = run_experiment(cfg, tmp_path / "resumed", progress=False)
+    assert resumed.trials_reused == 2 and resumed.trials_run == 4
+    pd.testing.assert_frame_equal(resumed.results, full)
+    again = run_experiment(cfg, tmp_path / "resumed", progress=False)
+    assert again.trials_run == 0 and again.trials_reused == 6
+
+
+def test_changed_settings_are_not_reused(tmp_path):
+    run_experiment(_config(), tmp_path, progress=False)
+    changed = run_experiment(_config(horizon=800), tmp_path, progress=False)
+    assert changed.trials_run == 6
+
+
+def test_parallel_processes_give_the_same_results(tmp_path):
+    serial = run_experiment(_config(), None, progress=False).results
+    parallel = run_experiment(_config(jobs=2), None, progress=False).results
+    pd.testing.assert_frame_equal(serial, parallel)
+
+
+@pytest.mark.parametrize(
+    "changes, error, match",
+    [
+        ({"environment": EnvironmentSpec(id="banditrec/Nope-v0")}, ValueError, "unknown environment id.*Linear-v0"),
+        ({"policies": (PolicySpec("x", "LinUCBB"),)}, ConfigError, "unknown policy type 'LinUCBB'.*LinUCB"),
+        ({"policies": (PolicySpec("x", "LinUCB", {"alpah": 1}),)}, ConfigError, r"unknown parameter\(s\) \['alpah'\]"),
+        ({"policies": (PolicySpec("x", "LinUCB", {"alpha": -1}),)}, ConfigError, "alpha must be >= 0"),
+        ({"environment": EnvironmentSpec(simulator="no_such_module:World")}, ImportError, "no_such_module"),
+        ({"environment": EnvironmentSpec(id="banditrec/Linear-v0", params={"n_itemz": 3})}, TypeError, "n_itemz"),
+    ],
+)
+def test_bad_experiments_fail_before_running(changes, error, match):
+    with pytest.raises(error, match=match):
+        run_experiment(_config(**changes), None, progress=False)
