@@ -118,21 +118,22 @@ class BanditCore:
                 arr = arr.reshape(self.batch_size)
             else:
                 raise InvalidActionError(f"expected {self.batch_size} actions (one per user), got shape {arr.shape}")
-        if not np.issubdtype(arr.dtype, np.integer):
-            if np.issubdtype(arr.dtype, np.floating) and np.all(np.isfinite(arr)) and np.all(arr == np.round(arr)):
+        if arr.dtype.kind not in "iu":
+            if arr.dtype.kind == "f" and np.all(np.isfinite(arr)) and np.all(arr == np.round(arr)):
                 arr = arr.astype(np.int64)
             else:
                 raise InvalidActionError(f"actions must be integer candidate indices, got dtype {arr.dtype}: {arr[:5]}")
         K = self.simulator.n_candidates
-        bad = (arr < 0) | (arr >= K)
-        if bad.any():
+        lo, hi = arr.min(), arr.max()
+        if lo < 0 or hi >= K:
+            bad = (arr < 0) | (arr >= K)
             i = int(np.flatnonzero(bad)[0])
             raise InvalidActionError(f"action {int(arr[i])} for user {i} is outside the candidates [0, {K})")
         on_masked = ~self.obs.mask[self._rows, arr]
         if on_masked.any():
             i = int(np.flatnonzero(on_masked)[0])
             raise InvalidActionError(f"action {int(arr[i])} for user {i} is a masked (unavailable) candidate")
-        return arr.astype(np.int64, copy=False)
+        return arr
 
     def step(self, actions: Any) -> tuple[Observation, np.ndarray, bool, dict[str, np.ndarray]]:
         if self.obs is None:

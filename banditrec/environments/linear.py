@@ -72,7 +72,7 @@ class LinearWorld(UserSimulator):
 
     def expected_rewards(self, obs: Observation) -> np.ndarray:
         if self.n_items <= 4 * self.n_candidates:  # score the small catalogue, then gather
-            z = np.take_along_axis(obs.user_features @ self.theta.T, obs.item_ids, axis=1)
+            z = (obs.user_features @ self.theta.T)[np.arange(obs.batch_size)[:, None], obs.item_ids]
         else:
             z = np.einsum("bd,bkd->bk", obs.user_features, self.theta[obs.item_ids])
         if self.reward == "gaussian":

@@ -95,12 +95,11 @@ def argmax_random_ties(scores: np.ndarray, mask: np.ndarray, rng: np.random.Gene
     """
     s = np.where(mask, scores, -np.inf)
     best = s.max(axis=1, keepdims=True)
-    ties = s == best
-    if not mask.any(axis=1).all():
+    if np.isneginf(best).any():
         raise ValueError("a user has no valid candidate (mask all False)")
     # Infinite scores tie too (e.g. never-tried items under UCB); NaN scores are a bug upstream.
-    n_ties = ties.sum(axis=1)
-    if (n_ties == 1).all():
+    ties = s == best
+    if ties.sum() == ties.shape[0]:  # one winner per row: nothing to break
         return s.argmax(axis=1), ties
     u = rng.random(s.shape)
     return np.where(ties, u, -1.0).argmax(axis=1), ties
@@ -110,19 +109,26 @@ def check_feedback(obs: Observation, actions: Any, rewards: Any, who: str) -> tu
     """Validate ``update``'s arguments against the observation they belong to."""
     B, K = obs.item_ids.shape
     actions = np.asarray(actions)
-    rewards = np.asarray(rewards, dtype=np.float64) if not isinstance(rewards, np.ndarray) else rewards
+    rewards = np.asarray(rewards)
     if actions.shape != (B,):
         raise ValueError(f"{who}.update: expected actions of shape ({B},), got {actions.shape}")
     if rewards.shape != (B,):
         raise ValueError(f"{who}.update: expected rewards of shape ({B},), got {rewards.shape}")
-    if not np.issubdtype(actions.dtype, np.integer):
+    if actions.dtype.kind not in "iu":
         raise ValueError(f"{who}.update: actions must be integer candidate indices, got dtype {actions.dtype}")
-    if not np.issubdtype(rewards.dtype, np.number):
+    if rewards.dtype.kind not in "iufb":
         raise ValueError(f"{who}.update: rewards must be numeric, got dtype {rewards.dtype}")
-    if not np.isfinite(rewards).all():
-        raise ValueError(f"{who}.update: rewards contain NaN or inf at rows {np.flatnonzero(~np.isfinite(rewards))[:5].tolist()}")
+    rewards = rewards.astype(np.float64, copy=False)
+    if not np.isfinite(rewards.sum()):
+        bad = np.flatnonzero(~np.isfinite(rewards))[:5].tolist()
+        raise ValueError(f"{who}.update: rewards contain NaN or inf at rows {bad}")
+    if B == 1:
+        a = int(actions[0])
+        if not (0 <= a < K and obs.mask[0, a]):
+            raise ValueError(f"{who}.update: action {a} is outside [0, {K}) or on a masked candidate")
+        return actions, rewards
     if actions.min() < 0 or actions.max() >= K:
         raise ValueError(f"{who}.update: actions must lie in [0, {K}), got range [{actions.min()}, {actions.max()}]")
     if not obs.mask[np.arange(B), actions].all():
         raise ValueError(f"{who}.update: an action points at a masked candidate")
-    return actions.astype(np.int64, copy=False), rewards.astype(np.float64, copy=False)
+    return actions, rewards

@@ -7,8 +7,8 @@ set of statistics per item id:
 - ``disjoint``: one parameter vector per item id over (by default) the user features, Li et al. 2010.
 
 For each parameter set it keeps A = λI + ΣxxT, its inverse, b = Σ r x and θ = A⁻¹b. Updates are
-exact and incremental: Sherman–Morrison for one row, Woodbury for a block, or (for small d and
-many arms touched at once) a batched re-solve of just the touched arms.
+exact and incremental: Sherman–Morrison for one row, and for a batch one rank-m Woodbury update
+per touched parameter set, all done in a single batched solve.
 
 The posterior used by Thompson sampling is either Gaussian, θ ~ N(θ̂, v² A⁻¹), or the
 Normal-Inverse-Gamma of Riquelme et al. 2018 ("LinFullPost"): σ² ~ IG(a, b), θ ~ N(θ̂, σ² A⁻¹)
@@ -23,8 +23,6 @@ from banditrec.environments.simulator import Observation
 from banditrec.policies.features import FEATURE_KINDS, joint_features
 
 __all__ = ["RidgeRegression"]
-
-_SMALL_D = 64  # up to this dimension a batched re-solve beats a Python loop of Woodbury updates
 
 
 class RidgeRegression:
@@ -129,7 +127,7 @@ class RidgeRegression:
         if self.form == "shared":
             return joint_features(obs, self.features, self.intercept) @ self.theta_[0]
         if self._user_only():
-            return np.take_along_axis(self._x_user(obs) @ self.theta_[: self.n_arms_].T, obs.item_ids, axis=1)
+            return (self._x_user(obs) @ self.theta_[: self.n_arms_].T)[np.arange(obs.batch_size)[:, None], obs.item_ids]
         X = joint_features(obs, self.features, self.intercept)
         return np.einsum("bkd,bkd->bk", X, self.theta_[obs.item_ids])
 
@@ -146,9 +144,9 @@ class RidgeRegression:
         if self._user_only() and m <= B * K:
             x = self._x_user(obs)
             mean = x @ self.theta_[:m].T  # (B, m): every arm, then pick the candidates
-            w2 = np.einsum("mdb,bd->bm", (self.A_inv_[:m].reshape(m * d, d) @ x.T).reshape(m, d, B), x)
-            ids = obs.item_ids
-            return np.take_along_axis(mean, ids, axis=1), np.sqrt(np.maximum(np.take_along_axis(w2, ids, axis=1), 0.0))
+            w2 = ((x @ self.A_inv_[:m]) * x).sum(axis=2).T  # (B, m): x_bᵀ A_m⁻¹ x_b
+            rows, ids = np.arange(B)[:, None], obs.item_ids
+            return mean[rows, ids], np.sqrt(np.maximum(w2[rows, ids], 0.0))
         X = joint_features(obs, self.features, self.intercept)
         ids = obs.item_ids
         mean = np.einsum("bkd,bkd->bk", X, self.theta_[ids])
@@ -210,23 +208,30 @@ class RidgeRegression:
         if B == 1:
             self._sherman_morrison(int(arms[0]), X[0], float(rewards[0]))
             return
-        uniq, inverse = np.unique(arms, return_inverse=True)
-        onehot = np.zeros((uniq.size, B))
-        onehot[inverse, np.arange(B)] = 1.0
+        # Rank-m Woodbury update of every touched arm at once: rows are grouped by arm and
+        # zero-padded to the largest group (a zero row changes nothing), so one batched solve
+        # replaces a Python loop over arms.
+        order = np.argsort(arms, kind="stable")
+        sorted_arms = arms[order]
+        starts = np.flatnonzero(np.r_[True, sorted_arms[1:] != sorted_arms[:-1]])
+        uniq = sorted_arms[starts]
+        group = np.cumsum(np.r_[False, sorted_arms[1:] != sorted_arms[:-1]])
+        pos = np.arange(B) - starts[group]
         d = self.d_
-        self.A_[uniq] += (onehot @ (X[:, :, None] * X[:, None, :]).reshape(B, d * d)).reshape(-1, d, d)
-        self.b_[uniq] += onehot @ (X * rewards[:, None])
-        self.yy_[uniq] += onehot @ (rewards * rewards)
-        self.count_[uniq] += onehot.sum(axis=1)
-        if d <= _SMALL_D:
-            self.A_inv_[uniq] = np.linalg.inv(self.A_[uniq])
-        else:
-            for j, arm in enumerate(uniq):
-                Xa = X[inverse == j]
-                AX = self.A_inv_[arm] @ Xa.T
-                S = np.eye(Xa.shape[0]) + Xa @ AX
-                self.A_inv_[arm] -= AX @ np.linalg.solve(S, AX.T)
-        self.theta_[uniq] = np.einsum("mij,mj->mi", self.A_inv_[uniq], self.b_[uniq])
+        Xpad = np.zeros((uniq.size, int(pos.max()) + 1, d))
+        Xpad[group, pos] = X[order]
+        ypad = np.zeros((uniq.size, Xpad.shape[1]))
+        ypad[group, pos] = rewards[order]
+        Ainv = self.A_inv_[uniq]
+        AX = Ainv @ Xpad.transpose(0, 2, 1)  # (u, d, m)
+        S = Xpad @ AX
+        S[:, np.arange(S.shape[1]), np.arange(S.shape[1])] += 1.0
+        self.A_inv_[uniq] = Ainv - AX @ np.linalg.solve(S, AX.transpose(0, 2, 1))
+        self.A_[uniq] += Xpad.transpose(0, 2, 1) @ Xpad
+        self.b_[uniq] += np.einsum("umd,um->ud", Xpad, ypad)
+        self.yy_[uniq] += np.einsum("um,um->u", ypad, ypad)
+        self.count_[uniq] += np.bincount(group, minlength=uniq.size)
+        self.theta_[uniq] = np.einsum("uij,uj->ui", self.A_inv_[uniq], self.b_[uniq])
 
     def _sherman_morrison(self, arm: int, x: np.ndarray, r: float) -> None:
         Ainv = self.A_inv_[arm]
