@@ -1,0 +1,120 @@
+"""Save and restore a policy's complete learned state, so a stopped run resumes bit for bit.
+
+A checkpoint holds everything that changes while a policy plays: the estimator's statistics
+(linear sufficient statistics, per-item counts, or network weights, optimizer and replay buffer
+for neural estimators), the decision counter and the random generator's state. Hyperparameters
+are not stored: rebuild the policy with the same factory and arguments, then load.
+
+Files are written with ``torch.save`` and read with ``torch.load(weights_only=True)``, which
+refuses to execute arbitrary pickled code; numpy arrays travel as tensors.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from banditrec.policies.base import Policy
+
+__all__ = ["policy_state", "load_policy_state", "save_policy", "load_policy"]
+
+_FORMAT = 1
+
+
+def _learned(obj: Any) -> dict[str, Any]:
+    """An object's learned state: its ``state_dict()`` if it has one, else attributes ending in ``_``."""
+    if callable(getattr(obj, "state_dict", None)):
+        return {"__state_dict__": obj.state_dict()}
+    return {k: v for k, v in vars(obj).items() if k.endswith("_") and not k.startswith("__")}
+
+
+def _restore(obj: Any, state: dict[str, Any]) -> None:
+    if "__state_dict__" in state:
+        obj.load_state_dict(state["__state_dict__"])
+        return
+    for k, v in state.items():
+        setattr(obj, k, v)
+
+
+def policy_state(policy: Policy) -> dict[str, Any]:
+    """The policy's learned state as a nested dict (arrays, scalars, generator state)."""
+    if not isinstance(policy, Policy):
+        raise TypeError(f"expected a banditrec Policy, got {type(policy).__name__}")
+    state: dict[str, Any] = {
+        "format": _FORMAT,
+        "class": type(policy).__name__,
+        "name": getattr(policy, "name", type(policy).__name__),
+        "rng": policy.rng.bit_generator.state,
+        "n_decisions_": policy.n_decisions_,
+    }
+    estimator = getattr(policy, "estimator", None)
+    if estimator is not None:
+        state["estimator_class"] = type(estimator).__name__
+        state["estimator"] = _learned(estimator)
+    return state
+
+
+def load_policy_state(policy: Policy, state: dict[str, Any]) -> Policy:
+    """Restore ``state`` (from :func:`policy_state`) into an identically configured policy."""
+    if state.get("format") != _FORMAT:
+        raise ValueError(f"unsupported policy checkpoint format {state.get('format')!r}")
+    expected = (type(policy).__name__, getattr(policy, "name", type(policy).__name__))
+    if (state["class"], state["name"]) != expected:
+        raise ValueError(f"checkpoint is of policy {state['class']}/{state['name']}, not {expected[0]}/{expected[1]}")
+    estimator = getattr(policy, "estimator", None)
+    if estimator is not None:
+        if state.get("estimator_class") != type(estimator).__name__:
+            raise ValueError(
+                f"checkpoint holds a {state.get('estimator_class')} estimator, the policy has {type(estimator).__name__}"
+            )
+        _restore(estimator, state["estimator"])
+    policy.rng.bit_generator.state = state["rng"]
+    policy.n_decisions_ = int(state["n_decisions_"])
+    return policy
+
+
+def _to_torch(obj: Any) -> Any:
+    if isinstance(obj, np.ndarray):
+        return {"__ndarray__": torch.from_numpy(np.ascontiguousarray(obj)), "dtype": str(obj.dtype)}
+    if isinstance(obj, np.generic):
+        return obj.item()
+    if isinstance(obj, dict):
+        return {k: _to_torch(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return type(obj)(_to_torch(v) for v in obj)
+    return obj
+
+
+def _from_torch(obj: Any) -> Any:
+    if isinstance(obj, dict):
+        if "__ndarray__" in obj:
+            return obj["__ndarray__"].numpy().astype(obj["dtype"], copy=True)
+        return {k: _from_torch(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return type(obj)(_from_torch(v) for v in obj)
+    return obj
+
+
+def save_policy(policy: Policy, path: str | os.PathLike) -> Path:
+    """Write the policy's learned state to ``path`` (atomically)."""
+    path = Path(path)
+    tmp = path.with_name(f".{path.name}.tmp")
+    torch.save(_to_torch(policy_state(policy)), tmp)
+    os.replace(tmp, path)
+    return path
+
+
+def load_policy(policy: Policy, path: str | os.PathLike) -> Policy:
+    """Load a checkpoint written by :func:`save_policy` into ``policy`` (same factory and arguments)."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"no policy checkpoint at {path}")
+    try:
+        raw = torch.load(path, weights_only=True, map_location="cpu")
+    except Exception as exc:  # torch raises several types for foreign or corrupt files
+        raise ValueError(f"{path} is not a readable banditrec policy checkpoint: {exc}") from exc
+    return load_policy_state(policy, _from_torch(raw))
