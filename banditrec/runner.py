@@ -42,6 +42,7 @@ class TrialResult:
     table: pd.DataFrame
     wall_time: float
     decisions: int
+    feedback: Any = None  # LoggedFeedback of every decision, when asked for
 
     @property
     def decisions_per_s(self) -> float:
@@ -90,8 +91,14 @@ def run_trial(
     policy_spec: PolicySpec,
     seed: int,
     progress: Callable[[int], None] | None = None,
+    log_feedback: bool = False,
 ) -> TrialResult:
-    """Play one policy with one seed for the configured horizon."""
+    """Play one policy with one seed for the configured horizon.
+
+    With ``log_feedback`` the trial also returns every decision as
+    :class:`banditrec.ope.LoggedFeedback` (contexts, candidates, actions, rewards, propensities
+    and the simulator's expected rewards), for off-policy evaluation of other policies.
+    """
     B = config.batch_size
     env_seed, policy_seed = trial_seeds(seed, policy_spec.name)
     env = build_env(config.environment, B)
@@ -102,11 +109,16 @@ def run_trial(
     regret_sum = np.empty(n_steps)
     report_every = max(1, n_steps // 100)
     obs = env.observation
+    log: list[tuple[Any, ...]] | None = [] if log_feedback else None
     start = time.perf_counter()
     for t in range(n_steps):
-        actions, _ = policy.act(obs)
+        actions, propensities = policy.act(obs)
+        if log is not None:
+            log.append((obs, actions, propensities, env.core.expected))
         next_obs, rewards, _, info = env.step_batch(actions)
         policy.update(obs, actions, rewards)
+        if log is not None:
+            log[-1] = log[-1] + (rewards,)
         reward_sum[t] = rewards.sum()
         regret_sum[t] = info["regret"].sum()
         obs = next_obs
@@ -133,7 +145,31 @@ def run_trial(
             "cumulative_regret": cum_regret[keep],
         }
     )
-    return TrialResult(policy_spec.name, seed, table, wall, n_steps * B)
+    feedback = _feedback_from_log(log, B, policy_spec.name, seed, config) if log is not None else None
+    return TrialResult(policy_spec.name, seed, table, wall, n_steps * B, feedback)
+
+
+def _feedback_from_log(log: list[tuple[Any, ...]], B: int, policy: str, seed: int, config: ExperimentConfig) -> Any:
+    from banditrec.ope.feedback import LoggedFeedback
+
+    def stack(i: int, field: str | None = None) -> np.ndarray:
+        return np.concatenate([getattr(row[i], field) if field else row[i] for row in log])
+
+    mask = stack(0, "mask")
+    return LoggedFeedback(
+        user_features=stack(0, "user_features"),
+        item_features=stack(0, "item_features"),
+        item_ids=stack(0, "item_ids"),
+        mask=mask,
+        user_ids=stack(0, "user_ids"),
+        actions=stack(1),
+        rewards=stack(4),
+        propensities=stack(2),
+        timestamps=np.repeat(np.arange(len(log)), B),
+        expected_rewards=np.where(mask, stack(3), np.nan),
+        metadata={"source": "banditrec simulation", "environment": config.environment.label,
+                  "policy": policy, "seed": seed, "batch_size": B},
+    )
 
 
 # ------------------------------------------------------------------ storage
@@ -163,6 +199,8 @@ def _atomic_write(path: Path, write: Callable[[Path], None]) -> None:
 
 def _save_trial(trials_dir: Path, result: TrialResult, fingerprint: str) -> None:
     stem = _trial_stem(result.policy, result.seed)
+    if result.feedback is not None:
+        result.feedback.save(trials_dir.parent / "feedback" / f"{stem}.npz")
     _atomic_write(trials_dir / f"{stem}.csv", lambda p: result.table.to_csv(p, index=False))
     meta = {"policy": result.policy, "seed": result.seed, "fingerprint": fingerprint,
             "wall_time": result.wall_time, "decisions": result.decisions}
@@ -170,10 +208,14 @@ def _save_trial(trials_dir: Path, result: TrialResult, fingerprint: str) -> None
     _atomic_write(trials_dir / f"{stem}.json", lambda p: p.write_text(json.dumps(meta)))
 
 
-def _load_trial(trials_dir: Path, policy: str, seed: int, fingerprint: str) -> TrialResult | None:
+def _load_trial(
+    trials_dir: Path, policy: str, seed: int, fingerprint: str, need_feedback: bool = False
+) -> TrialResult | None:
     stem = _trial_stem(policy, seed)
     meta_path, csv_path = trials_dir / f"{stem}.json", trials_dir / f"{stem}.csv"
     if not (meta_path.is_file() and csv_path.is_file()):
+        return None
+    if need_feedback and not (trials_dir.parent / "feedback" / f"{stem}.npz").is_file():
         return None
     try:
         meta = json.loads(meta_path.read_text())
@@ -187,8 +229,8 @@ def _load_trial(trials_dir: Path, policy: str, seed: int, fingerprint: str) -> T
     return TrialResult(policy, seed, table, float(meta["wall_time"]), int(meta["decisions"]))
 
 
-def _run_trial_job(config: ExperimentConfig, spec: PolicySpec, seed: int) -> TrialResult:
-    return run_trial(config, spec, seed)
+def _run_trial_job(config: ExperimentConfig, spec: PolicySpec, seed: int, log_feedback: bool) -> TrialResult:
+    return run_trial(config, spec, seed, log_feedback=log_feedback)
 
 
 # ------------------------------------------------------------------ the run
@@ -211,12 +253,15 @@ def run_experiment(
     out_dir: str | Path | None = None,
     progress: bool = True,
     plot: bool = True,
+    log_feedback: bool = False,
 ) -> RunResult:
     """Run every (policy, seed) trial of ``config``, reusing finished ones found in ``out_dir``.
 
     Writes ``results.csv`` (tidy: policy, seed, step, reward, regret, cumulative_reward,
     cumulative_regret), ``summary.csv``, ``manifest.json`` and, with ``plot``, ``regret.png`` and
-    ``regret.pdf`` into ``out_dir``. Without ``out_dir`` nothing is written.
+    ``regret.pdf`` into ``out_dir``. Without ``out_dir`` nothing is written. With
+    ``log_feedback`` every trial's decisions are also saved as ``feedback/<trial>.npz``
+    (:class:`banditrec.ope.LoggedFeedback`) for off-policy evaluation.
     """
     from banditrec.results import summarise, write_manifest  # avoid import cycles at module load
 
@@ -225,11 +270,13 @@ def run_experiment(
     trials_dir = out / "trials" if out is not None else None
     if trials_dir is not None:
         trials_dir.mkdir(parents=True, exist_ok=True)
+        if log_feedback:
+            (out / "feedback").mkdir(exist_ok=True)
     todo, done = [], {}
     for spec in config.policies:
         for seed in config.seeds:
             fp = _fingerprint(config, spec, seed)
-            found = _load_trial(trials_dir, spec.name, seed, fp) if trials_dir is not None else None
+            found = _load_trial(trials_dir, spec.name, seed, fp, log_feedback) if trials_dir is not None else None
             if found is not None:
                 done[(spec.name, seed)] = found
             else:
@@ -246,7 +293,7 @@ def run_experiment(
     try:
         if config.jobs > 1 and len(todo) > 1:
             with ProcessPoolExecutor(max_workers=min(config.jobs, len(todo))) as pool:
-                futures = {pool.submit(_run_trial_job, config, spec, seed): (spec, seed, fp) for spec, seed, fp in todo}
+                futures = {pool.submit(_run_trial_job, config, spec, seed, log_feedback): (spec, seed, fp) for spec, seed, fp in todo}
                 for fut in as_completed(futures):
                     spec, seed, fp = futures[fut]
                     finish(spec, seed, fp, fut.result())
@@ -256,7 +303,8 @@ def run_experiment(
             for spec, seed, fp in todo:
                 if bar is not None:
                     bar.set_postfix_str(f"{spec.name} seed {seed}")
-                finish(spec, seed, fp, run_trial(config, spec, seed, bar.update if bar is not None else None))
+                tick = bar.update if bar is not None else None
+                finish(spec, seed, fp, run_trial(config, spec, seed, tick, log_feedback=log_feedback))
     finally:
         if bar is not None:
             bar.close()

@@ -108,3 +108,23 @@ def test_parallel_processes_give_the_same_results(tmp_path):
 def test_bad_experiments_fail_before_running(changes, error, match):
     with pytest.raises(error, match=match):
         run_experiment(_config(**changes), None, progress=False)
+
+
+def test_logged_feedback_matches_the_run(tmp_path):
+    from banditrec.ope.feedback import LoggedFeedback
+
+    cfg = _config(environment=EnvironmentSpec(id="banditrec/Linear-v0",
+                                              params={"n_items": 10, "context_dim": 6, "min_candidates": 4}))
+    result = run_experiment(cfg, tmp_path, progress=False, log_feedback=True)
+    files = sorted((tmp_path / "feedback").glob("*.npz"))
+    assert len(files) == 6
+    final = result.results.groupby(["policy", "seed"]).tail(1).set_index(["policy", "seed"])
+    for f in files:
+        fb = LoggedFeedback.load(f)
+        assert fb.n_rounds == 600
+        assert fb.rewards.sum() == pytest.approx(final.loc[(fb.metadata["policy"], fb.metadata["seed"]), "cumulative_reward"])
+        assert np.all(fb.mask[np.arange(600), fb.actions])
+        if fb.metadata["policy"] == "random":  # exact propensities: 1 / number of valid candidates
+            np.testing.assert_allclose(fb.propensities, 1.0 / fb.mask.sum(axis=1))
+        truth = fb.expected_rewards[np.arange(600), fb.actions]
+        assert np.all((truth >= 0) & (truth <= 1))
