@@ -1,0 +1,56 @@
+"""Off-policy evaluation: estimate a policy's value from logged bandit feedback.
+
+>>> from banditrec.ope import LoggedFeedback, DoublyRobust, fit_reward_model, compare_policies
+>>> q_hat = fit_reward_model(feedback)                               # doctest: +SKIP
+>>> DoublyRobust().estimate_interval(feedback, pi, estimated_rewards=q_hat)   # doctest: +SKIP
+"""
+
+from banditrec.ope.action_dist import action_dist_from_policy, validate_action_dist
+from banditrec.ope.estimators import (
+    IPS,
+    SNIPS,
+    BaseEstimator,
+    ClippedIPS,
+    DirectMethod,
+    DoublyRobust,
+    DRos,
+    Replay,
+    RoundTerms,
+    SelfNormalizedDR,
+    SwitchDR,
+    default_estimators,
+)
+from banditrec.ope.feedback import LoggedFeedback
+from banditrec.ope.intervals import Interval
+from banditrec.ope.report import compare_policies, plot_comparison
+from banditrec.ope.reward_model import (
+    JointFeatures,
+    RidgeRegression,
+    fit_reward_model,
+    validate_estimated_rewards,
+)
+
+__all__ = [
+    "IPS",
+    "SNIPS",
+    "BaseEstimator",
+    "ClippedIPS",
+    "DRos",
+    "DirectMethod",
+    "DoublyRobust",
+    "Interval",
+    "JointFeatures",
+    "LoggedFeedback",
+    "Replay",
+    "RidgeRegression",
+    "RoundTerms",
+    "SelfNormalizedDR",
+    "SwitchDR",
+    "action_dist_from_policy",
+    "compare_policies",
+    "default_estimators",
+    "fit_reward_model",
+    "plot_comparison",
+    "validate_action_dist",
+    "validate_estimated_rewards",
+]

@@ -1,0 +1,167 @@
+"""Compare several target policies on one log with several estimators, as a table and a plot."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from banditrec.ope.action_dist import action_dist_from_policy
+from banditrec.ope.estimators import BaseEstimator, default_estimators
+from banditrec.ope.feedback import LoggedFeedback
+from banditrec.ope.reward_model import fit_reward_model
+
+__all__ = ["compare_policies", "plot_comparison"]
+
+
+def compare_policies(
+    feedback: LoggedFeedback,
+    policies: Mapping[str, Any],
+    estimators: Sequence[BaseEstimator] | None = None,
+    alpha: float = 0.05,
+    seed: int = 0,
+    *,
+    true_values: Mapping[str, float] | None = None,
+    method: str = "bootstrap",
+    n_bootstrap: int = 1000,
+    estimated_rewards: Any = None,
+    reward_model: Any = None,
+    n_folds: int = 5,
+) -> pd.DataFrame:
+    """Estimate every policy's value with every estimator, with confidence intervals.
+
+    Parameters
+    ----------
+    feedback : LoggedFeedback
+        The log, n rounds of K candidates.
+    policies : dict of str to (policy or array-like of shape (n, K))
+        Target policies by name: objects with ``action_distribution(obs)`` or ready tables (see
+        :func:`~banditrec.ope.action_dist.action_dist_from_policy`).
+    estimators : sequence of BaseEstimator, optional
+        Default: :func:`~banditrec.ope.estimators.default_estimators`. Names must be unique.
+    alpha : float, default 0.05
+        Intervals are (1 - alpha) two-sided.
+    seed : int, default 0
+        Bootstrap seed and reward-model fold assignment. Every (policy, estimator) pair uses the
+        same resamples, so intervals are comparable across rows.
+    true_values : dict of str to float, optional
+        Known values (simulated logs); adds columns ``true_value`` and ``error`` = estimate - true.
+        Policies missing from it get NaN.
+    method : {"bootstrap", "normal"}
+    n_bootstrap : int, default 1000
+    estimated_rewards : array-like, shape (n, K), optional
+        Reward model predictions for the model-based estimators. When omitted and one is needed,
+        :func:`~banditrec.ope.reward_model.fit_reward_model` cross-fits ``reward_model`` once.
+    reward_model : object with fit/predict, optional
+    n_folds : int, default 5
+
+    Returns
+    -------
+    pandas.DataFrame
+        One row per (policy, estimator): ``policy, estimator, estimate, low, high``
+        [, ``true_value, error``]; ``df.attrs`` records alpha and method.
+    """
+    if not isinstance(feedback, LoggedFeedback):
+        raise TypeError(f"feedback must be a LoggedFeedback, got {type(feedback).__name__}")
+    if not isinstance(policies, Mapping) or not policies:
+        raise ValueError(f"policies must be a non-empty dict of name -> policy, got {policies!r:.80}")
+    estimators = tuple(default_estimators() if estimators is None else estimators)
+    for est in estimators:
+        if not isinstance(est, BaseEstimator):
+            raise TypeError(f"estimators must be BaseEstimator instances, got {type(est).__name__}")
+    names = [est.name for est in estimators]
+    if len(set(names)) != len(names):
+        raise ValueError(f"estimator names must be unique, got {names}")
+    if true_values is not None:
+        unknown = sorted(set(true_values) - set(policies))
+        if unknown:
+            raise ValueError(
+                f"true_values names policies that are not compared: {unknown}; policies: {sorted(policies)}"
+            )
+
+    if estimated_rewards is None and any(est.needs_reward_model for est in estimators):
+        estimated_rewards = fit_reward_model(feedback, model=reward_model, n_folds=n_folds, seed=seed)
+
+    rows = []
+    for policy_name, policy in policies.items():
+        dist = action_dist_from_policy(policy, feedback)
+        for est in estimators:
+            interval = est.estimate_interval(
+                feedback,
+                dist,
+                alpha,
+                method=method,
+                n_bootstrap=n_bootstrap,
+                seed=seed,
+                estimated_rewards=estimated_rewards,
+            )
+            rows.append(
+                {
+                    "policy": policy_name,
+                    "estimator": est.name,
+                    "estimate": interval.estimate,
+                    "low": interval.low,
+                    "high": interval.high,
+                }
+            )
+    df = pd.DataFrame(rows, columns=["policy", "estimator", "estimate", "low", "high"])
+    if true_values is not None:
+        df["true_value"] = df["policy"].map(lambda p: float(true_values.get(p, np.nan)))
+        df["error"] = df["estimate"] - df["true_value"]
+    df.attrs.update({"alpha": alpha, "method": method})
+    return df
+
+
+def plot_comparison(df: pd.DataFrame, path: str | os.PathLike[str]) -> Path:
+    """Plot estimates with interval error bars, one panel per policy, true value as a line.
+
+    Parameters
+    ----------
+    df : pandas.DataFrame
+        Output of :func:`compare_policies`.
+    path : str or PathLike
+        Image file; the format follows the suffix (``.png``, ``.pdf``, ``.svg``).
+
+    Returns
+    -------
+    Path
+        The file written.
+    """
+    required = {"policy", "estimator", "estimate", "low", "high"}
+    if not isinstance(df, pd.DataFrame) or not required <= set(df.columns):
+        got = sorted(df.columns) if isinstance(df, pd.DataFrame) else type(df).__name__
+        raise ValueError(f"df must be compare_policies' table with columns {sorted(required)}, got {got}")
+    if df.empty:
+        raise ValueError("df has no rows to plot")
+    # Figure + Agg canvas directly: no pyplot, so no global figure state and no display needed.
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    policies = list(dict.fromkeys(df["policy"]))
+    fig = Figure(figsize=(max(4.0, 1.0 + 0.6 * df["estimator"].nunique()), 3.0 * len(policies)))
+    FigureCanvasAgg(fig)
+    axes = fig.subplots(len(policies), 1, squeeze=False)[:, 0]
+    for ax, policy in zip(axes, policies):
+        part = df[df["policy"] == policy]
+        x = np.arange(len(part))
+        est = part["estimate"].to_numpy(float)
+        err = np.vstack([est - part["low"].to_numpy(float), part["high"].to_numpy(float) - est])
+        ax.errorbar(x, est, yerr=np.clip(err, 0, None), fmt="o", capsize=4, label="estimate")
+        if "true_value" in part and np.isfinite(part["true_value"].to_numpy(float)).any():
+            truth = float(part["true_value"].dropna().iloc[0])
+            ax.axhline(truth, color="tab:red", linestyle="--", label=f"true value {truth:.4g}")
+            ax.legend(loc="best", fontsize="small")
+        ax.set_xticks(x)
+        ax.set_xticklabels(part["estimator"], rotation=30, ha="right")
+        ax.set_title(str(policy))
+        ax.set_ylabel("policy value")
+        ax.grid(axis="y", alpha=0.3)
+    fig.tight_layout()
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path)
+    return path

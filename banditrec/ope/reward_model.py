@@ -1,0 +1,223 @@
+"""Reward models q̂(x, a) for the model-based estimators (DM, DR and their variants).
+
+:func:`fit_reward_model` cross-fits a regression of the logged reward on joint (user, candidate)
+features: each fold's q̂ comes from a model that never saw that fold, which removes the
+own-observation overfitting bias from DR (Chernozhukov et al. 2018; Narita et al. 2021).
+"""
+
+from __future__ import annotations
+
+import copy
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from banditrec._util import as_generator
+from banditrec.ope._checks import as_float_array, describe_bad, require_shape
+from banditrec.ope.feedback import LoggedFeedback
+
+__all__ = ["JointFeatures", "RidgeRegression", "fit_reward_model", "validate_estimated_rewards"]
+
+# Rows x features of the design matrix built at once when predicting every candidate.
+_PREDICT_CELLS = 4_000_000
+
+
+@dataclass
+class RidgeRegression:
+    """Ridge regression in NumPy with standardised features and an unpenalised intercept.
+
+    Parameters
+    ----------
+    alpha : float, default 1.0
+        L2 penalty on the standardised coefficients.
+
+    Attributes
+    ----------
+    coef_ : ndarray, shape (p,)
+        Coefficients on the standardised features (set by :meth:`fit`).
+    intercept_ : float
+    mean_, scale_ : ndarray, shape (p,)
+        Standardisation learned in :meth:`fit`.
+    """
+
+    alpha: float = 1.0
+
+    def __post_init__(self) -> None:
+        if isinstance(self.alpha, bool) or not isinstance(self.alpha, (int, float)) or not self.alpha >= 0:
+            raise ValueError(f"alpha must be a non-negative number, got {self.alpha!r}")
+
+    def fit(self, X: np.ndarray, y: np.ndarray) -> RidgeRegression:
+        """Fit on features ``X`` (m, p) and targets ``y`` (m,)."""
+        X = as_float_array(X, "X", 2)
+        y = as_float_array(y, "y", 1)
+        require_shape(y, "y", (X.shape[0],), f"X of shape {X.shape}")
+        if X.shape[0] == 0:
+            raise ValueError("cannot fit RidgeRegression on 0 rows")
+        self.mean_ = X.mean(axis=0)
+        scale = X.std(axis=0)
+        self.scale_ = np.where(scale > 0, scale, 1.0)
+        Xs = (X - self.mean_) / self.scale_
+        self.intercept_ = float(y.mean())
+        gram = Xs.T @ Xs + self.alpha * np.eye(X.shape[1])
+        target = Xs.T @ (y - self.intercept_)
+        if self.alpha > 0:
+            self.coef_ = np.linalg.solve(gram, target)
+        else:  # alpha=0 with constant or collinear columns is singular: minimum-norm solution
+            self.coef_ = np.linalg.lstsq(gram, target, rcond=None)[0]
+        return self
+
+    def predict(self, X: np.ndarray) -> np.ndarray:
+        """Predicted rewards, shape (m,)."""
+        if not hasattr(self, "coef_"):
+            raise RuntimeError("RidgeRegression.predict called before fit")
+        X = as_float_array(X, "X", 2)
+        return ((X - self.mean_) / self.scale_) @ self.coef_ + self.intercept_
+
+
+@dataclass(frozen=True)
+class JointFeatures:
+    """Joint features of (round, candidate) pairs for reward regression.
+
+    The vector for round i and candidate slot k concatenates: user features u_i (d_u), item
+    features v_ik (d_i), their outer product u_i ⊗ v_ik (d_u * d_i), a one-hot of the item id when
+    the log holds at most ``max_onehot_ids`` distinct ids, and a one-hot of the slate position when
+    the log has more than one.
+
+    Parameters
+    ----------
+    feedback : LoggedFeedback
+    max_onehot_ids : int, default 100
+    """
+
+    feedback: LoggedFeedback = field(repr=False)
+    max_onehot_ids: int = 100
+    _ids: np.ndarray | None = field(init=False, repr=False, default=None)
+    _n_positions: int = field(init=False, repr=False, default=0)
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.feedback, LoggedFeedback):
+            raise TypeError(f"feedback must be a LoggedFeedback, got {type(self.feedback).__name__}")
+        if (
+            isinstance(self.max_onehot_ids, bool)
+            or not isinstance(self.max_onehot_ids, int)
+            or self.max_onehot_ids < 0
+        ):
+            raise ValueError(f"max_onehot_ids must be a non-negative integer, got {self.max_onehot_ids!r}")
+        # The vocabularies come from the whole log: ids and positions are covariates, not labels.
+        ids = np.unique(self.feedback.item_ids[self.feedback.mask])
+        object.__setattr__(self, "_ids", ids if ids.size <= self.max_onehot_ids else None)
+        positions = self.feedback.positions
+        n_positions = 0 if positions is None or positions.size == 0 else int(positions.max()) + 1
+        object.__setattr__(self, "_n_positions", n_positions if n_positions > 1 else 0)
+
+    @property
+    def n_features(self) -> int:
+        """p, the length of each joint feature vector."""
+        d_u, d_i = self.feedback.user_features.shape[1], self.feedback.item_features.shape[2]
+        n_ids = 0 if self._ids is None else self._ids.size
+        return d_u + d_i + d_u * d_i + n_ids + self._n_positions
+
+    def __call__(self, rows: np.ndarray, slots: np.ndarray) -> np.ndarray:
+        """Feature matrix, shape (m, p), for the pairs ``(rows[j], slots[j])``."""
+        fb = self.feedback
+        u = fb.user_features[rows]
+        v = fb.item_features[rows, slots]
+        parts = [u, v, (u[:, :, None] * v[:, None, :]).reshape(len(rows), -1)]
+        if self._ids is not None:
+            parts.append((fb.item_ids[rows, slots][:, None] == self._ids[None, :]).astype(np.float64))
+        if self._n_positions:
+            parts.append((fb.positions[rows][:, None] == np.arange(self._n_positions)).astype(np.float64))
+        return np.concatenate(parts, axis=1)
+
+
+def validate_estimated_rewards(estimated_rewards: Any, feedback: LoggedFeedback) -> np.ndarray:
+    """Check a reward-model table q̂ against a log.
+
+    Parameters
+    ----------
+    estimated_rewards : array-like, shape (n, K)
+        q̂(x_i, k) for every round and candidate slot; masked slots are ignored (may be NaN).
+    feedback : LoggedFeedback
+
+    Returns
+    -------
+    ndarray, shape (n, K), float64
+        A copy with masked slots set to 0, so that 0-probability slots contribute nothing.
+    """
+    q = as_float_array(estimated_rewards, "estimated_rewards")
+    n, k = feedback.n_rounds, feedback.n_candidates
+    require_shape(q, "estimated_rewards", (n, k), f"the log's (n={n}, K={k})")
+    bad = feedback.mask & ~np.isfinite(q)
+    if bad.any():
+        raise ValueError(
+            f"estimated_rewards must be finite on valid candidates; non-finite in {describe_bad(bad, q)}"
+        )
+    return np.where(feedback.mask, q, 0.0)
+
+
+def fit_reward_model(
+    feedback: LoggedFeedback,
+    model: Any = None,
+    n_folds: int = 5,
+    seed: int | np.random.Generator | None = 0,
+    *,
+    max_onehot_ids: int = 100,
+) -> np.ndarray:
+    """Cross-fitted reward model predictions q̂(x_i, k) for every round and candidate.
+
+    Rounds are split at random into ``n_folds`` folds; the q̂ of a fold's rounds is predicted by a
+    fresh copy of ``model`` fitted on the logged (features, reward) pairs of the other folds.
+
+    Parameters
+    ----------
+    feedback : LoggedFeedback
+    model : object with ``fit(X, y)`` and ``predict(X)``, optional
+        Any sklearn-like regressor on :class:`JointFeatures`; deep-copied per fold, never fitted
+        in place. Default :class:`RidgeRegression` ``(alpha=1.0)``.
+    n_folds : int, default 5
+        Number of folds; 1 fits and predicts in-sample (no cross-fitting).
+    seed : int, Generator or None, default 0
+        Fold assignment.
+    max_onehot_ids : int, default 100
+        See :class:`JointFeatures`.
+
+    Returns
+    -------
+    ndarray, shape (n, K), float64
+        NaN on masked slots.
+    """
+    if not isinstance(feedback, LoggedFeedback):
+        raise TypeError(f"feedback must be a LoggedFeedback, got {type(feedback).__name__}")
+    model = RidgeRegression() if model is None else model
+    if not (callable(getattr(model, "fit", None)) and callable(getattr(model, "predict", None))):
+        raise TypeError(f"model must have fit(X, y) and predict(X) methods, got {type(model).__name__}")
+    n, k = feedback.n_rounds, feedback.n_candidates
+    if (
+        isinstance(n_folds, bool)
+        or not isinstance(n_folds, (int, np.integer))
+        or not 1 <= n_folds <= max(n, 1)
+    ):
+        raise ValueError(f"n_folds must be an integer in [1, n_rounds={n}], got {n_folds!r}")
+    features = JointFeatures(feedback, max_onehot_ids=max_onehot_ids)
+    all_rows = np.arange(n)
+    X_logged = features(all_rows, feedback.actions)
+    folds = np.array_split(as_generator(seed).permutation(n), int(n_folds))
+    q = np.full((n, k), np.nan)
+    chunk = max(1, _PREDICT_CELLS // max(features.n_features, 1))
+    for fold in folds:
+        train = all_rows if n_folds == 1 else np.setdiff1d(all_rows, fold, assume_unique=True)
+        fitted = copy.deepcopy(model)
+        fitted.fit(X_logged[train], feedback.rewards[train])
+        local, slots = np.nonzero(feedback.mask[fold])
+        rows = fold[local]
+        for start in range(0, rows.size, chunk):
+            r, s = rows[start : start + chunk], slots[start : start + chunk]
+            pred = np.asarray(fitted.predict(features(r, s)), dtype=np.float64).reshape(-1)
+            if pred.shape != (r.size,) or not np.isfinite(pred).all():
+                raise ValueError(
+                    f"{type(model).__name__}.predict must return {r.size} finite values, got shape "
+                    f"{pred.shape} with {int(np.sum(~np.isfinite(pred)))} non-finite"
+                )
+            q[r, s] = pred
+    return q

@@ -1,0 +1,158 @@
+"""Cross-fitted reward models, and the comparison table and plot."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from banditrec.ope import (
+    IPS,
+    DoublyRobust,
+    JointFeatures,
+    LoggedFeedback,
+    RidgeRegression,
+    compare_policies,
+    fit_reward_model,
+    plot_comparison,
+)
+
+
+def test_ridge_recovers_a_linear_function():
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(500, 4)) * [1.0, 10.0, 0.1, 1.0]
+    y = X @ [2.0, -0.5, 30.0, 0.0] + 1.5 + rng.normal(scale=0.01, size=500)
+    model = RidgeRegression(alpha=1e-6).fit(X, y)
+    X_new = rng.normal(size=(20, 4))
+    np.testing.assert_allclose(model.predict(X_new), X_new @ [2.0, -0.5, 30.0, 0.0] + 1.5, atol=0.01)
+    with pytest.raises(ValueError, match="alpha must be a non-negative number, got -1"):
+        RidgeRegression(alpha=-1)
+
+
+def test_joint_features_layout(world):
+    fb, _ = world.sample(10, seed=0)
+    feats = JointFeatures(fb)
+    X = feats(np.array([0, 3]), np.array([1, 4]))
+    d_u, d_i = 3, 3
+    assert X.shape == (2, d_u + d_i + d_u * d_i + 5) == (2, feats.n_features)
+    np.testing.assert_allclose(X[0, :d_u], fb.user_features[0])
+    np.testing.assert_allclose(X[1, d_u : d_u + d_i], fb.item_features[3, 4])
+    np.testing.assert_allclose(
+        X[0, d_u + d_i : d_u + d_i + 9], np.outer(fb.user_features[0], fb.item_features[0, 1]).ravel()
+    )
+    np.testing.assert_array_equal(X[1, -5:], [0, 0, 0, 0, 1])  # one-hot of item id 4
+    assert JointFeatures(fb, max_onehot_ids=3).n_features == d_u + d_i + d_u * d_i
+
+
+def test_cross_fitted_model_learns_the_world(world):
+    fb, _ = world.sample(4000, seed=0)
+    q_hat = fit_reward_model(fb, n_folds=5, seed=0)
+    assert q_hat.shape == (4000, 5) and np.isfinite(q_hat).all()
+    # one-hot ids + user x item interactions: close to the true probabilities
+    assert np.sqrt(np.mean((q_hat - fb.expected_rewards) ** 2)) < 0.06
+    np.testing.assert_array_equal(q_hat, fit_reward_model(fb, n_folds=5, seed=0))
+
+
+def test_each_rounds_prediction_ignores_its_own_reward():
+    # Leave-one-out (n_folds = n): changing round 0's reward moves every prediction but round 0's.
+    rng = np.random.default_rng(1)
+    n = 30
+    fb = LoggedFeedback.from_arrays(
+        rng.integers(0, 3, n),
+        rng.random(n),
+        np.full(n, 1 / 3),
+        n_candidates=3,
+        user_features=rng.normal(size=(n, 2)),
+    )
+    rewards = fb.rewards.copy()
+    rewards[0] += 10.0
+    moved = LoggedFeedback.from_arrays(
+        fb.actions, rewards, fb.propensities, n_candidates=3, user_features=fb.user_features
+    )
+    a, b = fit_reward_model(fb, n_folds=n), fit_reward_model(moved, n_folds=n)
+    np.testing.assert_allclose(a[0], b[0])
+    assert np.all(np.abs(a[1:] - b[1:]).max(axis=1) > 1e-6)
+    # in-sample fitting (n_folds=1) does see it
+    assert not np.allclose(fit_reward_model(fb, n_folds=1)[0], fit_reward_model(moved, n_folds=1)[0])
+
+
+def test_masked_slots_are_nan_and_custom_models_are_copied():
+    class MeanModel:
+        fitted = False
+
+        def fit(self, X, y):
+            self.fitted, self.mean_ = True, float(np.mean(y))
+            return self
+
+        def predict(self, X):
+            return np.full(len(X), self.mean_)
+
+    mask = np.ones((6, 3), dtype=bool)
+    mask[2, 1] = False
+    fb = LoggedFeedback.from_arrays(
+        [0, 1, 2, 0, 1, 2], [1.0, 0, 1, 0, 1, 1], np.full(6, 0.5), n_candidates=3, mask=mask
+    )
+    model = MeanModel()
+    q_hat = fit_reward_model(fb, model=model, n_folds=2)
+    assert not model.fitted
+    assert np.isnan(q_hat[2, 1]) and np.isfinite(q_hat[mask]).all()
+    with pytest.raises(TypeError, match="model must have fit"):
+        fit_reward_model(fb, model=object())
+    with pytest.raises(ValueError, match=r"n_folds must be an integer in \[1, n_rounds=6\], got 7"):
+        fit_reward_model(fb, n_folds=7)
+
+
+def test_compare_policies_table(world):
+    fb, pi_e = world.sample(3000, seed=0)
+    uniform = np.full((3000, 5), 0.2)
+    df = compare_policies(
+        fb,
+        {"target": pi_e, "uniform": uniform},
+        n_bootstrap=200,
+        true_values={"target": world.true_value, "uniform": world.value_of(np.full((20, 5), 0.2))},
+    )
+    assert list(df.columns) == ["policy", "estimator", "estimate", "low", "high", "true_value", "error"]
+    assert len(df) == 2 * 9
+    assert (df["low"] <= df["estimate"]).all() and (df["estimate"] <= df["high"]).all()
+    np.testing.assert_allclose(df["error"], df["estimate"] - df["true_value"])
+    unbiased = df[df["estimator"].isin(["ips", "snips", "dr", "sndr"])]
+    assert (unbiased["error"].abs() < 0.05).all()
+    assert df.attrs == {"alpha": 0.05, "method": "bootstrap"}
+
+
+def test_compare_policies_reuses_given_reward_model_and_policy_objects(world):
+    fb, _ = world.sample(500, seed=1)
+
+    class Fixed:
+        def action_distribution(self, obs):
+            return np.full((obs.batch_size, 5), 0.2)
+
+    df = compare_policies(
+        fb,
+        {"fixed": Fixed()},
+        estimators=[IPS(), DoublyRobust()],
+        method="normal",
+        estimated_rewards=fb.expected_rewards,
+    )
+    assert list(df.columns) == ["policy", "estimator", "estimate", "low", "high"]
+    dr = df.set_index("estimator").loc["dr", "estimate"]
+    assert dr == pytest.approx(
+        DoublyRobust().estimate_policy_value(
+            fb, np.full((500, 5), 0.2), estimated_rewards=fb.expected_rewards
+        )
+    )
+
+
+def test_plot_comparison_writes_an_image(world, tmp_path):
+    fb, pi_e = world.sample(500, seed=2)
+    df = compare_policies(
+        fb,
+        {"target": pi_e},
+        estimators=[IPS(), DoublyRobust()],
+        n_bootstrap=100,
+        true_values={"target": world.true_value},
+    )
+    path = plot_comparison(df, tmp_path / "plots" / "ope.png")
+    assert path.exists() and path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    with pytest.raises(ValueError, match="df must be compare_policies' table"):
+        plot_comparison(pd.DataFrame({"x": [1]}), tmp_path / "bad.png")

@@ -1,0 +1,252 @@
+"""Bad tables are refused at the boundary with messages that name the field and the value."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from banditrec.ope import (
+    IPS,
+    SNIPS,
+    ClippedIPS,
+    DoublyRobust,
+    DRos,
+    LoggedFeedback,
+    SwitchDR,
+    compare_policies,
+)
+
+N, K = 5, 3
+
+
+def log_kwargs(**overrides):
+    """Valid LoggedFeedback fields for 5 rounds, 3 candidates; slot 2 of round 4 is masked."""
+    mask = np.ones((N, K), dtype=bool)
+    mask[4, 2] = False
+    fields = {
+        "user_features": np.zeros((N, 2)),
+        "item_features": np.zeros((N, K, 1)),
+        "item_ids": np.tile(np.arange(K), (N, 1)),
+        "mask": mask,
+        "user_ids": np.arange(N),
+        "actions": np.array([0, 1, 2, 0, 1]),
+        "rewards": np.array([1.0, 0.0, 1.0, 0.0, 1.0]),
+        "propensities": np.full(N, 0.5),
+    }
+    fields.update(overrides)
+    return fields
+
+
+def uniform_dist():
+    mask = log_kwargs()["mask"]
+    return mask / mask.sum(axis=1, keepdims=True)
+
+
+def test_valid_table_is_accepted():
+    assert LoggedFeedback(**log_kwargs()).n_rounds == N
+
+
+@pytest.mark.parametrize(
+    "propensities, match",
+    [
+        (
+            [0.5, 0.0, 0.5, 0.5, 0.5],
+            r"propensities must lie in \(0, 1\] \(1 zero or negative.*first at index 1 \(value 0\.0\)",
+        ),
+        ([0.5, 0.5, -0.2, 0.5, 0.5], r"propensities.*1 zero or negative.*first at index 2 \(value -0\.2\)"),
+        ([0.5, 0.5, 0.5, 1.5, 2.0], r"propensities.*2 above 1.*2 row\(s\), first at index 3 \(value 1\.5\)"),
+        ([np.nan, 0.5, 0.5, 0.5, 0.5], r"propensities.*1 NaN.*first at index 0 \(value nan\)"),
+    ],
+    ids=["zero", "negative", "above-one", "nan"],
+)
+def test_bad_propensities(propensities, match):
+    with pytest.raises(ValueError, match=match):
+        LoggedFeedback(**log_kwargs(propensities=np.array(propensities)))
+
+
+@pytest.mark.parametrize(
+    "overrides, match",
+    [
+        ({"rewards": np.array([1.0, np.nan, 0.0, 0.0, 1.0])}, r"rewards must be finite.*first at index 1"),
+        ({"rewards": np.ones(N - 1)}, r"rewards has shape \(4,\), expected \(5,\) to agree with item_ids"),
+        ({"propensities": np.full(N + 1, 0.5)}, r"propensities has shape \(6,\), expected \(5,\)"),
+        ({"user_features": np.zeros((N - 1, 2))}, r"user_features has shape \(4, 2\), expected \(5, \?\)"),
+        (
+            {"item_features": np.zeros((N, K + 1, 1))},
+            r"item_features has shape \(5, 4, 1\), expected \(5, 3, \?\)",
+        ),
+        ({"mask": np.ones((N, K + 1), dtype=bool)}, r"mask has shape \(5, 4\), expected \(5, 3\)"),
+        (
+            {"actions": np.array([0, 1, 3, 0, 1])},
+            r"actions must be candidate indices in \[0, K=3\).*first at index 2 \(value 3\)",
+        ),
+        (
+            {"actions": np.array([0, -1, 2, 0, 1])},
+            r"actions must be candidate indices.*first at index 1 \(value -1\)",
+        ),
+        (
+            {"actions": np.array([0, 1, 2, 0, 2])},
+            r"actions must choose a valid candidate \(mask True\).*first at index 4",
+        ),
+        ({"user_features": np.zeros(N)}, r"user_features must be 2-dimensional"),
+        ({"positions": np.array([0, 1, -1, 0, 0])}, r"positions must be non-negative.*index 2"),
+        ({"expected_rewards": np.full((N, K), np.inf)}, r"expected_rewards must be finite or NaN"),
+        ({"mask": np.zeros((N, K), dtype=bool)}, r"mask must have at least one valid candidate per round"),
+        ({"logging_action_dist": np.full((N, K), 1 / 3)}, r"logging_action_dist puts probability on masked"),
+    ],
+    ids=[
+        "nan-reward",
+        "short-rewards",
+        "long-propensities",
+        "user-rows",
+        "item-K",
+        "mask-K",
+        "action-too-big",
+        "action-negative",
+        "action-masked",
+        "user-1d",
+        "neg-position",
+        "inf-expected",
+        "empty-mask",
+        "logging-on-masked",
+    ],
+)
+def test_bad_tables(overrides, match):
+    with pytest.raises(ValueError, match=match):
+        LoggedFeedback(**log_kwargs(**overrides))
+
+
+def test_logging_dist_must_agree_with_propensities():
+    dist = uniform_dist()  # rows 0-3 give 1/3, row 4 gives 1/2
+    with pytest.raises(ValueError, match=r"propensities disagree with logging_action_dist.*first at index 0"):
+        LoggedFeedback(**log_kwargs(logging_action_dist=dist))
+    good = LoggedFeedback(
+        **log_kwargs(logging_action_dist=dist, propensities=dist[np.arange(N), [0, 1, 2, 0, 1]])
+    )
+    assert good.logging_action_dist is not None
+
+
+@pytest.mark.parametrize(
+    "value, error, match",
+    [
+        (np.array([0.0, 1.5, 2.0, 0.0, 1.0]), TypeError, r"actions must hold integers.*first at index 1"),
+        (np.array(["a", "b", "c", "d", "e"]), TypeError, r"actions must hold integers, got dtype <U1"),
+    ],
+)
+def test_non_integer_actions(value, error, match):
+    with pytest.raises(error, match=match):
+        LoggedFeedback(**log_kwargs(actions=value))
+
+
+def test_whole_number_float_actions_are_accepted():
+    fb = LoggedFeedback(**log_kwargs(actions=np.array([0.0, 1.0, 2.0, 0.0, 1.0])))
+    assert fb.actions.dtype == np.int64
+
+
+def test_metadata_must_be_json():
+    with pytest.raises(TypeError, match="metadata must be JSON-serialisable"):
+        LoggedFeedback(**log_kwargs(metadata={"policy": object()}))
+    with pytest.raises(TypeError, match="metadata must be a dict"):
+        LoggedFeedback(**log_kwargs(metadata=["not", "a", "dict"]))
+
+
+# ---------------------------------------------------------------------- action_dist
+def bad_dist(kind):
+    dist = uniform_dist()
+    if kind == "sum":
+        dist[1] = [0.5, 0.2, 0.2]
+    elif kind == "masked":
+        dist[4] = [0.4, 0.4, 0.2]
+    elif kind == "negative":
+        dist[2] = [1.2, -0.2, 0.0]
+    elif kind == "nan":
+        dist[3, 1] = np.nan
+    elif kind == "inf":
+        dist[0, 0] = np.inf
+    return dist
+
+
+@pytest.mark.parametrize(
+    "kind, match",
+    [
+        ("sum", r"action_dist rows must sum to 1 over the valid candidates.*first at index 1 \(value 0\.9"),
+        ("masked", r"action_dist puts probability on masked \(invalid\) candidate slots.*row 4, slot 2"),
+        ("negative", r"action_dist must be non-negative.*row 2, slot 1"),
+        ("nan", r"action_dist must be finite.*row 3, slot 1"),
+        ("inf", r"action_dist must be finite.*row 0, slot 0"),
+    ],
+)
+@pytest.mark.parametrize("estimator", [IPS(), DoublyRobust()], ids=["ips", "dr"])
+def test_bad_action_dist(kind, match, estimator):
+    fb = LoggedFeedback(**log_kwargs())
+    with pytest.raises(ValueError, match=match):
+        estimator.estimate_policy_value(fb, bad_dist(kind), estimated_rewards=np.zeros((N, K)))
+
+
+def test_action_dist_shape_is_checked():
+    fb = LoggedFeedback(**log_kwargs())
+    with pytest.raises(ValueError, match=r"action_dist has shape \(4, 3\), expected \(5, 3\)"):
+        IPS().estimate_policy_value(fb, uniform_dist()[:4])
+    with pytest.raises(
+        ValueError, match=r"action_dist has shape \(5, 3, 2\) with 2 positions, but the log has no"
+    ):
+        IPS().estimate_policy_value(fb, np.repeat(uniform_dist()[:, :, None], 2, axis=2) / 1.0)
+
+
+def test_model_based_estimators_need_a_reward_model():
+    fb = LoggedFeedback(**log_kwargs())
+    with pytest.raises(ValueError, match=r"DoublyRobust needs estimated_rewards of shape \(n, K\)"):
+        DoublyRobust().estimate_policy_value(fb, uniform_dist())
+    q = np.zeros((N, K))
+    q[1, 2] = np.nan
+    with pytest.raises(
+        ValueError, match=r"estimated_rewards must be finite on valid candidates.*row 1, slot 2"
+    ):
+        DoublyRobust().estimate_policy_value(fb, uniform_dist(), estimated_rewards=q)
+    q = np.zeros((N, K))
+    q[4, 2] = np.nan  # masked slot: fine
+    DoublyRobust().estimate_policy_value(fb, uniform_dist(), estimated_rewards=q)
+    with pytest.raises(ValueError, match=r"estimated_rewards has shape \(5, 2\)"):
+        DoublyRobust().estimate_policy_value(fb, uniform_dist(), estimated_rewards=np.zeros((N, 2)))
+
+
+def test_self_normalised_estimator_without_support_raises():
+    fb = LoggedFeedback(**log_kwargs(actions=np.zeros(N, dtype=int)))
+    never_logged = np.tile([0.0, 0.5, 0.5], (N, 1))
+    never_logged[4] = [0.0, 1.0, 0.0]
+    with pytest.raises(ValueError, match="SNIPS is undefined on this log"):
+        SNIPS().estimate_policy_value(fb, never_logged)
+    assert IPS().estimate_policy_value(fb, never_logged) == 0.0
+
+
+@pytest.mark.parametrize(
+    "make",
+    [lambda: ClippedIPS(lambda_=-1.0), lambda: SwitchDR(tau=float("nan")), lambda: DRos(lambda_="big")],
+    ids=["clip-negative", "switch-nan", "dros-str"],
+)
+def test_bad_hyperparameters(make):
+    with pytest.raises(ValueError, match=r"must be a non-negative number"):
+        make()
+
+
+def test_bad_interval_arguments():
+    fb = LoggedFeedback(**log_kwargs())
+    with pytest.raises(ValueError, match=r"alpha must be a number in \(0, 1\), got 1\.5"):
+        IPS().estimate_interval(fb, uniform_dist(), alpha=1.5)
+    with pytest.raises(ValueError, match=r"method must be 'bootstrap' or 'normal', got 'bayes'"):
+        IPS().estimate_interval(fb, uniform_dist(), method="bayes")
+    with pytest.raises(ValueError, match=r"n_bootstrap must be a positive integer, got 0"):
+        IPS().estimate_interval(fb, uniform_dist(), n_bootstrap=0)
+
+
+def test_estimators_need_a_logged_feedback():
+    with pytest.raises(TypeError, match="feedback must be a LoggedFeedback, got dict"):
+        IPS().estimate_policy_value({"action": [0]}, uniform_dist())
+
+
+def test_compare_policies_rejects_unknown_true_values():
+    fb = LoggedFeedback(**log_kwargs())
+    with pytest.raises(ValueError, match=r"true_values names policies that are not compared: \['unifrom'\]"):
+        compare_policies(fb, {"uniform": uniform_dist()}, estimators=[IPS()], true_values={"unifrom": 0.5})
+    with pytest.raises(ValueError, match=r"estimator names must be unique"):
+        compare_policies(fb, {"uniform": uniform_dist()}, estimators=[IPS(), IPS()])
