@@ -72,6 +72,13 @@ def check_observation(sim: UserSimulator, obs: object, batch_size: int) -> Obser
         raise SimulatorError(
             f"{where} returned item ids in [{ids.min()}, {ids.max()}], outside [0, n_items={sim.n_items})"
         )
+    hi = sim.n_users - 1 if sim.n_users is not None else -1
+    uids = obs.user_ids
+    if uids.size and (uids.min() < -1 or uids.max() > hi):
+        raise SimulatorError(
+            f"{where} returned user ids in [{uids.min()}, {uids.max()}], outside [-1, {hi}] "
+            f"(n_users={sim.n_users}; use -1 for anonymous users)"
+        )
     return Observation(
         user_features=obs.user_features.astype(np.float64, copy=False),
         item_features=obs.item_features.astype(np.float64, copy=False),

@@ -52,7 +52,10 @@ class Observation:
     def __getitem__(self, index: Any) -> Observation:
         """Rows of the batch (a slice, an integer array or a boolean mask) as a new Observation."""
         if isinstance(index, (int, np.integer)):
-            index = slice(int(index), int(index) + 1)
+            i, B = int(index), self.batch_size
+            if not -B <= i < B:
+                raise IndexError(f"row {i} is out of range for a batch of {B} users")
+            index = slice(i % B, i % B + 1)
         return Observation(
             user_features=self.user_features[index],
             item_features=self.item_features[index],

@@ -46,8 +46,11 @@ class WheelWorld(UserSimulator):
     ) -> None:
         if not 0.0 < delta < 1.0:
             raise ValueError(f"delta must lie in (0, 1), got {delta!r}")
-        if sigma < 0 or sigma_large < 0:
-            raise ValueError(f"sigma and sigma_large must be >= 0, got {sigma!r}, {sigma_large!r}")
+        for name, value in (("mu_centre", mu_centre), ("mu_other", mu_other), ("mu_large", mu_large)):
+            if not np.isfinite(value):
+                raise ValueError(f"{name} must be a finite number, got {value!r}")
+        if not (np.isfinite(sigma) and sigma >= 0 and np.isfinite(sigma_large) and sigma_large >= 0):
+            raise ValueError(f"sigma and sigma_large must be finite and >= 0, got {sigma!r}, {sigma_large!r}")
         self.delta = float(delta)
         self.mu_centre, self.mu_other, self.mu_large = float(mu_centre), float(mu_other), float(mu_large)
         self.sigma, self.sigma_large = float(sigma), float(sigma_large)
