@@ -9,16 +9,17 @@ from __future__ import annotations
 import itertools
 import json
 import sys
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 if sys.version_info >= (3, 11):
     import tomllib
 else:  # pragma: no cover
     import tomli as tomllib
 
-__all__ = ["ConfigError", "EnvironmentSpec", "PolicySpec", "ExperimentConfig", "load_config"]
+__all__ = ["ConfigError", "EnvironmentSpec", "ExperimentConfig", "PolicySpec", "load_config"]
 
 
 class ConfigError(ValueError):

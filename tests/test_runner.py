@@ -59,7 +59,7 @@ def test_rerun_reuses_finished_trials_and_resumes_interrupted_runs(tmp_path, mon
     cfg = _config()
     full = run_experiment(cfg, tmp_path / "full", progress=False).results
 
-    import banditrec.runner as runner
+    from banditrec import runner
 
     calls = {"n": 0}
     original = runner.run_trial

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-__all__ = ["sample_candidates", "check_world_sizes"]
+__all__ = ["check_world_sizes", "sample_candidates"]
 
 
 def check_world_sizes(n_items: int, n_candidates: int | None, min_candidates: int | None) -> tuple[int, int]:

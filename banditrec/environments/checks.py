@@ -10,7 +10,7 @@ import numpy as np
 
 from banditrec.environments.simulator import Observation, UserSimulator
 
-__all__ = ["SimulatorError", "check_observation", "check_expected_rewards", "check_rewards"]
+__all__ = ["SimulatorError", "check_expected_rewards", "check_observation", "check_rewards"]
 
 
 class SimulatorError(ValueError):

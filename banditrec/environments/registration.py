@@ -7,8 +7,9 @@ or an ``"package.module:ClassName"`` path) and the id works with ``gymnasium.mak
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from functools import partial
-from typing import Any, Callable
+from typing import Any
 
 import gymnasium as gym
 
@@ -16,7 +17,7 @@ from banditrec._util import load_object
 from banditrec.environments.env import BanditEnv, BanditVectorEnv
 from banditrec.environments.simulator import UserSimulator
 
-__all__ = ["register_simulator", "make_simulator", "make_vector_env", "registered_ids", "NAMESPACE"]
+__all__ = ["NAMESPACE", "make_simulator", "make_vector_env", "register_simulator", "registered_ids"]
 
 NAMESPACE = "banditrec"
 SimulatorFactory = Callable[..., UserSimulator]

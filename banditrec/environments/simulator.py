@@ -8,8 +8,9 @@ Gymnasium environments, the runner, the plots and off-policy evaluation for free
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any, Mapping
+from typing import Any
 
 import numpy as np
 

@@ -8,7 +8,8 @@ offline. Tie-breaking and exploration draw only from the policy's own generator.
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from typing import Any, Mapping, NamedTuple
+from collections.abc import Mapping
+from typing import Any, NamedTuple
 
 import numpy as np
 

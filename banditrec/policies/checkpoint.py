@@ -20,7 +20,7 @@ import torch
 
 from banditrec.policies.base import Policy
 
-__all__ = ["policy_state", "load_policy_state", "save_policy", "load_policy"]
+__all__ = ["load_policy", "load_policy_state", "policy_state", "save_policy"]
 
 _FORMAT = 1
 

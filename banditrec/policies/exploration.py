@@ -18,7 +18,7 @@ import numpy as np
 from banditrec.environments.simulator import Observation
 from banditrec.policies.base import Decision, argmax_random_ties
 
-__all__ = ["Exploration", "EpsilonGreedy", "UCB", "Thompson"]
+__all__ = ["UCB", "EpsilonGreedy", "Exploration", "Thompson"]
 
 
 class Exploration(ABC):

@@ -140,7 +140,7 @@ class RidgeRegression:
             mean = X @ self.theta_[0]
             w2 = np.einsum("nd,nd->n", X @ self.A_inv_[0], X)
             return mean.reshape(B, K), np.sqrt(np.maximum(w2, 0.0)).reshape(B, K)
-        m, d = self.n_arms_, self.d_
+        m = self.n_arms_
         if self._user_only() and m <= B * K:
             x = self._x_user(obs)
             mean = x @ self.theta_[:m].T  # (B, m): every arm, then pick the candidates

@@ -7,7 +7,8 @@ config's ``type`` and rejects unknown names and parameters with the valid choice
 from __future__ import annotations
 
 import inspect
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 from banditrec._util import load_object
 from banditrec.policies.base import Policy
@@ -18,16 +19,16 @@ from banditrec.policies.policy import BanditPolicy, RandomPolicy
 
 __all__ = [
     "POLICIES",
-    "EpsilonGreedyPolicy",
     "UCB1",
     "BernoulliTS",
-    "LinUCB",
-    "LinTS",
+    "EpsilonGreedyPolicy",
     "LinEpsilonGreedy",
+    "LinTS",
+    "LinUCB",
     "Random",
     "make_policy",
-    "register_policy",
     "policy_parameters",
+    "register_policy",
 ]
 
 
