@@ -16,7 +16,6 @@ import re
 import time
 import zlib
 from collections.abc import Callable
-from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -28,6 +27,7 @@ from banditrec.config import ConfigError, EnvironmentSpec, ExperimentConfig, Pol
 from banditrec.environments.env import BanditVectorEnv
 from banditrec.environments.registration import make_simulator, make_vector_env
 from banditrec.policies.registry import make_policy
+from banditrec.sweep import execute_trials
 
 __all__ = ["RunResult", "TrialResult", "build_env", "run_experiment", "run_trial", "trial_seeds"]
 
@@ -230,10 +230,6 @@ def _load_trial(
     return TrialResult(policy, seed, table, float(meta["wall_time"]), int(meta["decisions"]))
 
 
-def _run_trial_job(config: ExperimentConfig, spec: PolicySpec, seed: int, log_feedback: bool) -> TrialResult:
-    return run_trial(config, spec, seed, log_feedback=log_feedback)
-
-
 # ------------------------------------------------------------------ the run
 def _check_runnable(config: ExperimentConfig) -> None:
     """Fail before any trial runs: unknown env ids, policy types or parameters."""
@@ -255,6 +251,8 @@ def run_experiment(
     progress: bool = True,
     plot: bool = True,
     log_feedback: bool = False,
+    backend: str = "local",
+    address: str | None = None,
 ) -> RunResult:
     """Run every (policy, seed) trial of ``config``, reusing finished ones found in ``out_dir``.
 
@@ -262,7 +260,8 @@ def run_experiment(
     cumulative_regret), ``summary.csv``, ``manifest.json`` and, with ``plot``, ``regret.png`` and
     ``regret.pdf`` into ``out_dir``. Without ``out_dir`` nothing is written. With
     ``log_feedback`` every trial's decisions are also saved as ``feedback/<trial>.npz``
-    (:class:`banditrec.ope.LoggedFeedback`) for off-policy evaluation.
+    (:class:`banditrec.ope.LoggedFeedback`) for off-policy evaluation. ``backend`` and
+    ``address`` choose where trials run (see :func:`banditrec.sweep.execute_trials`).
     """
     from banditrec.results import summarise, write_manifest  # avoid import cycles at module load
 
@@ -292,20 +291,9 @@ def run_experiment(
             _save_trial(trials_dir, result, fp)
 
     try:
-        if config.jobs > 1 and len(todo) > 1:
-            with ProcessPoolExecutor(max_workers=min(config.jobs, len(todo))) as pool:
-                futures = {pool.submit(_run_trial_job, config, spec, seed, log_feedback): (spec, seed, fp) for spec, seed, fp in todo}
-                for fut in as_completed(futures):
-                    spec, seed, fp = futures[fut]
-                    finish(spec, seed, fp, fut.result())
-                    if bar is not None:
-                        bar.update(config.n_steps)
-        else:
-            for spec, seed, fp in todo:
-                if bar is not None:
-                    bar.set_postfix_str(f"{spec.name} seed {seed}")
-                tick = bar.update if bar is not None else None
-                finish(spec, seed, fp, run_trial(config, spec, seed, tick, log_feedback=log_feedback))
+        tick = bar.update if bar is not None else None
+        for (spec, seed, fp), result in execute_trials(config, todo, backend, address, log_feedback, tick):
+            finish(spec, seed, fp, result)
     finally:
         if bar is not None:
             bar.close()

@@ -21,6 +21,13 @@ from banditrec.policies.base import Decision, argmax_random_ties
 __all__ = ["UCB", "EpsilonGreedy", "Exploration", "Thompson"]
 
 
+def _real(name: str, value: Any) -> float:
+    """A hyperparameter that must be a real number, with an error that quotes it."""
+    if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)):
+        raise TypeError(f"{name} must be a number, got {value!r}")
+    return float(value)
+
+
 class Exploration(ABC):
     """A rule that turns an estimator's view of a batch into actions and probabilities."""
 
@@ -52,6 +59,7 @@ class EpsilonGreedy(Exploration):
     """
 
     def __init__(self, epsilon: float = 0.1, decay: float = 0.0) -> None:
+        epsilon, decay = _real("epsilon", epsilon), _real("decay", decay)
         if not 0.0 <= epsilon <= 1.0:
             raise ValueError(f"epsilon must lie in [0, 1], got {epsilon!r}")
         if not decay >= 0.0:
@@ -100,6 +108,7 @@ class UCB(Exploration):
     """
 
     def __init__(self, alpha: float = 1.0) -> None:
+        alpha = _real("alpha", alpha)
         if not alpha >= 0.0:
             raise ValueError(f"alpha must be >= 0, got {alpha!r}")
         self.alpha = float(alpha)

@@ -58,6 +58,9 @@ class RidgeRegression:
         a0: float = 6.0,
         b0: float = 6.0,
     ) -> None:
+        for name, value in (("lam", lam), ("v", v), ("a0", a0), ("b0", b0)):
+            if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)):
+                raise TypeError(f"{name} must be a number, got {value!r}")
         if form not in ("disjoint", "shared"):
             raise ValueError(f"form must be 'disjoint' or 'shared', got {form!r}")
         features = features if features is not None else ("user" if form == "disjoint" else "outer")

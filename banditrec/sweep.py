@@ -1,0 +1,109 @@
+"""Where trials run: in this process, in local worker processes, or on a Ray cluster.
+
+Each backend takes the list of trials still to do and yields each result as soon as it
+finishes, so the runner can save it at once: a crash or Ctrl-C loses only trials in flight.
+Trials are independent and fully seeded, so every backend returns the same numbers.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
+from typing import Any
+
+__all__ = ["BACKENDS", "execute_trials"]
+
+BACKENDS = ("local", "ray")
+Trial = tuple[Any, int, str]  # (PolicySpec, seed, fingerprint)
+
+
+def _job(config: Any, spec: Any, seed: int, log_feedback: bool) -> Any:
+    from banditrec.runner import run_trial
+
+    return run_trial(config, spec, seed, log_feedback=log_feedback)
+
+
+def execute_trials(
+    config: Any,
+    todo: Sequence[Trial],
+    backend: str = "local",
+    address: str | None = None,
+    log_feedback: bool = False,
+    tick: Callable[[int], None] | None = None,
+) -> Iterator[tuple[Trial, Any]]:
+    """Run ``todo`` and yield ``(trial, TrialResult)`` pairs in order of completion.
+
+    Parameters
+    ----------
+    backend : {"local", "ray"}
+        ``local`` runs in this process (``config.jobs == 1``) or in ``config.jobs`` worker
+        processes; ``ray`` submits one task per trial to a Ray cluster.
+    address : str or None
+        Ray cluster address (``"auto"`` or ``"ray://host:10001"``); None starts a local Ray
+        instance with ``config.jobs`` CPUs for the duration of the run.
+    tick : callable or None
+        Progress callback, called with the number of steps done.
+    """
+    if backend not in BACKENDS:
+        raise ValueError(f"unknown backend {backend!r}; choose one of {BACKENDS}")
+    if address is not None and backend != "ray":
+        raise ValueError("address is only meaningful with backend='ray'")
+    if not todo:
+        return
+    if backend == "ray":
+        yield from _ray(config, todo, address, log_feedback, tick)
+    elif config.jobs > 1 and len(todo) > 1:
+        yield from _processes(config, todo, log_feedback, tick)
+    else:
+        from banditrec.runner import run_trial
+
+        for trial in todo:
+            spec, seed, _ = trial
+            yield trial, run_trial(config, spec, seed, tick, log_feedback=log_feedback)
+
+
+def _processes(config, todo, log_feedback, tick) -> Iterator[tuple[Trial, Any]]:
+    pool = ProcessPoolExecutor(max_workers=min(config.jobs, len(todo)))
+    try:
+        pending = {pool.submit(_job, config, spec, seed, log_feedback): (spec, seed, fp) for spec, seed, fp in todo}
+        while pending:
+            done, _ = wait(pending, return_when=FIRST_COMPLETED)
+            for fut in done:
+                trial = pending.pop(fut)
+                result = fut.result()
+                if tick is not None:
+                    tick(config.n_steps)
+                yield trial, result
+    finally:
+        pool.shutdown(wait=True, cancel_futures=True)
+
+
+def _ray(config, todo, address, log_feedback, tick) -> Iterator[tuple[Trial, Any]]:
+    try:
+        import ray
+    except ImportError as exc:
+        raise ImportError("the ray backend needs Ray: pip install 'banditrec[ray]'") from exc
+    started = not ray.is_initialized()
+    if started:
+        kwargs: dict[str, Any] = {"include_dashboard": False, "log_to_driver": False}
+        if address is None:
+            kwargs["num_cpus"] = config.jobs
+        ray.init(address=address, **kwargs)
+    try:
+        remote = ray.remote(num_cpus=1)(_job)
+        pending = {remote.remote(config, spec, seed, log_feedback): (spec, seed, fp) for spec, seed, fp in todo}
+        try:
+            while pending:
+                ready, _ = ray.wait(list(pending), num_returns=1)
+                for ref in ready:
+                    trial = pending.pop(ref)
+                    result = ray.get(ref)
+                    if tick is not None:
+                        tick(config.n_steps)
+                    yield trial, result
+        finally:
+            for ref in pending:
+                ray.cancel(ref, force=True)
+    finally:
+        if started:
+            ray.shutdown()

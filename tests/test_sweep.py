@@ -1,0 +1,44 @@
+"""Backends: local processes and a local Ray instance return the same results as a serial run."""
+
+from __future__ import annotations
+
+import pandas as pd
+import pytest
+
+from banditrec.config import EnvironmentSpec, ExperimentConfig, PolicySpec
+from banditrec.runner import run_experiment
+from banditrec.sweep import execute_trials
+
+
+def _config(jobs: int = 1) -> ExperimentConfig:
+    return ExperimentConfig(
+        name="sweep",
+        horizon=400,
+        batch_size=8,
+        seeds=(0, 1),
+        environment=EnvironmentSpec(id="banditrec/Linear-v0", params={"n_items": 8, "context_dim": 4}),
+        policies=(
+            PolicySpec("random", "Random"),
+            PolicySpec("linucb[alpha=0.5]", "LinUCB", {"alpha": 0.5}),
+            PolicySpec("linucb[alpha=1.0]", "LinUCB", {"alpha": 1.0}),
+        ),
+        n_checkpoints=10,
+        jobs=jobs,
+    )
+
+
+def test_unknown_backend_is_rejected():
+    with pytest.raises(ValueError, match="unknown backend 'slurm'"):
+        list(execute_trials(_config(), [(None, 0, "")], backend="slurm"))
+    with pytest.raises(ValueError, match="address is only meaningful"):
+        list(execute_trials(_config(), [(None, 0, "")], address="auto"))
+
+
+def test_ray_and_local_backends_give_identical_tables(tmp_path):
+    pytest.importorskip("ray", reason="the ray extra is not installed")
+    serial = run_experiment(_config(), None, progress=False).results
+    ray_run = run_experiment(_config(jobs=2), tmp_path / "ray", progress=False, backend="ray")
+    pd.testing.assert_frame_equal(serial, ray_run.results)
+    assert ray_run.trials_run == 6
+    again = run_experiment(_config(jobs=2), tmp_path / "ray", progress=False, backend="ray")
+    assert again.trials_run == 0 and again.trials_reused == 6
