@@ -37,6 +37,7 @@ _BUILTIN = {
     "banditrec/Linear-v0": "banditrec.environments.linear:LinearWorld",
     "banditrec/Nonlinear-v0": "banditrec.environments.nonlinear:NonlinearWorld",
     "banditrec/Wheel-v0": "banditrec.environments.wheel:WheelWorld",
+    "banditrec/MovieLens100k-v0": "banditrec.environments.movielens:MovieLens100kWorld",
 }
 
 

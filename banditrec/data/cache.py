@@ -1,0 +1,321 @@
+"""The local data cache: where it lives, checksums, atomic writes and fallbacks between sources.
+
+Every loader in :mod:`banditrec.data` follows one pattern: try a list of sources in order (a path
+the user gave, this cache, an installed package, a package registry, the publisher's URL), keep the
+reason each one failed, and either return the first that works or raise one
+:class:`DataUnavailableError` that lists them all. What a loader fetched from the network is written
+to the cache as an *entry*: a folder of files plus a ``manifest.json`` that records each file's
+sha256. An entry is built in a temporary folder beside its final place and renamed into place only
+when complete, so an interrupted or failed build never leaves a half-written entry behind, and a
+later load verifies every checksum before trusting the files.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import tempfile
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Generic, TypeVar
+
+__all__ = [
+    "CacheEntry",
+    "ChecksumError",
+    "DataFormatError",
+    "DataUnavailableError",
+    "Source",
+    "SourceSkipped",
+    "atomic_write",
+    "cache_root",
+    "open_entry",
+    "sha256_bytes",
+    "sha256_file",
+    "try_sources",
+    "write_entry",
+]
+
+T = TypeVar("T")
+
+MANIFEST = "manifest.json"
+_MANIFEST_VERSION = 1
+
+
+class DataUnavailableError(RuntimeError):
+    """No source could provide a data set.
+
+    Attributes
+    ----------
+    what : str
+        The data set that was asked for.
+    failures : list of (str, str)
+        Each source tried, in order, and why it failed.
+    """
+
+    def __init__(self, what: str, failures: Sequence[tuple[str, str]]):
+        self.what = what
+        self.failures = list(failures)
+        lines = [f"could not obtain {what}; tried {len(self.failures)} source(s):"]
+        lines += [f"  {i}. {source}: {reason}" for i, (source, reason) in enumerate(self.failures, 1)]
+        super().__init__("\n".join(lines))
+
+
+class ChecksumError(RuntimeError):
+    """A file's sha256 differs from the one recorded for it (a corrupted or tampered cache)."""
+
+
+class DataFormatError(ValueError):
+    """A data file was found but its content is malformed (names the file and the column).
+
+    Loaders let this propagate instead of falling back to another source: silently replacing the
+    user's own (broken) file with a downloaded copy would hide the problem.
+    """
+
+
+def cache_root(cache_dir: str | os.PathLike[str] | None = None) -> Path:
+    """The banditrec cache folder (not created).
+
+    Parameters
+    ----------
+    cache_dir : path, optional
+        Explicit folder; wins over everything else.
+
+    Returns
+    -------
+    Path
+        ``cache_dir`` if given, else ``$BANDITREC_CACHE``, else ``$XDG_CACHE_HOME/banditrec``,
+        else ``~/.cache/banditrec``.
+    """
+    if cache_dir is not None:
+        if not isinstance(cache_dir, (str, os.PathLike)):
+            raise TypeError(
+                f"cache_dir must be a path or None, got {type(cache_dir).__name__}: {cache_dir!r}"
+            )
+        return Path(cache_dir).expanduser()
+    env = os.environ.get("BANDITREC_CACHE")
+    if env:
+        return Path(env).expanduser()
+    xdg = os.environ.get("XDG_CACHE_HOME")
+    if xdg:
+        return Path(xdg).expanduser() / "banditrec"
+    return Path.home() / ".cache" / "banditrec"
+
+
+def sha256_bytes(data: bytes) -> str:
+    """Hex sha256 of ``data``."""
+    return hashlib.sha256(data).hexdigest()
+
+
+def sha256_file(path: str | os.PathLike[str], chunk_size: int = 1 << 20) -> str:
+    """Hex sha256 of a file, read in chunks."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for chunk in iter(lambda: handle.read(chunk_size), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+@contextmanager
+def atomic_write(path: str | os.PathLike[str]) -> Iterator[Path]:
+    """Yield a temporary path beside ``path``; on success rename it onto ``path``.
+
+    The temporary file lives in the same folder, so ``os.replace`` is an atomic rename: readers
+    see either the old file or the complete new one. If the body raises, the temporary file is
+    removed and ``path`` is untouched.
+
+    Examples
+    --------
+    >>> with atomic_write(target) as tmp:  # doctest: +SKIP
+    ...     np.save(tmp, array)
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.close(fd)
+    tmp = Path(tmp_name)
+    try:
+        yield tmp
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+
+
+@dataclass(frozen=True)
+class CacheEntry:
+    """A verified cache entry: a folder of files whose checksums match its manifest.
+
+    Attributes
+    ----------
+    path : Path
+        The entry's folder.
+    files : dict of str to str
+        File name to sha256.
+    meta : dict
+        Free-form metadata stored with the entry (e.g. where the data came from).
+    """
+
+    path: Path
+    files: Mapping[str, str]
+    meta: Mapping[str, Any]
+
+    def file(self, name: str) -> Path:
+        """Path of one of the entry's files."""
+        if name not in self.files:
+            raise KeyError(f"cache entry {self.path} has no file {name!r}; it has {sorted(self.files)}")
+        return self.path / name
+
+
+def open_entry(path: str | os.PathLike[str]) -> CacheEntry:
+    """Open a cache entry and verify every file against its manifest.
+
+    Raises
+    ------
+    FileNotFoundError
+        If the entry or its manifest does not exist.
+    ChecksumError
+        If a file is missing or its sha256 differs from the manifest's.
+    """
+    path = Path(path)
+    manifest_path = path / MANIFEST
+    if not manifest_path.is_file():
+        raise FileNotFoundError(f"no cache entry at {path}")
+    try:
+        manifest = json.loads(manifest_path.read_text(encoding="utf-8"))
+        files = dict(manifest["files"])
+    except (ValueError, KeyError, TypeError) as exc:
+        raise ChecksumError(f"unreadable manifest {manifest_path}: {exc}") from exc
+    for name, expected in files.items():
+        file_path = path / name
+        if not file_path.is_file():
+            raise ChecksumError(f"cache entry {path} lacks {name} listed in its manifest")
+        actual = sha256_file(file_path)
+        if actual != expected:
+            raise ChecksumError(
+                f"checksum mismatch for {file_path}: manifest says sha256 {expected[:12]}..., "
+                f"file has {actual[:12]}..."
+            )
+    return CacheEntry(path=path, files=files, meta=dict(manifest.get("meta", {})))
+
+
+def write_entry(
+    path: str | os.PathLike[str],
+    build: Callable[[Path], None],
+    meta: Mapping[str, Any] | None = None,
+) -> CacheEntry:
+    """Build a cache entry atomically and return it verified.
+
+    ``build(folder)`` writes the entry's files into a fresh temporary folder beside ``path``. Only
+    if it returns normally are the checksums recorded and the folder renamed to ``path`` (an
+    existing entry there is replaced). If it raises, the temporary folder is deleted and nothing
+    appears at ``path``.
+
+    Parameters
+    ----------
+    path : path
+        Final folder of the entry.
+    build : callable
+        ``build(folder: Path) -> None``; writes plain files (subfolders allowed) into ``folder``.
+    meta : mapping, optional
+        JSON-serialisable metadata stored in the manifest.
+
+    Returns
+    -------
+    CacheEntry
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent))
+    try:
+        build(tmp)
+        files = {
+            p.relative_to(tmp).as_posix(): sha256_file(p)
+            for p in sorted(tmp.rglob("*"))
+            if p.is_file() and p.name != MANIFEST
+        }
+        manifest = {"version": _MANIFEST_VERSION, "files": files, "meta": dict(meta or {})}
+        (tmp / MANIFEST).write_text(json.dumps(manifest, indent=1, sort_keys=True), encoding="utf-8")
+        if path.exists():
+            # A stale or corrupted entry: move it aside first (rename is atomic), then delete it.
+            trash = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".old", dir=path.parent))
+            try:
+                os.replace(path, trash / "entry")
+            except FileNotFoundError:
+                pass
+            shutil.rmtree(trash, ignore_errors=True)
+        try:
+            os.replace(tmp, path)
+        except OSError:
+            # Another process finished the same entry first; keep theirs if it verifies.
+            shutil.rmtree(tmp, ignore_errors=True)
+            return open_entry(path)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return CacheEntry(path=path, files=files, meta=manifest["meta"])
+
+
+@dataclass(frozen=True)
+class Source(Generic[T]):
+    """One place a data set may come from.
+
+    Attributes
+    ----------
+    name : str
+        Human-readable description used in error messages (include the path or URL).
+    load : callable
+        ``load() -> T``; raises to signal that this source cannot provide the data.
+    """
+
+    name: str
+    load: Callable[[], T]
+
+
+def try_sources(
+    what: str,
+    sources: Sequence[Source[T]],
+    propagate: tuple[type[BaseException], ...] = (DataFormatError,),
+) -> tuple[T, str]:
+    """Return the result of the first source that works, and that source's name.
+
+    Parameters
+    ----------
+    what : str
+        Name of the data set, for the error message.
+    sources : sequence of Source
+        Tried in order.
+    propagate : tuple of exception types
+        Raised immediately instead of being recorded (by default malformed files, which the user
+        must fix rather than have silently replaced).
+
+    Returns
+    -------
+    (result, source_name)
+
+    Raises
+    ------
+    DataUnavailableError
+        If every source failed; lists each source and the reason it failed.
+    """
+    failures: list[tuple[str, str]] = []
+    last: BaseException | None = None
+    for source in sources:
+        try:
+            return source.load(), source.name
+        except propagate:
+            raise
+        except Exception as exc:  # noqa: BLE001 - every failure is reported, none is hidden
+            reason = str(exc).strip() or type(exc).__name__
+            if not isinstance(exc, (FileNotFoundError, ChecksumError, SourceSkipped)):
+                reason = f"{type(exc).__name__}: {reason}"
+            failures.append((source.name, reason))
+            last = exc
+    raise DataUnavailableError(what, failures) from last
+
+
+class SourceSkipped(Exception):
+    """Raised by a source that chose not to run (e.g. network sources when offline is requested)."""

@@ -1,0 +1,170 @@
+"""Open Bandit Dataset loader: the publisher's layout, one shared context space, LoggedFeedback."""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from banditrec.data import DataFormatError, DataUnavailableError, load_open_bandit_dataset
+from banditrec.data.obd import OBDFeatureEncoder
+
+N_ITEMS = 6
+
+
+def _hash(value: str, salt: str) -> str:
+    return hashlib.md5(f"{salt}{value}".encode()).hexdigest()
+
+
+def _write_log(root: Path, policy: str, campaign: str, n: int, seed: int, extra_category: bool) -> None:
+    rng = np.random.default_rng(seed)
+    folder = root / policy / campaign
+    folder.mkdir(parents=True, exist_ok=True)
+    ages = ["a", "b", "c"] + (["d"] if extra_category else [])
+    log = pd.DataFrame(
+        {
+            "timestamp": pd.date_range("2019-11-24", periods=n, freq="s", tz="UTC").astype(str)[
+                rng.permutation(n)
+            ],
+            "item_id": rng.integers(0, N_ITEMS, n),
+            "position": rng.integers(1, 4, n),
+            "click": rng.integers(0, 2, n),
+            "propensity_score": np.full(n, 1 / N_ITEMS) if policy == "random" else rng.uniform(0.05, 0.5, n),
+            "user_feature_0": [_hash(v, "user") for v in rng.choice(ages, n)],
+            "user_feature_1": [_hash(v, "user") for v in rng.choice(["x", "y"], n)],
+        }
+    )
+    if extra_category:  # make sure the extra category occurs
+        log.loc[0, "user_feature_0"] = _hash("d", "user")
+    for i in range(N_ITEMS):
+        log[f"user-item_affinity_{i}"] = rng.integers(0, 2, n).astype(float)
+    log.to_csv(folder / f"{campaign}.csv")
+    # Same items, same partition into categories, but a different hash salt per log (as in OBD).
+    groups = ["g0", "g1", "g0", "g2", "g1", "g0"]
+    context = pd.DataFrame(
+        {
+            "item_id": np.arange(N_ITEMS),
+            "item_feature_0": np.linspace(-1, 1, N_ITEMS),
+            "item_feature_1": [_hash(g, policy) for g in groups],
+        }
+    )
+    context.to_csv(folder / "item_context.csv")
+
+
+@pytest.fixture
+def obd_root(tmp_path):
+    _write_log(tmp_path / "obd", "random", "all", 40, 0, extra_category=False)
+    _write_log(tmp_path / "obd", "bts", "all", 30, 1, extra_category=True)
+    return tmp_path / "obd"
+
+
+def test_logs_keep_raw_fields_sorted_by_time(obd_root):
+    data = load_open_bandit_dataset("all", path=obd_root)
+    assert data.policies == ["random", "bts"] and data.n_items == N_ITEMS
+    log = data.logs["random"]
+    for column in (
+        "timestamp",
+        "item_id",
+        "position",
+        "click",
+        "propensity_score",
+        "user_feature_0",
+        "user-item_affinity_0",
+    ):
+        assert column in log.columns
+    assert log["timestamp"].is_monotonic_increasing
+    assert set(log["position"]) <= {1, 2, 3}
+    assert data.sources == {"random": f"path {obd_root}", "bts": f"path {obd_root}"}
+
+
+def test_random_and_bts_share_one_context_space(obd_root):
+    data = load_open_bandit_dataset("all", path=obd_root)
+    # What a per-log one-hot encoding (Open Bandit Pipeline's) gives: different dimensions.
+    per_log = [pd.get_dummies(data.logs[p].filter(like="user_feature")).shape[1] for p in ("random", "bts")]
+    assert per_log[0] != per_log[1]
+    x_random, x_bts = data.user_features("random"), data.user_features("bts")
+    assert x_random.shape[1] == x_bts.shape[1] == 4 + 2
+    assert np.all(x_random.sum(axis=1) == 2) and np.all(x_bts.sum(axis=1) == 2)  # one hot per column
+    encoder = data.encoder()
+    j = encoder.user_feature_names.index(f"user_feature_0={_hash('d', 'user')}")
+    assert x_random[:, j].sum() == 0 and x_bts[:, j].sum() >= 1
+    # Items: one table for both logs even though their category hashes differ.
+    assert not data.raw_item_contexts["random"]["item_feature_1"].equals(
+        data.raw_item_contexts["bts"]["item_feature_1"]
+    )
+    items = data.item_features()
+    assert items.shape == (N_ITEMS, 1 + 3)
+    np.testing.assert_array_equal(items[:, 1:].argmax(1)[[0, 2, 5]], items[0, 1:].argmax().repeat(3))
+    assert data.encoder(include_affinity=True).user_dim == 6 + N_ITEMS
+
+
+def test_encoder_maps_unseen_categories_to_zeros(obd_root):
+    data = load_open_bandit_dataset("all", ["random"], path=obd_root)
+    encoder = OBDFeatureEncoder.fit([data.logs["random"]], data.item_context)
+    other = load_open_bandit_dataset("all", ["bts"], path=obd_root).logs["bts"]
+    x = encoder.transform_users(other)
+    unseen = (other["user_feature_0"] == _hash("d", "user")).to_numpy()
+    assert x.shape[1] == encoder.user_dim == 5
+    assert np.all(x[unseen, :3] == 0) and np.all(x[~unseen, :3].sum(1) == 1)
+    with pytest.raises(ValueError, match="at least one log"):
+        OBDFeatureEncoder.fit([], data.item_context)
+
+
+def test_to_logged_feedback(obd_root):
+    pytest.importorskip("banditrec.ope.feedback")
+    data = load_open_bandit_dataset("all", path=obd_root)
+    feedback = data.to_logged_feedback("bts")
+    log = data.logs["bts"]
+    n = len(log)
+    assert feedback.item_ids.shape == (n, N_ITEMS) and feedback.mask.all()
+    assert feedback.item_features.shape == (n, N_ITEMS, data.encoder().item_dim)
+    assert feedback.user_features.shape == (n, data.encoder().user_dim)
+    np.testing.assert_array_equal(feedback.actions, log["item_id"])
+    np.testing.assert_array_equal(feedback.item_ids[np.arange(n), feedback.actions], log["item_id"])
+    np.testing.assert_array_equal(feedback.positions, log["position"] - 1)
+    np.testing.assert_array_equal(feedback.propensities, log["propensity_score"])
+    assert feedback.timestamps.dtype.kind == "M" and feedback.metadata["behavior_policy"] == "bts"
+    with pytest.raises(ValueError, match="policy must be one of"):
+        data.to_logged_feedback("egreedy")
+
+
+def test_argument_validation(obd_root):
+    with pytest.raises(ValueError, match="campaign"):
+        load_open_bandit_dataset("kids", path=obd_root)
+    with pytest.raises(ValueError, match="behavior_policies"):
+        load_open_bandit_dataset("all", ["random", "ucb"], path=obd_root)
+    with pytest.raises(DataUnavailableError, match="men/men.csv does not exist"):
+        load_open_bandit_dataset("men", path=obd_root)
+
+
+def test_malformed_log_names_file_and_column(obd_root):
+    path = obd_root / "bts" / "all" / "all.csv"
+    log = pd.read_csv(path, index_col=0)
+    log.drop(columns="click").to_csv(path)
+    with pytest.raises(DataFormatError, match=r"bts/all/all.csv: missing column\(s\) \['click'\]"):
+        load_open_bandit_dataset("all", path=obd_root)
+    log["propensity_score"] = log["propensity_score"].astype(object)
+    log.loc[3, "propensity_score"] = "high"
+    log.to_csv(path)
+    with pytest.raises(DataFormatError, match="column 'propensity_score' must be numeric, row 3 has 'high'"):
+        load_open_bandit_dataset("all", path=obd_root)
+
+
+def test_real_sample_from_package_sources_then_cache(tmp_path):
+    """The obp 0.4.1 sample from whichever package source works here, then from the cache."""
+    cache = tmp_path / "cache"
+    try:
+        data = load_open_bandit_dataset("all", cache_dir=cache)
+    except DataUnavailableError as exc:
+        pytest.skip(f"Open Bandit Dataset sample unavailable: {exc}")
+    assert {len(log) for log in data.logs.values()} == {10_000} and data.n_items == 80
+    user_dims = {data.user_features(p).shape[1] for p in data.policies}
+    assert len(user_dims) == 1  # one context space for both logs
+    per_log = {pd.get_dummies(log.filter(like="user_feature")).shape[1] for log in data.logs.values()}
+    assert len(per_log) == 2  # ... where per-log encoding disagrees
+    again = load_open_bandit_dataset("all", cache_dir=cache)
+    assert all(source.startswith("cache ") for source in again.sources.values())
+    pd.testing.assert_frame_equal(again.logs["bts"], data.logs["bts"])
