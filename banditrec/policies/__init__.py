@@ -9,6 +9,7 @@ from banditrec.policies.base import Decision, Policy
 from banditrec.policies.context_free import ItemStatistics
 from banditrec.policies.exploration import UCB, EpsilonGreedy, Exploration, Thompson
 from banditrec.policies.linear import RidgeRegression
+from banditrec.policies.neural import NeuralEpsilonGreedy, NeuralEstimator, NeuralLinear, NeuralTS, NeuralUCB
 from banditrec.policies.policy import BanditPolicy, RandomPolicy
 from banditrec.policies.registry import (
     POLICIES,
@@ -27,6 +28,7 @@ from banditrec.policies.registry import (
 __all__ = [
     "POLICIES", "UCB", "UCB1", "BanditPolicy", "BernoulliTS", "Decision", "EpsilonGreedy",
     "EpsilonGreedyPolicy", "Exploration", "ItemStatistics", "LinEpsilonGreedy", "LinTS", "LinUCB",
+    "NeuralEpsilonGreedy", "NeuralEstimator", "NeuralLinear", "NeuralTS", "NeuralUCB",
     "Policy", "Random", "RandomPolicy", "RidgeRegression", "Thompson", "make_policy",
     "policy_parameters", "register_policy",
 ]

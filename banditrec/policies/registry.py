@@ -15,6 +15,7 @@ from banditrec.policies.base import Policy
 from banditrec.policies.context_free import ItemStatistics
 from banditrec.policies.exploration import UCB, EpsilonGreedy, Thompson
 from banditrec.policies.linear import RidgeRegression
+from banditrec.policies.neural import NeuralEpsilonGreedy, NeuralLinear, NeuralTS, NeuralUCB
 from banditrec.policies.policy import BanditPolicy, RandomPolicy
 
 __all__ = [
@@ -87,6 +88,10 @@ POLICIES: dict[str, Callable[..., Policy]] = {
     "LinUCB": LinUCB,
     "LinTS": LinTS,
     "LinEpsilonGreedy": LinEpsilonGreedy,
+    "NeuralEpsilonGreedy": NeuralEpsilonGreedy,
+    "NeuralUCB": NeuralUCB,
+    "NeuralTS": NeuralTS,
+    "NeuralLinear": NeuralLinear,
 }
 
 

@@ -1,0 +1,49 @@
+"""Models by name: what ``model="mlp" | "two_tower" | "mf"`` builds."""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import Sequence
+from typing import Any
+
+from banditrec.models.base import RecModel, check_hidden
+from banditrec.models.factorization import MatrixFactorization
+from banditrec.models.mlp import MLPScorer
+from banditrec.models.two_tower import TwoTower
+
+__all__ = ["MODEL_KINDS", "build_model"]
+
+MODEL_KINDS = ("mlp", "two_tower", "mf")
+
+# Id tables for "mf" when the catalogue size is not given: ids beyond are hashed into the table.
+DEFAULT_ID_ROWS = 1024
+
+
+def build_model(
+    kind: str, user_dim: int, item_dim: int, hidden: Sequence[int] | int = (64,), seed=None, **options: Any
+) -> RecModel:
+    """Build a built-in model for the given feature sizes.
+
+    Parameters
+    ----------
+    kind : {"mlp", "two_tower", "mf"}
+        :class:`MLPScorer`, :class:`TwoTower` or :class:`MatrixFactorization` (whose embedding
+        width is ``hidden[-1]`` and whose id tables default to 1024 rows each).
+    user_dim, item_dim : int
+    hidden : int or sequence of int
+    seed : int, SeedSequence, Generator or None
+    **options
+        Further constructor arguments of the chosen class (e.g. ``cross=True``, ``head="mlp"``,
+        ``n_items=1682``).
+    """
+    if kind not in MODEL_KINDS:
+        raise ValueError(f"unknown model {kind!r}; choose one of {MODEL_KINDS} or pass an nn.Module")
+    cls = {"mlp": MLPScorer, "two_tower": TwoTower, "mf": MatrixFactorization}[kind]
+    valid = set(inspect.signature(cls).parameters) - {"user_dim", "item_dim", "hidden", "dim", "seed"}
+    unknown = set(options) - valid
+    if unknown:
+        raise ValueError(f"unknown option(s) {sorted(unknown)} for model {kind!r}; valid: {sorted(valid)}")
+    if kind == "mf":
+        options = {"n_users": DEFAULT_ID_ROWS, "n_items": DEFAULT_ID_ROWS, **options}
+        return MatrixFactorization(dim=check_hidden(hidden)[-1], seed=seed, **options)
+    return cls(user_dim, item_dim, hidden, seed=seed, **options)

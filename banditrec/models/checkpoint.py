@@ -1,0 +1,97 @@
+"""Model checkpoints: save the weights, load them back only into the same architecture."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import torch
+from torch import nn
+
+__all__ = ["check_state_compatible", "load_model", "save_model"]
+
+_FORMAT = "banditrec-model"
+_VERSION = 1
+
+
+def save_model(model: nn.Module, path: str | os.PathLike) -> Path:
+    """Write ``model``'s weights (and, for built-in models, their constructor config) to ``path``.
+
+    The file holds only tensors and plain containers, so :func:`load_model` can read it with
+    ``torch.load(..., weights_only=True)``. Returns the path written.
+    """
+    if not isinstance(model, nn.Module):
+        raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    payload = {
+        "format": _FORMAT,
+        "version": _VERSION,
+        "class": f"{type(model).__module__}.{type(model).__qualname__}",
+        "config": dict(getattr(model, "config", {}) or {}),
+        "state_dict": {k: v.detach().cpu() for k, v in model.state_dict().items()},
+    }
+    torch.save(payload, path)
+    return path
+
+
+def check_state_compatible(
+    model: nn.Module, state: dict[str, torch.Tensor], source: str = "checkpoint"
+) -> None:
+    """Raise a ValueError naming every missing, unexpected or differently shaped tensor."""
+    own = model.state_dict()
+    missing = sorted(set(own) - set(state))
+    unexpected = sorted(set(state) - set(own))
+    shapes = [
+        f"{k}: {source} {tuple(state[k].shape)} vs model {tuple(own[k].shape)}"
+        for k in sorted(set(own) & set(state))
+        if tuple(state[k].shape) != tuple(own[k].shape)
+    ]
+    if missing or unexpected or shapes:
+        parts = []
+        if missing:
+            parts.append(f"missing keys {missing}")
+        if unexpected:
+            parts.append(f"unexpected keys {unexpected}")
+        if shapes:
+            parts.append("shape mismatches [" + "; ".join(shapes) + "]")
+        raise ValueError(
+            f"{source} does not fit {type(model).__name__} (a different architecture?): " + ", ".join(parts)
+        )
+
+
+def load_model(
+    model: nn.Module, path: str | os.PathLike, map_location: str | torch.device | None = None
+) -> nn.Module:
+    """Load weights saved by :func:`save_model` into ``model`` (in place) and return it.
+
+    The tensors go to the device ``model`` lives on unless ``map_location`` says otherwise.
+
+    Raises
+    ------
+    ValueError
+        If the file is not a banditrec model checkpoint, or if its tensors do not match the
+        model's (the message names the missing/unexpected keys and mismatched shapes, and the
+        class and config the checkpoint was saved from).
+    """
+    if not isinstance(model, nn.Module):
+        raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"no checkpoint at {str(path)!r}")
+    if map_location is None:
+        first = next(iter(model.state_dict().values()), None)
+        map_location = first.device if first is not None else "cpu"
+    payload = torch.load(path, map_location=map_location, weights_only=True)
+    if not isinstance(payload, dict) or payload.get("format") != _FORMAT:
+        raise ValueError(f"{str(path)!r} is not a banditrec model checkpoint (written by save_model)")
+    if payload.get("version", 0) > _VERSION:
+        raise ValueError(
+            f"{str(path)!r} has checkpoint format version {payload['version']}; "
+            f"this banditrec reads up to {_VERSION}"
+        )
+    state = payload["state_dict"]
+    source = f"checkpoint {path.name} (saved from {payload.get('class')} {payload.get('config')})"
+    check_state_compatible(model, state, source)
+    model.load_state_dict(state)
+    return model

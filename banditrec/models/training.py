@@ -1,0 +1,348 @@
+"""Supervised (pre)training of a recommendation model from logged feedback.
+
+A model fitted on logs (clicks with binary cross-entropy, ratings with squared error) is a warm
+start for a neural bandit policy, or the reward model of the direct method in off-policy
+evaluation. The logs are split train / validation / test with a seeded permutation; Adam runs
+with early stopping on the validation loss, and the best weights are restored.
+"""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+from banditrec._util import as_generator
+from banditrec.models.base import check_scores
+from banditrec.models.device import resolve_device, torch_threads
+
+__all__ = ["LOSSES", "LogArrays", "as_log_arrays", "loss_function", "pretrain", "roc_auc"]
+
+LOSSES = ("bce", "mse")
+
+
+@dataclass(frozen=True)
+class LogArrays:
+    """n logged (user, chosen item, reward) rows: what supervised training needs.
+
+    Attributes
+    ----------
+    user_features : ndarray, shape (n, d_u)
+    item_features : ndarray, shape (n, d_i)
+        Features of the chosen item only.
+    item_ids : ndarray, shape (n,), int64
+    user_ids : ndarray, shape (n,), int64
+        -1 where anonymous.
+    rewards : ndarray, shape (n,)
+    """
+
+    user_features: np.ndarray
+    item_features: np.ndarray
+    item_ids: np.ndarray
+    user_ids: np.ndarray
+    rewards: np.ndarray
+
+    def __post_init__(self) -> None:
+        rewards = np.asarray(self.rewards, dtype=np.float64)
+        if rewards.ndim != 1:
+            raise ValueError(f"rewards must be a 1-d array, got shape {rewards.shape}")
+        n = rewards.size
+        expected = {
+            "user_features": (np.float64, 2),
+            "item_features": (np.float64, 2),
+            "item_ids": (np.int64, 1),
+            "user_ids": (np.int64, 1),
+        }
+        for name, (dtype, ndim) in expected.items():
+            value = np.asarray(getattr(self, name), dtype=dtype)
+            if value.ndim != ndim or value.shape[0] != n:
+                want = f"({n}, d)" if ndim == 2 else f"({n},)"
+                raise ValueError(f"{name} must have shape {want} to match {n} rewards, got {value.shape}")
+            if dtype is np.float64 and not np.isfinite(value).all():
+                rows = np.flatnonzero(~np.isfinite(value).all(axis=1))[:5].tolist()
+                raise ValueError(f"{name} contains NaN or inf (rows {rows})")
+            object.__setattr__(self, name, value)
+        if not np.isfinite(rewards).all():
+            raise ValueError(
+                f"rewards contain NaN or inf at rows {np.flatnonzero(~np.isfinite(rewards))[:5].tolist()}"
+            )
+        object.__setattr__(self, "rewards", rewards)
+
+    def __len__(self) -> int:
+        return self.rewards.size
+
+    def take(self, index: np.ndarray) -> LogArrays:
+        return LogArrays(
+            self.user_features[index],
+            self.item_features[index],
+            self.item_ids[index],
+            self.user_ids[index],
+            self.rewards[index],
+        )
+
+
+def as_log_arrays(data: Any) -> LogArrays:
+    """Accept :class:`LogArrays`, a LoggedFeedback-like object or a mapping of arrays.
+
+    A LoggedFeedback-like object has ``user_features (n, d_u)``, ``item_features (n, K, d_i)``,
+    ``item_ids (n, K)``, ``user_ids (n,)``, ``actions (n,)`` and ``rewards (n,)``; the chosen
+    candidate's features and id are taken. A mapping needs the :class:`LogArrays` fields (with
+    the chosen item's features, shape (n, d_i)).
+    """
+    if isinstance(data, LogArrays):
+        return data
+    if isinstance(data, Mapping):
+        names = ("user_features", "item_features", "item_ids", "user_ids", "rewards")
+        missing = [k for k in names if k not in data and k != "user_ids"]
+        if missing:
+            raise KeyError(f"log arrays lack keys {missing}; need {list(names)} (user_ids optional)")
+        n = len(np.asarray(data["rewards"]))
+        user_ids = data.get("user_ids", np.full(n, -1, dtype=np.int64))
+        return LogArrays(
+            data["user_features"], data["item_features"], data["item_ids"], user_ids, data["rewards"]
+        )
+    needed = ("user_features", "item_features", "item_ids", "user_ids", "actions", "rewards")
+    missing = [k for k in needed if not hasattr(data, k)]
+    if missing:
+        raise TypeError(
+            f"expected LogArrays, a LoggedFeedback-like object or a mapping of arrays; "
+            f"{type(data).__name__} lacks attributes {missing}"
+        )
+    actions = np.asarray(data.actions, dtype=np.int64)
+    rows = np.arange(actions.size)
+    items = np.asarray(data.item_features)
+    ids = np.asarray(data.item_ids)
+    if items.ndim != 3 or ids.ndim != 2:
+        raise ValueError(
+            f"a feedback object's item_features must be (n, K, d_i) and item_ids (n, K), "
+            f"got {items.shape} and {ids.shape}"
+        )
+    return LogArrays(
+        data.user_features, items[rows, actions], ids[rows, actions], data.user_ids, data.rewards
+    )
+
+
+def loss_function(loss: str):
+    """The training loss on raw model outputs: squared error, or BCE with the output as a logit."""
+    if loss == "mse":
+        return F.mse_loss
+    if loss == "bce":
+        return F.binary_cross_entropy_with_logits
+    raise ValueError(f"loss must be one of {LOSSES}, got {loss!r}")
+
+
+def roc_auc(labels: np.ndarray, scores: np.ndarray) -> float:
+    """Area under the ROC curve (Mann–Whitney, ties counted half); NaN with a single class."""
+    from scipy.stats import rankdata
+
+    labels = np.asarray(labels) > 0.5
+    n_pos, n_neg = int(labels.sum()), int((~labels).sum())
+    if n_pos == 0 or n_neg == 0:
+        return float("nan")
+    ranks = rankdata(scores)
+    return float((ranks[labels].sum() - n_pos * (n_pos + 1) / 2) / (n_pos * n_neg))
+
+
+def _split(n: int, val_fraction: float, test_fraction: float, rng: np.random.Generator):
+    perm = rng.permutation(n)
+    n_test = round(test_fraction * n)
+    n_val = round(val_fraction * n)
+    if n - n_test - n_val < 1:
+        raise ValueError(
+            f"{n} rows leave no training data with val_fraction={val_fraction}, test_fraction={test_fraction}"
+        )
+    return perm[n_test + n_val :], perm[n_test : n_test + n_val], perm[:n_test]
+
+
+class _Tensors:
+    """A LogArrays on a device, as the model's inputs (candidates axis of length 1)."""
+
+    def __init__(self, logs: LogArrays, device: torch.device) -> None:
+        f32 = {"dtype": torch.float32, "device": device}
+        self.user = torch.as_tensor(logs.user_features, **f32)
+        self.items = torch.as_tensor(logs.item_features, **f32)[:, None, :]
+        self.item_ids = torch.as_tensor(logs.item_ids, device=device)[:, None]
+        self.user_ids = torch.as_tensor(logs.user_ids, device=device)
+        self.rewards = torch.as_tensor(logs.rewards, **f32)
+
+    def outputs(self, model: nn.Module, index=slice(None)) -> torch.Tensor:
+        user = self.user[index]
+        out = model(user, self.items[index], self.item_ids[index], self.user_ids[index])
+        return check_scores(out, user.shape[0], 1, type(model).__name__)[:, 0]
+
+
+def _evaluate(model, data: _Tensors, loss_fn, batch_size: int) -> tuple[float, np.ndarray]:
+    model.eval()
+    n = data.rewards.shape[0]
+    outs = []
+    with torch.no_grad():
+        for start in range(0, n, batch_size):
+            outs.append(data.outputs(model, slice(start, start + batch_size)))
+    out = torch.cat(outs)
+    return float(loss_fn(out, data.rewards)), out.cpu().numpy()
+
+
+def pretrain(
+    model: nn.Module,
+    data: Any,
+    *,
+    loss: str = "auto",
+    val_fraction: float = 0.1,
+    test_fraction: float = 0.1,
+    epochs: int = 50,
+    batch_size: int = 256,
+    lr: float = 1e-3,
+    weight_decay: float = 0.0,
+    patience: int = 5,
+    seed=None,
+    device: str | torch.device = "auto",
+    num_threads: int | None = 1,
+) -> tuple[nn.Module, dict[str, Any]]:
+    """Fit ``model`` to logged rewards; early stopping on the validation loss.
+
+    Parameters
+    ----------
+    model : nn.Module
+        Called as ``model(user (n, d_u), items (n, 1, d_i), item_ids (n, 1), user_ids (n,))``
+        returning (n, 1) outputs: logits for ``"bce"``, predicted rewards for ``"mse"``.
+    data : LogArrays, LoggedFeedback-like object or mapping of arrays
+        See :func:`as_log_arrays`.
+    loss : {"auto", "bce", "mse"}
+        ``"auto"``: BCE when every reward is 0 or 1 (clicks), else MSE (ratings).
+    val_fraction, test_fraction : float
+        Shares of the rows held out (a seeded permutation). With ``val_fraction=0`` all epochs run.
+    epochs, batch_size, lr, weight_decay : training of Adam over shuffled minibatches.
+    patience : int
+        Epochs without a better validation loss before stopping; the best weights are restored.
+    seed : int, SeedSequence, Generator or None
+        The split and the shuffling (the model's initialisation is the caller's).
+    device : "auto", "cpu", "cuda" or torch.device
+    num_threads : int or None
+        Torch CPU threads during training (restored afterwards); None leaves torch's setting.
+
+    Returns
+    -------
+    model : nn.Module
+        The same object, trained, on ``device``.
+    metrics : dict
+        ``loss``, ``train_loss``, ``val_loss`` (best), ``test_loss``, ``test_auc`` (BCE only, NaN
+        without both classes), ``best_epoch``, ``epochs_run``, ``n_train``, ``n_val``, ``n_test``.
+
+    Raises
+    ------
+    FloatingPointError
+        If the loss becomes NaN or infinite, naming the epoch and step.
+    """
+    if not isinstance(model, nn.Module):
+        raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
+    with torch_threads(num_threads):
+        return _pretrain(
+            model,
+            as_log_arrays(data),
+            loss,
+            val_fraction,
+            test_fraction,
+            epochs,
+            batch_size,
+            lr,
+            weight_decay,
+            patience,
+            seed,
+            device,
+        )
+
+
+def _pretrain(
+    model,
+    logs,
+    loss,
+    val_fraction,
+    test_fraction,
+    epochs,
+    batch_size,
+    lr,
+    weight_decay,
+    patience,
+    seed,
+    device,
+):
+    if len(logs) == 0:
+        raise ValueError("no logged rows to train on")
+    for name, value in (("val_fraction", val_fraction), ("test_fraction", test_fraction)):
+        if not 0.0 <= value < 1.0:
+            raise ValueError(f"{name} must lie in [0, 1), got {value!r}")
+    for name, value in (("epochs", epochs), ("batch_size", batch_size), ("patience", patience)):
+        if not isinstance(value, (int, np.integer)) or value < 1:
+            raise ValueError(f"{name} must be a positive int, got {value!r}")
+    if not lr > 0:
+        raise ValueError(f"lr must be > 0, got {lr!r}")
+    binary = bool(np.isin(logs.rewards, (0.0, 1.0)).all())
+    if loss == "auto":
+        loss = "bce" if binary else "mse"
+    loss_fn = loss_function(loss)
+    if loss == "bce" and not ((logs.rewards >= 0) & (logs.rewards <= 1)).all():
+        raise ValueError("loss='bce' needs rewards in [0, 1]; use loss='mse' for ratings")
+
+    rng = as_generator(seed)
+    train_idx, val_idx, test_idx = _split(len(logs), val_fraction, test_fraction, rng)
+    dev = resolve_device(device)
+    model.to(dev)
+    train, val, test = (_Tensors(logs.take(i), dev) for i in (train_idx, val_idx, test_idx))
+    optimizer = torch.optim.Adam(model.parameters(), lr=lr, weight_decay=weight_decay)
+
+    best_val, best_epoch, best_state = float("inf"), 0, None
+    train_loss = float("nan")
+    epoch = 0
+    for epoch in range(1, epochs + 1):
+        model.train()
+        perm = torch.as_tensor(rng.permutation(train_idx.size), device=dev)
+        total = 0.0
+        for step, start in enumerate(range(0, perm.numel(), batch_size)):
+            idx = perm[start : start + batch_size]
+            value = loss_fn(train.outputs(model, idx), train.rewards[idx])
+            if not torch.isfinite(value):
+                raise FloatingPointError(
+                    f"pretrain: the {loss} loss became {float(value.detach())} at epoch {epoch}, step {step} "
+                    f"(lr={lr}); check the inputs for extreme values or lower the learning rate"
+                )
+            optimizer.zero_grad()
+            value.backward()
+            optimizer.step()
+            total += float(value.detach()) * idx.numel()
+        train_loss = total / perm.numel()
+        if val_idx.size == 0:
+            best_epoch = epoch
+            continue
+        val_loss, _ = _evaluate(model, val, loss_fn, 4096)
+        if not np.isfinite(val_loss):
+            raise FloatingPointError(f"pretrain: the validation loss became {val_loss} after epoch {epoch}")
+        if val_loss < best_val:
+            best_val, best_epoch = val_loss, epoch
+            best_state = copy.deepcopy(model.state_dict())
+        elif epoch - best_epoch >= patience:
+            break
+    if best_state is not None:
+        model.load_state_dict(best_state)
+    metrics: dict[str, Any] = {
+        "loss": loss,
+        "train_loss": train_loss,
+        "val_loss": best_val if val_idx.size else float("nan"),
+        "test_loss": float("nan"),
+        "best_epoch": best_epoch,
+        "epochs_run": epoch,
+        "n_train": int(train_idx.size),
+        "n_val": int(val_idx.size),
+        "n_test": int(test_idx.size),
+    }
+    if test_idx.size:
+        metrics["test_loss"], out = _evaluate(model, test, loss_fn, 4096)
+    if loss == "bce":
+        metrics["test_auc"] = roc_auc(logs.rewards[test_idx], out) if test_idx.size else float("nan")
+    model.eval()
+    return model, metrics

@@ -1,0 +1,854 @@
+"""Neural bandit policies: a PyTorch recommendation model, trained online, under the usual strategies.
+
+A :class:`NeuralEstimator` is a reward estimator like :class:`~banditrec.policies.linear.RidgeRegression`
+(``mean``, ``mean_and_width``, ``sample``, ``update``), so the neural policies are the same
+composition as the linear ones: ``BanditPolicy(NeuralEstimator(...), EpsilonGreedy | UCB | Thompson)``.
+
+The network (``"mlp"``, ``"two_tower"``, ``"mf"`` from :mod:`banditrec.models`, or a user's
+module) is built lazily from the first observation's sizes and learns from a bounded replay
+buffer: every ``train_every`` decisions it takes ``train_steps`` minibatch steps. Its uncertainty
+comes from one of two heads:
+
+- ``uncertainty="last_layer"`` (the default for UCB and Thompson sampling): Bayesian linear
+  regression on the network's last hidden layer φ(u, i). The head is the library's ridge
+  regression (shared form) applied to φ, refitted on the whole buffer whenever the network
+  retrains and updated incrementally in between. Its posterior gives Neural-LinUCB's width
+  √(φᵀA⁻¹φ) (Xu et al. 2020) and NeuralLinear's Normal-Inverse-Gamma posterior draws
+  (Riquelme et al. 2018, "Deep Bayesian Bandits Showdown").
+- ``uncertainty="gradient_diag"``: the gradient g = ∇_θ f(u, i) of the network's prediction with
+  respect to its dense (non-embedding) parameters as features, with a diagonal design matrix
+  Z = λ + Σ g², width √(Σ_j g_j² / Z_j), accumulated at decision time as in NeuralUCB (Zhou et al.
+  2020) and NeuralTS (Zhang et al. 2021), whose draws are f + v · width · z.
+- ``uncertainty="none"``: the network's prediction only (epsilon-greedy).
+
+Randomness: the estimator owns a numpy generator (initialisation, minibatch indices) derived from
+its seed; torch's global random state is never touched, so a run on the CPU is reproducible.
+"""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from banditrec._util import as_generator
+from banditrec.environments.simulator import Observation
+from banditrec.models.base import check_embedding, check_hidden, check_scores
+from banditrec.models.build import MODEL_KINDS, build_model
+from banditrec.models.checkpoint import check_state_compatible
+from banditrec.models.device import resolve_device, torch_threads
+from banditrec.models.training import LOSSES, loss_function
+from banditrec.policies.base import Policy
+from banditrec.policies.exploration import UCB, EpsilonGreedy, Thompson
+from banditrec.policies.linear import RidgeRegression
+from banditrec.policies.policy import BanditPolicy
+
+__all__ = [
+    "OPTIMIZERS",
+    "UNCERTAINTIES",
+    "NeuralEpsilonGreedy",
+    "NeuralEstimator",
+    "NeuralLinear",
+    "NeuralTS",
+    "NeuralUCB",
+    "OnlineTraining",
+]
+
+UNCERTAINTIES = ("none", "last_layer", "gradient_diag")
+OPTIMIZERS = ("adam", "rmsprop", "sgd")
+_STATE_FORMAT = "banditrec-neural-estimator"
+_STATE_VERSION = 1
+_ESTIMATOR_STREAM = 0x4E4E  # spawn key of the estimator's child stream ("NN")
+
+
+# --------------------------------------------------------------------------- training schedule
+@dataclass(frozen=True)
+class OnlineTraining:
+    """How the network learns online.
+
+    Attributes
+    ----------
+    train_every : int
+        Decisions between training rounds (a batch of B decisions may trigger several rounds, so
+        the number of gradient steps per decision does not depend on B).
+    train_steps : int
+        Minibatch steps per round.
+    batch_size : int
+        Minibatch size, drawn uniformly with replacement from the replay buffer.
+    lr : float
+        Learning rate.
+    optimizer : {"adam", "rmsprop", "sgd"}
+    lr_decay : float
+        Inverse-time decay: the learning rate of round r is ``lr / (1 + lr_decay · r)``; 0 keeps it.
+    weight_decay : float
+        L2 penalty of the optimizer.
+    buffer_size : int
+        Capacity of the replay buffer (the most recent rows are kept).
+    """
+
+    train_every: int = 32
+    train_steps: int = 32
+    batch_size: int = 64
+    lr: float = 1e-3
+    optimizer: str = "adam"
+    lr_decay: float = 0.0
+    weight_decay: float = 0.0
+    buffer_size: int = 10_000
+
+    def __post_init__(self) -> None:
+        for name in ("train_every", "train_steps", "batch_size", "buffer_size"):
+            value = getattr(self, name)
+            if not isinstance(value, (int, np.integer)) or isinstance(value, bool) or value < 1:
+                raise ValueError(f"{name} must be a positive int, got {value!r}")
+        if not (isinstance(self.lr, (int, float)) and self.lr > 0):
+            raise ValueError(f"lr must be > 0, got {self.lr!r}")
+        if self.optimizer not in OPTIMIZERS:
+            raise ValueError(f"optimizer must be one of {OPTIMIZERS}, got {self.optimizer!r}")
+        if not self.lr_decay >= 0:
+            raise ValueError(f"lr_decay must be >= 0, got {self.lr_decay!r}")
+        if not self.weight_decay >= 0:
+            raise ValueError(f"weight_decay must be >= 0, got {self.weight_decay!r}")
+
+    def make_optimizer(self, params) -> torch.optim.Optimizer:
+        cls = {"adam": torch.optim.Adam, "rmsprop": torch.optim.RMSprop, "sgd": torch.optim.SGD}[
+            self.optimizer
+        ]
+        return cls(params, lr=self.lr, weight_decay=self.weight_decay)
+
+    def lr_at(self, round_: int) -> float:
+        return self.lr / (1.0 + self.lr_decay * round_)
+
+
+# --------------------------------------------------------------------------- replay buffer
+class _ReplayBuffer:
+    """The most recent ``capacity`` (user, chosen item, reward) rows, preallocated on the device."""
+
+    _FIELDS = ("user", "item", "item_id", "user_id", "reward")
+
+    def __init__(self, capacity: int, user_dim: int, item_dim: int, device: torch.device) -> None:
+        f32 = {"dtype": torch.float32, "device": device}
+        self.user = torch.zeros((capacity, user_dim), **f32)
+        self.item = torch.zeros((capacity, item_dim), **f32)
+        self.item_id = torch.zeros(capacity, dtype=torch.int64, device=device)
+        self.user_id = torch.zeros(capacity, dtype=torch.int64, device=device)
+        self.reward = torch.zeros(capacity, **f32)
+        self.capacity, self.size, self.next = capacity, 0, 0
+
+    def add(self, user, item, item_id, user_id, reward) -> None:
+        n = reward.shape[0]
+        if n > self.capacity:  # only the newest rows fit
+            user, item, item_id, user_id, reward = (
+                x[n - self.capacity :] for x in (user, item, item_id, user_id, reward)
+            )
+            n = self.capacity
+        rows = (self.next + torch.arange(n, device=reward.device)) % self.capacity
+        for name, value in zip(self._FIELDS, (user, item, item_id, user_id, reward)):
+            getattr(self, name)[rows] = value
+        self.next = (self.next + n) % self.capacity
+        self.size = min(self.size + n, self.capacity)
+
+    def rows(self, index) -> tuple[torch.Tensor, ...]:
+        """(user (n, d_u), items (n, 1, d_i), item_ids (n, 1), user_ids (n,), rewards (n,))."""
+        return (
+            self.user[index],
+            self.item[index][:, None, :],
+            self.item_id[index][:, None],
+            self.user_id[index],
+            self.reward[index],
+        )
+
+    def state_dict(self) -> dict[str, Any]:
+        state = {name: getattr(self, name)[: self.size].detach().cpu().clone() for name in self._FIELDS}
+        state.update(capacity=self.capacity, size=self.size, next=self.next)
+        return state
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        if state["capacity"] != self.capacity:
+            raise ValueError(
+                f"the saved replay buffer holds {state['capacity']} rows; this estimator's "
+                f"buffer_size is {self.capacity}"
+            )
+        size = int(state["size"])
+        for name in self._FIELDS:
+            saved, own = state[name], getattr(self, name)
+            if tuple(saved.shape[1:]) != tuple(own.shape[1:]):
+                raise ValueError(
+                    f"saved replay buffer field {name!r} has shape {tuple(saved.shape)}; "
+                    f"expected rows of shape {tuple(own.shape[1:])}"
+                )
+            own[:size] = saved.to(own.device)
+        self.size, self.next = size, int(state["next"])
+
+
+# --------------------------------------------------------------------------- uncertainty heads
+def _embedding_observation(embedding: np.ndarray) -> Observation:
+    """Embeddings (B, K, h) dressed as an Observation whose item features are φ, so that the
+    shared ridge regression with ``features="item"`` is Bayesian linear regression on φ."""
+    B, K, _ = embedding.shape
+    return Observation(
+        user_features=np.zeros((B, 0)),
+        item_features=embedding,
+        item_ids=np.zeros((B, K), dtype=np.int64),
+        mask=np.ones((B, K), dtype=bool),
+        user_ids=np.full(B, -1, dtype=np.int64),
+    )
+
+
+class _LastLayerHead:
+    """Bayesian linear regression (ridge / Normal-Inverse-Gamma) on the last hidden layer."""
+
+    def __init__(self, lam: float, posterior: str, v: float, a0: float, b0: float) -> None:
+        self.options = {
+            "form": "shared",
+            "features": "item",
+            "lam": lam,
+            "intercept": True,
+            "posterior": posterior,
+            "v": v,
+            "a0": a0,
+            "b0": b0,
+        }
+        self.reset()
+
+    def reset(self) -> None:
+        self.ridge = RidgeRegression(**self.options)
+
+    def add(self, embedding: np.ndarray, rewards: np.ndarray) -> None:
+        """Condition on rows (n, h) with rewards (n,): the ridge's own incremental update."""
+        self.ridge.update(
+            _embedding_observation(embedding[:, None, :]), np.zeros(rewards.size, dtype=np.int64), rewards
+        )
+
+    def refit(
+        self, gram: np.ndarray, xy: np.ndarray, yy: float, n: int, first: tuple[np.ndarray, np.ndarray]
+    ) -> None:
+        """The posterior given n rows, from their sums: ``gram`` = XᵀX (d, d) and ``xy`` = Xᵀy (d,)
+        over X = [φ, 1], and ``yy`` = yᵀy; ``first`` is one (φ (1, h), y (1,)) row.
+
+        Equivalent to ``reset()`` then ``add`` of the n rows (a test holds the two together), but
+        the caller forms the sums on the network's device in one pass: the ridge's own row-block
+        update would cost O(n) small solves every time the network retrains.
+        """
+        self.reset()
+        if n == 0:
+            return
+        self.add(*first)  # let the ridge allocate its statistics for this width
+        r = self.ridge
+        r.A_[0] = r.lam * np.eye(r.d_) + gram
+        r.b_[0] = xy
+        r.yy_[0] = yy
+        r.count_[0] = n
+        r.A_inv_[0] = np.linalg.inv(r.A_[0])
+        r.theta_[0] = r.A_inv_[0] @ r.b_[0]
+
+    def mean(self, embedding: np.ndarray) -> np.ndarray:
+        return self.ridge.mean(_embedding_observation(embedding))
+
+    def mean_and_width(self, embedding: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        return self.ridge.mean_and_width(_embedding_observation(embedding))
+
+    def sample(self, embedding: np.ndarray, rng: np.random.Generator, n: int) -> np.ndarray:
+        return self.ridge.sample(_embedding_observation(embedding), rng, n)
+
+    def state_dict(self) -> dict[str, Any]:
+        return {
+            k: torch.from_numpy(v.copy()) if isinstance(v, np.ndarray) else copy.deepcopy(v)
+            for k, v in vars(self.ridge).items()
+            if k.endswith("_")
+        }
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.reset()
+        for k, v in state.items():
+            setattr(self.ridge, k, v.numpy().copy() if isinstance(v, torch.Tensor) else copy.deepcopy(v))
+
+
+class _GradientDiagHead:
+    """Gradient features with a diagonal design matrix (NeuralUCB / NeuralTS, diagonal form)."""
+
+    _CHUNK = 2048  # candidates per vmap call
+
+    def __init__(self, lam: float, model: nn.Module, sigmoid: bool) -> None:
+        embedded = {id(p) for m in model.modules() if isinstance(m, nn.Embedding) for p in m.parameters()}
+        self.names = [n for n, p in model.named_parameters() if p.requires_grad and id(p) not in embedded]
+        if not self.names:
+            raise ValueError(
+                f"uncertainty='gradient_diag' needs dense (non-embedding) parameters, and "
+                f"{type(model).__name__} has none; use uncertainty='last_layer'"
+            )
+        self.model, self.sigmoid, self.lam = model, sigmoid, lam
+        n_params = sum(p.numel() for n, p in model.named_parameters() if n in self.names)
+        first = next(model.parameters())
+        self.Z = torch.full((n_params,), float(lam), dtype=torch.float32, device=first.device)
+
+    def _prediction(self, params, user, item, item_id, user_id) -> torch.Tensor:
+        """The network's prediction for one (user, candidate) pair, as a function of ``params``."""
+        args = (user[None], item[None, None], item_id[None, None], user_id[None])
+        out = torch.func.functional_call(self.model, params, args)[0, 0]
+        return torch.sigmoid(out) if self.sigmoid else out
+
+    def gradients(self, user, items, item_ids, user_ids) -> torch.Tensor:
+        """g for every candidate: inputs (B, d_u), (B, K, d_i), (B, K), (B,) → (B, K, p)."""
+        B, K = item_ids.shape
+        params = {n: p.detach() for n, p in self.model.named_parameters() if n in self.names}
+        per_sample = torch.func.vmap(torch.func.grad(self._prediction), in_dims=(None, 0, 0, 0, 0))
+        u = user[:, None, :].expand(-1, K, -1).reshape(B * K, -1)
+        v, iid = items.reshape(B * K, -1), item_ids.reshape(B * K)
+        uid = user_ids[:, None].expand(-1, K).reshape(B * K)
+        out = []
+        for s in range(0, B * K, self._CHUNK):
+            chunk = slice(s, s + self._CHUNK)
+            g = per_sample(params, u[chunk], v[chunk], iid[chunk], uid[chunk])
+            out.append(torch.cat([g[n].reshape(g[n].shape[0], -1) for n in self.names], dim=1))
+        return torch.cat(out).reshape(B, K, -1)
+
+    def add(self, g: torch.Tensor) -> None:
+        self.Z += (g * g).sum(dim=0)
+
+    def width(self, g: torch.Tensor) -> torch.Tensor:
+        return torch.sqrt((g * g / self.Z).sum(dim=-1))
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"Z": self.Z.detach().cpu().clone(), "names": list(self.names)}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        if list(state["names"]) != self.names or state["Z"].shape != self.Z.shape:
+            raise ValueError("the saved gradient statistics belong to a network with different parameters")
+        self.Z.copy_(state["Z"].to(self.Z.device))
+
+
+# --------------------------------------------------------------------------- the estimator
+class NeuralEstimator:
+    """A neural reward model trained online, with optional uncertainty for UCB / Thompson sampling.
+
+    Parameters
+    ----------
+    model : {"mlp", "two_tower", "mf"} or torch.nn.Module
+        A built-in model (built at the first observation from its feature sizes, see
+        :func:`banditrec.models.build_model`), or a module called as
+        ``model(user (B, d_u), items (B, K, d_i), item_ids (B, K), user_ids (B,)) -> (B, K)``,
+        which is trained in place (it must also have ``embed(...) -> (B, K, h)`` for
+        ``uncertainty="last_layer"``).
+    hidden : int or sequence of int
+        Hidden layer sizes of a built-in model.
+    model_options : dict or None
+        Further arguments of the built-in model (e.g. ``{"cross": True}``, ``{"n_items": 1682}``).
+    uncertainty : {"none", "last_layer", "gradient_diag"}
+        See the module docstring.
+    loss : {"mse", "bce"}
+        Squared error on the output, or binary cross-entropy with the output as a logit (then
+        the network's mean is the sigmoid of the output; for clicks).
+    training : OnlineTraining or None
+        The online training schedule (defaults of :class:`OnlineTraining` when None).
+    lam : float
+        Prior precision of the head (ridge penalty, or the initial diagonal of Z).
+    posterior : {"nig", "gaussian"}
+        Thompson draws of the last-layer head: Normal-Inverse-Gamma(a0, b0) or Gaussian with scale v.
+    v : float
+        Scale of the Gaussian draws (``posterior="gaussian"``, and ``gradient_diag``).
+    a0, b0 : float
+        Inverse-Gamma prior of the noise variance for ``posterior="nig"``.
+    device : "auto", "cpu", "cuda", "cuda:N" or torch.device
+        Where the network, the buffer and the gradient statistics live.
+    num_threads : int or None
+        Torch CPU threads used inside this estimator's calls (the global setting is restored
+        after each call); None leaves torch's setting. One suits the small default networks.
+    seed : int, SeedSequence, Generator or None
+        The network's initialisation and the minibatch draws.
+    """
+
+    def __init__(
+        self,
+        model: str | nn.Module = "mlp",
+        hidden: Sequence[int] | int = (64,),
+        model_options: dict[str, Any] | None = None,
+        uncertainty: str = "last_layer",
+        loss: str = "mse",
+        training: OnlineTraining | None = None,
+        lam: float = 1.0,
+        posterior: str = "nig",
+        v: float = 1.0,
+        a0: float = 6.0,
+        b0: float = 6.0,
+        device: str | torch.device = "auto",
+        num_threads: int | None = 1,
+        seed=None,
+    ) -> None:
+        if isinstance(model, str):
+            if model not in MODEL_KINDS:
+                raise ValueError(f"model must be one of {MODEL_KINDS} or a torch.nn.Module, got {model!r}")
+        elif not isinstance(model, nn.Module):
+            raise TypeError(
+                f"model must be one of {MODEL_KINDS} or a torch.nn.Module, got {type(model).__name__}"
+            )
+        hidden = check_hidden(hidden)
+        if model_options is not None and not isinstance(model_options, dict):
+            raise TypeError(f"model_options must be a dict or None, got {type(model_options).__name__}")
+        if uncertainty not in UNCERTAINTIES:
+            raise ValueError(f"uncertainty must be one of {UNCERTAINTIES}, got {uncertainty!r}")
+        if loss not in LOSSES:
+            raise ValueError(f"loss must be one of {LOSSES}, got {loss!r}")
+        training = OnlineTraining() if training is None else training
+        if not isinstance(training, OnlineTraining):
+            raise TypeError(f"training must be an OnlineTraining or None, got {type(training).__name__}")
+        if not lam > 0:
+            raise ValueError(f"lam must be > 0, got {lam!r}")
+        if posterior not in ("nig", "gaussian"):
+            raise ValueError(f"posterior must be 'nig' or 'gaussian', got {posterior!r}")
+        if not (v > 0 and a0 > 0 and b0 > 0):
+            raise ValueError(f"v, a0 and b0 must be > 0, got v={v!r}, a0={a0!r}, b0={b0!r}")
+        resolve_device(device)  # fail early on an unknown device
+        if num_threads is not None and (
+            not isinstance(num_threads, int) or isinstance(num_threads, bool) or num_threads < 1
+        ):
+            raise ValueError(f"num_threads must be a positive int or None, got {num_threads!r}")
+        self.model, self.hidden, self.model_options = model, hidden, dict(model_options or {})
+        self.uncertainty, self.loss, self.training = uncertainty, loss, training
+        self.lam, self.posterior = float(lam), posterior
+        self.v, self.a0, self.b0 = float(v), float(a0), float(b0)
+        self.device, self.num_threads, self.seed = device, num_threads, seed
+        self.sizes_: tuple[int, int] | None = None
+
+    def get_params(self) -> dict[str, Any]:
+        params = {k: v for k, v in vars(self).items() if not k.endswith("_") and not k.startswith("_")}
+        if isinstance(params["model"], nn.Module):
+            params["model"] = type(params["model"]).__name__
+        params["training"] = asdict(self.training)
+        params["device"] = str(self.device)
+        params.pop("seed")
+        return params
+
+    # ------------------------------------------------------------------ building
+    def _build(self, user_dim: int, item_dim: int) -> None:
+        self.device_ = resolve_device(self.device)
+        self.rng_ = as_generator(self.seed)
+        if isinstance(self.model, str):
+            net = build_model(
+                self.model, user_dim, item_dim, self.hidden, seed=self.rng_, **self.model_options
+            )
+        else:
+            net = self.model
+        self.model_ = net.to(self.device_)
+        self.model_.eval()
+        self.optimizer_ = self.training.make_optimizer(self.model_.parameters())
+        self.buffer_ = _ReplayBuffer(self.training.buffer_size, user_dim, item_dim, self.device_)
+        self.head_: _LastLayerHead | _GradientDiagHead | None = None
+        if self.uncertainty == "last_layer":
+            if not callable(getattr(self.model_, "embed", None)):
+                raise TypeError(
+                    f"uncertainty='last_layer' needs model.embed(user, items, item_ids, user_ids) -> "
+                    f"(B, K, h); {type(self.model_).__name__} has no embed method"
+                )
+            self.head_ = _LastLayerHead(self.lam, self.posterior, self.v, self.a0, self.b0)
+        elif self.uncertainty == "gradient_diag":
+            self.head_ = _GradientDiagHead(self.lam, self.model_, sigmoid=self.loss == "bce")
+        self.n_seen_ = 0  # decisions learned from
+        self.n_rounds_ = 0  # training rounds done
+        self.version_ = 0  # bumped whenever the network's weights change
+        self._cache: tuple[Observation, int, dict[str, torch.Tensor]] | None = None
+        self.sizes_ = (user_dim, item_dim)
+
+    def _prepare(self, obs: Observation) -> None:
+        sizes = (obs.user_features.shape[1], obs.item_features.shape[2])
+        if self.sizes_ is None:
+            self._build(*sizes)
+        elif sizes != self.sizes_:
+            raise ValueError(
+                f"observation feature sizes (user, item) = {sizes} differ from those this model "
+                f"was built for, {self.sizes_}"
+            )
+
+    def _tensors(self, obs: Observation) -> tuple[torch.Tensor, ...]:
+        f32 = {"dtype": torch.float32, "device": self.device_}
+        return (
+            torch.as_tensor(obs.user_features, **f32),
+            torch.as_tensor(obs.item_features, **f32),
+            torch.tensor(obs.item_ids, device=self.device_),
+            torch.tensor(obs.user_ids, device=self.device_),
+        )
+
+    def _predict(self, output: torch.Tensor) -> torch.Tensor:
+        return torch.sigmoid(output) if self.loss == "bce" else output
+
+    def _features(self, obs: Observation) -> dict[str, torch.Tensor]:
+        """What the head needs for every candidate, computed once per (batch, network version)."""
+        if self._cache is not None and self._cache[0] is obs and self._cache[1] == self.version_:
+            return self._cache[2]
+        inputs = self._tensors(obs)
+        B, K = obs.item_ids.shape
+        who = type(self.model_).__name__
+        out: dict[str, torch.Tensor] = {"inputs": inputs}
+        if self.uncertainty == "last_layer":
+            with torch.no_grad():
+                out["embedding"] = check_embedding(self.model_.embed(*inputs), B, K, who)
+        else:
+            with torch.no_grad():
+                out["mean"] = self._predict(check_scores(self.model_(*inputs), B, K, who))
+            if self.uncertainty == "gradient_diag":
+                out["grad"] = self.head_.gradients(*inputs)
+        self._cache = (obs, self.version_, out)
+        return out
+
+    @staticmethod
+    def _numpy(x: torch.Tensor) -> np.ndarray:
+        return x.detach().to("cpu", torch.float64).numpy()
+
+    # ------------------------------------------------------------------ estimates
+    def mean(self, obs: Observation) -> np.ndarray:
+        """Estimated reward of every candidate, shape (B, K)."""
+        with torch_threads(self.num_threads):
+            self._prepare(obs)
+            f = self._features(obs)
+            if self.uncertainty == "last_layer":
+                return self.head_.mean(self._numpy(f["embedding"]))
+            return self._numpy(f["mean"])
+
+    def mean_and_width(self, obs: Observation) -> tuple[np.ndarray, np.ndarray]:
+        """Mean and confidence width of every candidate, each shape (B, K)."""
+        self._require_uncertainty("mean_and_width")
+        with torch_threads(self.num_threads):
+            self._prepare(obs)
+            f = self._features(obs)
+            if self.uncertainty == "last_layer":
+                return self.head_.mean_and_width(self._numpy(f["embedding"]))
+            return self._numpy(f["mean"]), self._numpy(self.head_.width(f["grad"]))
+
+    def sample(self, obs: Observation, rng: np.random.Generator, n_draws: int) -> np.ndarray:
+        """Posterior draws of every candidate's reward, shape (n_draws, B, K)."""
+        self._require_uncertainty("sample")
+        with torch_threads(self.num_threads):
+            self._prepare(obs)
+            f = self._features(obs)
+            if self.uncertainty == "last_layer":
+                return self.head_.sample(self._numpy(f["embedding"]), rng, n_draws)
+            mean, width = self._numpy(f["mean"]), self._numpy(self.head_.width(f["grad"]))
+        return mean + self.v * width * rng.standard_normal((n_draws,) + mean.shape)
+
+    def _require_uncertainty(self, method: str) -> None:
+        if self.uncertainty == "none":
+            raise ValueError(
+                f"NeuralEstimator.{method} needs an uncertainty head; this estimator was built with "
+                "uncertainty='none' (use 'last_layer' or 'gradient_diag' for UCB or Thompson sampling)"
+            )
+
+    # ------------------------------------------------------------------ learning
+    def update(self, obs: Observation, actions: np.ndarray, rewards: np.ndarray) -> None:
+        """Store the feedback, update the head, and train the network when the schedule says so."""
+        with torch_threads(self.num_threads):
+            self._update(obs, actions, rewards)
+
+    def _update(self, obs: Observation, actions: np.ndarray, rewards: np.ndarray) -> None:
+        self._prepare(obs)
+        B = actions.shape[0]
+        rows = torch.arange(B, device=self.device_)
+        chosen = torch.as_tensor(actions, device=self.device_)
+        user, items, item_ids, user_ids = self._tensors(obs)
+        r = torch.as_tensor(rewards, dtype=torch.float32, device=self.device_)
+        self.buffer_.add(user, items[rows, chosen], item_ids[rows, chosen], user_ids, r)
+        if self.uncertainty == "last_layer":
+            emb = self._features(obs)["embedding"][rows, chosen]
+            self.head_.add(self._numpy(emb), np.asarray(rewards, dtype=np.float64))
+        elif self.uncertainty == "gradient_diag":
+            self.head_.add(self._features(obs)["grad"][rows, chosen])
+        every = self.training.train_every
+        rounds = (self.n_seen_ + B) // every - self.n_seen_ // every
+        self.n_seen_ += B
+        if rounds:
+            self._train(rounds)
+
+    def _train(self, rounds: int) -> None:
+        cfg, buf = self.training, self.buffer_
+        loss_fn = loss_function(self.loss)
+        net = self.model_
+        net.train()
+        try:
+            for _ in range(rounds):
+                lr = cfg.lr_at(self.n_rounds_)
+                for group in self.optimizer_.param_groups:
+                    group["lr"] = lr
+                for step in range(cfg.train_steps):
+                    index = torch.as_tensor(
+                        self.rng_.integers(0, buf.size, cfg.batch_size), device=self.device_
+                    )
+                    user, items, item_ids, user_ids, target = buf.rows(index)
+                    out = check_scores(
+                        net(user, items, item_ids, user_ids), index.numel(), 1, type(net).__name__
+                    )
+                    value = loss_fn(out[:, 0], target)
+                    if not torch.isfinite(value):
+                        raise FloatingPointError(
+                            f"NeuralEstimator: the {self.loss} training loss became {float(value.detach())} "
+                            f"at training round {self.n_rounds_ + 1}, step {step + 1} of {cfg.train_steps} "
+                            f"(after {self.n_seen_} decisions, lr={lr:g}); lower lr or check the rewards and "
+                            "features"
+                        )
+                    self.optimizer_.zero_grad()
+                    value.backward()
+                    self.optimizer_.step()
+                self.n_rounds_ += 1
+        finally:
+            net.eval()
+            self.version_ += 1
+        if self.uncertainty == "last_layer":
+            self._refit_head()
+
+    def _refit_head(self) -> None:
+        """Riquelme et al.: after the representation changes, recompute the posterior from the buffer."""
+        buf = self.buffer_
+        h = None
+        with torch.no_grad():
+            for start in range(0, buf.size, 8192):
+                user, items, item_ids, user_ids, y = buf.rows(slice(start, min(start + 8192, buf.size)))
+                phi = self.model_.embed(user, items, item_ids, user_ids)[:, 0, :].double()
+                x = torch.cat([phi, torch.ones_like(phi[:, :1])], dim=1)
+                y = y.double()
+                if h is None:
+                    first = (self._numpy(phi[:1]), self._numpy(y[:1]))
+                    h, gram, xy, yy = phi.shape[1], x.T @ x, x.T @ y, y @ y
+                else:
+                    gram, xy, yy = gram + x.T @ x, xy + x.T @ y, yy + y @ y
+        if h is None:
+            self.head_.reset()
+            return
+        self.head_.refit(self._numpy(gram), self._numpy(xy), float(yy), buf.size, first)
+
+    # ------------------------------------------------------------------ checkpointing
+    def state_dict(self) -> dict[str, Any]:
+        """Everything learned (network, optimizer, buffer, head statistics, counters and the
+        estimator's random state), as tensors and plain containers: ``torch.save`` it and read it
+        back with ``torch.load(..., weights_only=True)``."""
+        state: dict[str, Any] = {
+            "format": _STATE_FORMAT,
+            "version": _STATE_VERSION,
+            "params": _plain(self.get_params()),
+            "sizes": self.sizes_,
+        }
+        if self.sizes_ is None:
+            return state
+        state.update(
+            model={k: v.detach().cpu().clone() for k, v in self.model_.state_dict().items()},
+            optimizer=_to_cpu(copy.deepcopy(self.optimizer_.state_dict())),
+            buffer=self.buffer_.state_dict(),
+            head=self.head_.state_dict() if self.head_ is not None else None,
+            counters={"n_seen": self.n_seen_, "n_rounds": self.n_rounds_, "version": self.version_},
+            rng=copy.deepcopy(self.rng_.bit_generator.state),
+        )
+        return state
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Restore :meth:`state_dict`'s output into an estimator with the same hyperparameters."""
+        if not isinstance(state, dict) or state.get("format") != _STATE_FORMAT:
+            raise ValueError("not a NeuralEstimator state (from NeuralEstimator.state_dict())")
+        if state.get("version", 0) > _STATE_VERSION:
+            raise ValueError(
+                f"state format version {state['version']} is newer than this banditrec reads "
+                f"({_STATE_VERSION})"
+            )
+        own = _plain(self.get_params())
+        diff = {
+            k: (state["params"].get(k), own[k])
+            for k in own
+            if k not in ("device",) and state["params"].get(k) != own[k]
+        }
+        if diff:
+            raise ValueError(
+                "the saved state has different hyperparameters (saved vs this estimator): "
+                + ", ".join(f"{k}: {a!r} vs {b!r}" for k, (a, b) in diff.items())
+            )
+        if state["sizes"] is None:
+            self.sizes_ = None
+            return
+        self._build(*state["sizes"])
+        check_state_compatible(self.model_, state["model"], "saved network state")
+        self.model_.load_state_dict(state["model"])
+        self.optimizer_.load_state_dict(state["optimizer"])
+        self.buffer_.load_state_dict(state["buffer"])
+        if self.head_ is not None:
+            self.head_.load_state_dict(state["head"])
+        c = state["counters"]
+        self.n_seen_, self.n_rounds_, self.version_ = int(c["n_seen"]), int(c["n_rounds"]), int(c["version"])
+        self.rng_.bit_generator.state = copy.deepcopy(state["rng"])
+
+
+def _plain(value: Any) -> Any:
+    """Hyperparameters as lists/dicts of plain values (comparable after a torch.save round trip)."""
+    if isinstance(value, dict):
+        return {k: _plain(v) for k, v in value.items()}
+    if isinstance(value, (tuple, list)):
+        return [_plain(v) for v in value]
+    return value
+
+
+def _to_cpu(value: Any) -> Any:
+    if isinstance(value, torch.Tensor):
+        return value.detach().cpu()
+    if isinstance(value, dict):
+        return {k: _to_cpu(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_to_cpu(v) for v in value]
+    return value
+
+
+# --------------------------------------------------------------------------- factories
+def _estimator_seed(seed) -> np.random.SeedSequence:
+    """The estimator's stream: a fixed child of the policy's seed (the policy keeps ``seed`` itself),
+    so the same seed always gives the same network. A Generator gives one draw."""
+    if isinstance(seed, np.random.Generator):
+        return np.random.SeedSequence(int(seed.integers(0, 2**63 - 1)))
+    if isinstance(seed, np.random.SeedSequence):
+        root = seed
+    elif seed is None or (isinstance(seed, (int, np.integer)) and not isinstance(seed, bool) and seed >= 0):
+        root = np.random.SeedSequence(seed)
+    else:
+        raise ValueError(f"seed must be an int >= 0, a SeedSequence, a Generator or None, got {seed!r}")
+    return np.random.SeedSequence(root.entropy, spawn_key=(*root.spawn_key, _ESTIMATOR_STREAM))
+
+
+_TRAINING = tuple(OnlineTraining.__dataclass_fields__)
+
+
+def _neural_policy(exploration, name: str, options: dict[str, Any], drop: tuple[str, ...] = ()) -> Policy:
+    """A BanditPolicy from a factory's arguments (its ``locals()``): the schedule's fields become an
+    :class:`OnlineTraining`, the rest go to :class:`NeuralEstimator`; ``drop`` names the arguments
+    the exploration strategy consumed."""
+    options = {k: v for k, v in options.items() if k not in drop}
+    seed = options.pop("seed")
+    training = OnlineTraining(**{k: options.pop(k) for k in _TRAINING})
+    estimator = NeuralEstimator(training=training, seed=_estimator_seed(seed), **options)
+    return BanditPolicy(estimator, exploration, seed, name=name)
+
+
+def _check_head(uncertainty: str, strategy: str) -> None:
+    if uncertainty not in ("last_layer", "gradient_diag"):
+        raise ValueError(
+            f"uncertainty must be 'last_layer' or 'gradient_diag' for {strategy}, got {uncertainty!r}"
+        )
+
+
+# The factories spell out every hyperparameter (configs and ``policy_parameters`` read the
+# signatures); the shared ones mean what they mean in NeuralEstimator and OnlineTraining.
+
+
+def NeuralEpsilonGreedy(
+    epsilon: float = 0.1,
+    decay: float = 0.0,
+    model: str | nn.Module = "mlp",
+    hidden: Sequence[int] = (64,),
+    model_options: dict | None = None,
+    loss: str = "mse",
+    train_every: int = 32,
+    train_steps: int = 32,
+    batch_size: int = 64,
+    lr: float = 1e-3,
+    optimizer: str = "adam",
+    lr_decay: float = 0.0,
+    weight_decay: float = 0.0,
+    buffer_size: int = 10_000,
+    device: str = "auto",
+    num_threads: int | None = 1,
+    seed=None,
+) -> Policy:
+    """Epsilon-greedy on a neural network's predicted rewards, trained online from a replay buffer."""
+    return _neural_policy(
+        EpsilonGreedy(epsilon, decay),
+        "NeuralEpsilonGreedy",
+        dict(locals(), uncertainty="none"),
+        drop=("epsilon", "decay"),
+    )
+
+
+def NeuralUCB(
+    alpha: float = 1.0,
+    uncertainty: str = "last_layer",
+    lam: float = 1.0,
+    model: str | nn.Module = "mlp",
+    hidden: Sequence[int] = (64,),
+    model_options: dict | None = None,
+    loss: str = "mse",
+    train_every: int = 32,
+    train_steps: int = 32,
+    batch_size: int = 64,
+    lr: float = 1e-3,
+    optimizer: str = "adam",
+    lr_decay: float = 0.0,
+    weight_decay: float = 0.0,
+    buffer_size: int = 10_000,
+    device: str = "auto",
+    num_threads: int | None = 1,
+    seed=None,
+) -> Policy:
+    """UCB on a neural network: choose the largest mean + alpha · width.
+
+    ``uncertainty="last_layer"``: Neural-LinUCB (Xu et al. 2020), ridge regression on the last
+    hidden layer, width √(φᵀA⁻¹φ). ``"gradient_diag"``: NeuralUCB (Zhou et al. 2020) with a
+    diagonal design matrix, width √(Σ g²/Z); its widths are larger, alpha ≈ 0.3 suits it.
+    """
+    _check_head(uncertainty, "UCB")
+    return _neural_policy(UCB(alpha), "NeuralUCB", locals(), drop=("alpha",))
+
+
+def NeuralTS(
+    v: float = 0.1,
+    uncertainty: str = "last_layer",
+    lam: float = 1.0,
+    model: str | nn.Module = "mlp",
+    hidden: Sequence[int] = (64,),
+    model_options: dict | None = None,
+    loss: str = "mse",
+    train_every: int = 32,
+    train_steps: int = 32,
+    batch_size: int = 64,
+    lr: float = 1e-3,
+    optimizer: str = "adam",
+    lr_decay: float = 0.0,
+    weight_decay: float = 0.0,
+    buffer_size: int = 10_000,
+    n_mc: int = 100,
+    device: str = "auto",
+    num_threads: int | None = 1,
+    seed=None,
+) -> Policy:
+    """Thompson sampling on a neural network with a Gaussian posterior of scale ``v``.
+
+    ``uncertainty="last_layer"``: θ ~ N(θ̂, v² A⁻¹) on the last hidden layer; ``"gradient_diag"``:
+    NeuralTS (Zhang et al. 2021), f + v · √(Σ g²/Z) · z with a diagonal design matrix. ``n_mc``
+    further draws estimate each propensity.
+    """
+    _check_head(uncertainty, "Thompson sampling")
+    return _neural_policy(Thompson(n_mc), "NeuralTS", dict(locals(), posterior="gaussian"), drop=("n_mc",))
+
+
+def NeuralLinear(
+    a0: float = 6.0,
+    b0: float = 6.0,
+    lam: float = 1.0,
+    model: str | nn.Module = "mlp",
+    hidden: Sequence[int] = (64,),
+    model_options: dict | None = None,
+    loss: str = "mse",
+    train_every: int = 32,
+    train_steps: int = 32,
+    batch_size: int = 64,
+    lr: float = 1e-3,
+    optimizer: str = "adam",
+    lr_decay: float = 0.0,
+    weight_decay: float = 0.0,
+    buffer_size: int = 10_000,
+    n_mc: int = 100,
+    device: str = "auto",
+    num_threads: int | None = 1,
+    seed=None,
+) -> Policy:
+    """NeuralLinear (Riquelme et al. 2018): Thompson sampling from the Normal-Inverse-Gamma posterior
+    of Bayesian linear regression on the last hidden layer, refitted whenever the network retrains."""
+    return _neural_policy(
+        Thompson(n_mc),
+        "NeuralLinear",
+        dict(locals(), uncertainty="last_layer", posterior="nig"),
+        drop=("n_mc",),
+    )

@@ -1,0 +1,54 @@
+"""Checkpoints round-trip and refuse a different architecture with a message that names the misfit."""
+
+import pytest
+import torch
+
+from banditrec.models import MLPScorer, TwoTower, load_model, save_model
+
+
+def _inputs():
+    g = torch.Generator().manual_seed(0)
+    return (
+        torch.randn(2, 4, generator=g),
+        torch.randn(2, 3, 4, generator=g),
+        torch.zeros(2, 3, dtype=torch.long),
+        torch.full((2,), -1),
+    )
+
+
+def test_round_trip_restores_outputs(tmp_path):
+    a = TwoTower(4, 4, hidden=(8,), n_items=5, head="mlp", seed=0)
+    path = save_model(a, tmp_path / "sub" / "model.pt")
+    b = TwoTower(4, 4, hidden=(8,), n_items=5, head="mlp", seed=1)
+    assert not torch.equal(a(*_inputs()), b(*_inputs()))
+    assert load_model(b, path) is b
+    torch.testing.assert_close(a(*_inputs()), b(*_inputs()), rtol=0, atol=0)
+    # The file is readable with weights_only=True (no pickled code).
+    payload = torch.load(path, weights_only=True)
+    assert payload["config"]["head"] == "mlp"
+
+
+def test_different_width_names_the_mismatched_shapes(tmp_path):
+    path = save_model(MLPScorer(4, 4, hidden=(8,), seed=0), tmp_path / "m.pt")
+    with pytest.raises(
+        ValueError, match=r"shape mismatches \[body\.0\.bias: checkpoint m\.pt .*\(8,\) vs model \(16,\)"
+    ):
+        load_model(MLPScorer(4, 4, hidden=(16,), seed=0), path)
+
+
+def test_different_architecture_names_missing_and_unexpected_keys(tmp_path):
+    path = save_model(MLPScorer(4, 4, hidden=(8,), seed=0), tmp_path / "m.pt")
+    with pytest.raises(ValueError) as info:
+        load_model(TwoTower(4, 4, hidden=(8,), seed=0), path)
+    msg = str(info.value)
+    assert "missing keys ['bias', 'item_tower.0.bias'" in msg
+    assert "unexpected keys ['body.0.bias'" in msg
+    assert "saved from banditrec.models.mlp.MLPScorer" in msg
+
+
+def test_not_a_checkpoint(tmp_path):
+    torch.save({"weights": torch.zeros(1)}, tmp_path / "other.pt")
+    with pytest.raises(ValueError, match="is not a banditrec model checkpoint"):
+        load_model(MLPScorer(4, 4), tmp_path / "other.pt")
+    with pytest.raises(FileNotFoundError, match="no checkpoint at"):
+        load_model(MLPScorer(4, 4), tmp_path / "missing.pt")

@@ -1,0 +1,152 @@
+"""The built-in models honour the contract: shapes, embeddings, seeded initialisation, devices."""
+
+import numpy as np
+import pytest
+import torch
+
+from banditrec.models import (
+    MatrixFactorization,
+    MLPScorer,
+    TwoTower,
+    build_model,
+    check_scores,
+    resolve_device,
+)
+
+B, K, DU, DI = 3, 5, 4, 6
+
+
+def inputs(seed=0):
+    g = torch.Generator().manual_seed(seed)
+    return (
+        torch.randn(B, DU, generator=g),
+        torch.randn(B, K, DI, generator=g),
+        torch.randint(0, 50, (B, K), generator=g),
+        torch.tensor([-1, 3, 70]),  # anonymous, known, beyond the table (hashed)
+    )
+
+
+MODELS = {
+    "mlp": lambda seed: MLPScorer(DU, DI, hidden=(16, 8), seed=seed),
+    "two_tower_dot": lambda seed: TwoTower(DU, DI, hidden=(8,), n_users=10, n_items=20, seed=seed),
+    "two_tower_mlp": lambda seed: TwoTower(DU, DI, hidden=(8,), head="mlp", seed=seed),
+    "mf": lambda seed: MatrixFactorization(n_users=10, n_items=20, dim=8, seed=seed),
+}
+
+
+@pytest.mark.parametrize("name", list(MODELS))
+def test_scores_and_embedding_shapes(name):
+    model = MODELS[name](0)
+    scores = model(*inputs())
+    emb = model.embed(*inputs())
+    assert scores.shape == (B, K)
+    assert emb.shape == (B, K, 8) and model.embedding_dim == 8
+    assert torch.isfinite(scores).all()
+    # The score is linear in the embedding: the head reproduces forward from embed.
+    torch.testing.assert_close(model.head(emb, inputs()[2], inputs()[3]), scores)
+
+
+@pytest.mark.parametrize("name", list(MODELS))
+def test_same_seed_same_weights_and_global_rng_untouched(name):
+    before = torch.random.get_rng_state()
+    a, b, c = MODELS[name](7), MODELS[name](7), MODELS[name](8)
+    assert torch.equal(torch.random.get_rng_state(), before), "construction consumed torch's global generator"
+    for (k, pa), pb in zip(a.state_dict().items(), b.state_dict().values()):
+        assert torch.equal(pa, pb), k
+    assert any(not torch.equal(pa, pc) for pa, pc in zip(a.state_dict().values(), c.state_dict().values()))
+
+
+def test_mlp_cross_needs_equal_dims_and_uses_product():
+    with pytest.raises(ValueError, match="cross=True needs user_dim == item_dim"):
+        MLPScorer(3, 4, cross=True)
+    m = MLPScorer(4, 4, hidden=(8,), cross=True, seed=0)
+    assert m.body[0].in_features == 12
+
+
+def test_build_model_by_name_and_errors():
+    assert isinstance(build_model("mlp", DU, DI, (8,), seed=0), MLPScorer)
+    assert build_model("two_tower", DU, DI, 8, seed=0, head="mlp").config["head"] == "mlp"
+    mf = build_model("mf", DU, DI, (16,), seed=0)
+    assert mf.embedding_dim == 16 and mf.config["n_items"] == 1024
+    with pytest.raises(ValueError, match="unknown model 'gru'"):
+        build_model("gru", DU, DI)
+    with pytest.raises(ValueError, match=r"unknown option\(s\) \['heads'\] for model 'two_tower'"):
+        build_model("two_tower", DU, DI, heads="dot")
+
+
+@pytest.mark.parametrize(
+    "kwargs, match",
+    [
+        ({"hidden": ()}, "hidden must be"),
+        ({"hidden": (8, 0)}, "hidden must be"),
+        ({"hidden": "64"}, "hidden must be"),
+        ({"user_dim": -1}, "user_dim must be an int >= 0"),
+    ],
+)
+def test_bad_constructor_arguments(kwargs, match):
+    args = {"user_dim": DU, "item_dim": DI, "hidden": (8,)} | kwargs
+    with pytest.raises(ValueError, match=match):
+        MLPScorer(**args)
+
+
+def test_two_tower_rejects_unknown_head():
+    with pytest.raises(ValueError, match="head must be one of"):
+        TwoTower(DU, DI, head="cosine")
+
+
+def test_mf_ids_share_rows_beyond_the_table_and_anonymous_users_row_zero():
+    mf = MatrixFactorization(n_users=4, n_items=4, dim=2, seed=0)
+    u, v, _, _ = inputs()
+    ids = torch.tensor([[0, 4, 8, 1, 5]] * B)  # 0, 4 and 8 share a row (hashing into 4 rows)
+    s = mf(u, v, ids, torch.tensor([-1, -1, 2]))
+    assert s[0, 0] == s[0, 1] == s[0, 2]
+    assert torch.equal(s[0], s[1])  # both anonymous
+
+
+def test_resolve_device():
+    assert resolve_device("auto") == torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    assert resolve_device("cpu") == torch.device("cpu")
+    assert resolve_device(torch.device("cpu")) == torch.device("cpu")
+    with pytest.raises(ValueError, match="unknown device 'gpu'"):
+        resolve_device("gpu")
+    with pytest.raises(ValueError, match="unsupported device 'meta'"):
+        resolve_device("meta")
+    with pytest.raises(TypeError, match="device must be a string or a torch.device"):
+        resolve_device(0)
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="checks the message on a machine without CUDA")
+def test_cuda_requested_without_cuda_is_a_clear_error():
+    assert resolve_device("auto") == torch.device("cpu")
+    with pytest.raises(ValueError, match="CUDA is not available"):
+        resolve_device("cuda")
+
+
+def test_check_scores_names_expected_and_actual_shapes():
+    with pytest.raises(
+        ValueError, match=r"MyNet returned scores of shape \(3,\); expected \(B, K\) = \(3, 5\)"
+    ):
+        check_scores(torch.zeros(3), 3, 5, "MyNet")
+    with pytest.raises(TypeError, match="must return a torch.Tensor"):
+        check_scores(np.zeros((3, 5)), 3, 5, "MyNet")
+    assert check_scores(torch.zeros(3, 5), 3, 5, "MyNet").shape == (3, 5)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_models_run_on_cuda():
+    model = MODELS["two_tower_dot"](0).to("cuda")
+    out = model(*(x.to("cuda") for x in inputs()))
+    assert out.device.type == "cuda" and out.shape == (B, K)
+
+
+def test_torch_threads_scopes_the_setting():
+    from banditrec.models import torch_threads
+
+    before = torch.get_num_threads()
+    with torch_threads(1):
+        assert torch.get_num_threads() == 1
+    assert torch.get_num_threads() == before
+    with torch_threads(None):
+        assert torch.get_num_threads() == before
+    with pytest.raises(ValueError, match="num_threads must be a positive int or None, got 0"), torch_threads(0):
+        pass

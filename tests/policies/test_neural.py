@@ -1,0 +1,398 @@
+"""Neural policies: the neural estimator under the existing strategies, trained online.
+
+Checks what a user relies on: shapes, devices, clear errors for bad models and diverging
+training, reproducibility, exact resume from a state dict, and that on the nonlinear world the
+neural policies beat LinUCB clearly.
+"""
+
+from __future__ import annotations
+
+import io
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+from banditrec.environments import Observation, make_vector_env
+from banditrec.policies import UCB, BanditPolicy, EpsilonGreedy, LinUCB, Random, Thompson
+from banditrec.policies.neural import (
+    NeuralEpsilonGreedy,
+    NeuralEstimator,
+    NeuralLinear,
+    NeuralTS,
+    NeuralUCB,
+    OnlineTraining,
+)
+
+SMALL = {
+    "hidden": (8,),
+    "train_every": 8,
+    "train_steps": 2,
+    "batch_size": 8,
+    "buffer_size": 64,
+    "device": "cpu",
+}
+
+FACTORIES = {
+    "NeuralEpsilonGreedy": lambda seed, **kw: NeuralEpsilonGreedy(seed=seed, **(SMALL | kw)),
+    "NeuralUCB": lambda seed, **kw: NeuralUCB(seed=seed, **(SMALL | kw)),
+    "NeuralUCB-gradient": lambda seed, **kw: NeuralUCB(
+        uncertainty="gradient_diag", seed=seed, **(SMALL | kw)
+    ),
+    "NeuralTS": lambda seed, **kw: NeuralTS(seed=seed, n_mc=20, **(SMALL | kw)),
+    "NeuralTS-gradient": lambda seed, **kw: NeuralTS(
+        uncertainty="gradient_diag", n_mc=20, seed=seed, **(SMALL | kw)
+    ),
+    "NeuralLinear": lambda seed, **kw: NeuralLinear(seed=seed, n_mc=20, **(SMALL | kw)),
+}
+
+
+def make_obs(B=4, K=5, du=3, di=2, seed=0, n_users=7, n_items=30) -> Observation:
+    rng = np.random.default_rng(seed)
+    mask = np.ones((B, K), dtype=bool)
+    mask[0, -2:] = False
+    return Observation(
+        rng.standard_normal((B, du)),
+        rng.standard_normal((B, K, di)),
+        rng.integers(0, n_items, (B, K)),
+        mask,
+        rng.integers(-1, n_users, B),
+    )
+
+
+def play(policy, steps, B=8, seed=0, env_id="banditrec/Linear-v0", **env_kwargs):
+    """Actions, propensities and regrets of ``steps`` batches of B users."""
+    env = make_vector_env(env_id, num_envs=B, **env_kwargs)
+    env.reset(seed=seed)
+    obs = env.observation
+    actions, props, regret = [], [], []
+    for _ in range(steps):
+        d = policy.act(obs)
+        next_obs, rewards, _, info = env.step_batch(d.actions)
+        policy.update(obs, d.actions, rewards)
+        actions.append(d.actions)
+        props.append(d.propensities)
+        regret.append(info["regret"])
+        obs = next_obs
+    return np.array(actions), np.array(props), np.concatenate(regret)
+
+
+# --------------------------------------------------------------------------- composition and shapes
+def test_factories_compose_the_existing_strategies():
+    cases = [
+        (NeuralEpsilonGreedy(), EpsilonGreedy, "none"),
+        (NeuralUCB(), UCB, "last_layer"),
+        (NeuralTS(), Thompson, "last_layer"),
+        (NeuralLinear(), Thompson, "last_layer"),
+        (NeuralUCB(uncertainty="gradient_diag"), UCB, "gradient_diag"),
+    ]
+    for policy, strategy, uncertainty in cases:
+        assert type(policy) is BanditPolicy and isinstance(policy.exploration, strategy)
+        assert isinstance(policy.estimator, NeuralEstimator)
+        assert policy.estimator.uncertainty == uncertainty
+    assert NeuralLinear().estimator.posterior == "nig" and NeuralTS().estimator.posterior == "gaussian"
+    assert NeuralLinear().name == "NeuralLinear"
+
+
+@pytest.mark.parametrize("model", ["mlp", "two_tower", "mf"])
+@pytest.mark.parametrize("uncertainty", ["none", "last_layer", "gradient_diag"])
+def test_estimator_shapes(model, uncertainty):
+    if model == "mf" and uncertainty == "gradient_diag":
+        pytest.skip("matrix factorisation has no dense parameters (see the error test)")
+    est = NeuralEstimator(
+        model,
+        hidden=(8,),
+        uncertainty=uncertainty,
+        device="cpu",
+        seed=0,
+        training=OnlineTraining(train_every=4, train_steps=2, batch_size=4, buffer_size=16),
+    )
+    obs = make_obs()
+    mean = est.mean(obs)
+    assert mean.shape == (4, 5) and mean.dtype == np.float64 and np.isfinite(mean).all()
+    if uncertainty != "none":
+        m, w = est.mean_and_width(obs)
+        assert m.shape == w.shape == (4, 5) and (w > 0).all()
+        np.testing.assert_allclose(m, mean)
+        draws = est.sample(obs, np.random.default_rng(0), 3)
+        assert draws.shape == (3, 4, 5) and np.isfinite(draws).all()
+    est.update(obs, np.array([0, 1, 2, 3]), np.array([1.0, 0.0, 1.0, 0.0]))
+    assert est.n_seen_ == 4 and est.n_rounds_ == 1 and est.buffer_.size == 4
+    assert est.mean(make_obs(seed=1)).shape == (4, 5)
+
+
+def test_buffer_is_bounded_and_keeps_the_newest_rows():
+    est = NeuralEstimator(
+        hidden=(4,), device="cpu", seed=0, training=OnlineTraining(train_every=100, buffer_size=6)
+    )
+    for t in range(3):
+        obs = make_obs(seed=t)
+        est.update(obs, np.zeros(4, dtype=np.int64), np.full(4, float(t)))
+    assert est.buffer_.size == 6 and est.buffer_.user.shape[0] == 6
+    assert sorted(est.buffer_.reward.tolist()) == [1.0, 1.0, 2.0, 2.0, 2.0, 2.0]
+
+
+def test_last_layer_head_refit_equals_incremental_updates():
+    """The one-pass refit from the buffer gives the posterior of the ridge's own updates."""
+    est = NeuralEstimator(hidden=(6,), device="cpu", seed=0, training=OnlineTraining(train_every=1000))
+    obs = make_obs(B=16)
+    rng = np.random.default_rng(0)
+    for _ in range(3):
+        est.update(obs, rng.integers(0, 3, 16), rng.random(16))
+    incremental = est.head_.ridge
+    before = est.mean_and_width(obs)
+    est._refit_head()
+    after = est.mean_and_width(obs)
+    # Up to float32 rounding: the network embeds a batch of candidates and buffer rows in different shapes.
+    np.testing.assert_allclose(before[0], after[0], rtol=1e-5)
+    np.testing.assert_allclose(before[1], after[1], rtol=1e-5)
+    for name in ("A_", "b_", "yy_", "count_"):
+        np.testing.assert_allclose(getattr(est.head_.ridge, name), getattr(incremental, name), rtol=1e-5)
+
+
+def test_gradient_head_width_shrinks_where_data_arrived():
+    est = NeuralEstimator(
+        hidden=(8,),
+        uncertainty="gradient_diag",
+        device="cpu",
+        seed=0,
+        training=OnlineTraining(train_every=10_000),
+    )
+    obs = make_obs()
+    _, w0 = est.mean_and_width(obs)
+    for _ in range(20):
+        est.update(obs, np.zeros(4, dtype=np.int64), np.ones(4))
+    _, w1 = est.mean_and_width(obs)
+    assert (w1[:, 0] < 0.5 * w0[:, 0]).all()
+    assert (w1[:, 0] / w0[:, 0]).mean() < (w1[:, 1:3] / w0[:, 1:3]).mean()
+
+
+def test_bce_loss_predicts_probabilities_and_restores_torch_threads():
+    before = torch.get_num_threads()
+    policy = NeuralTS(loss="bce", uncertainty="gradient_diag", n_mc=5, seed=0, **SMALL)
+    play(policy, 6)
+    assert torch.get_num_threads() == before
+    mean, width = policy.estimator.mean_and_width(make_obs(du=32, di=32))
+    assert ((mean > 0) & (mean < 1)).all() and (width > 0).all()
+
+
+# --------------------------------------------------------------------------- devices and errors
+def test_device_auto_is_cpu_without_cuda_and_unknown_device_is_rejected():
+    est = NeuralEstimator(device="auto", seed=0)
+    est.mean(make_obs())
+    expected = "cuda" if torch.cuda.is_available() else "cpu"
+    assert est.device_.type == expected
+    assert (
+        next(est.model_.parameters()).device.type == expected and est.buffer_.reward.device.type == expected
+    )
+    with pytest.raises(ValueError, match="unknown device 'tpu0'"):
+        NeuralUCB(device="tpu0")
+
+
+class _FlatScores(nn.Module):
+    """A user model with a bug: one score per user instead of per candidate."""
+
+    def __init__(self):
+        super().__init__()
+        self.lin = nn.Linear(2, 1)
+
+    def forward(self, user, items, item_ids, user_ids):
+        return self.lin(items).sum(dim=(1, 2))
+
+
+def test_user_model_with_wrong_output_shape_is_a_clear_error():
+    policy = NeuralEpsilonGreedy(model=_FlatScores(), device="cpu", seed=0)
+    with pytest.raises(
+        ValueError, match=r"_FlatScores returned scores of shape \(4,\); expected \(B, K\) = \(4, 5\)"
+    ):
+        policy.act(make_obs())
+
+
+def test_user_model_without_embed_needs_gradient_or_no_uncertainty():
+    with pytest.raises(TypeError, match="uncertainty='last_layer' needs model.embed"):
+        NeuralUCB(model=_FlatScores(), device="cpu").act(make_obs())
+
+
+def test_bad_arguments_are_rejected_with_the_value():
+    with pytest.raises(ValueError, match="uncertainty must be one of"):
+        NeuralEstimator(uncertainty="dropout")
+    with pytest.raises(ValueError, match="model must be one of"):
+        NeuralEstimator(model="transformer")
+    with pytest.raises(ValueError, match="optimizer must be one of .* got 'adagrad'"):
+        NeuralUCB(optimizer="adagrad")
+    with pytest.raises(ValueError, match="train_every must be a positive int, got 0"):
+        NeuralTS(train_every=0)
+    with pytest.raises(ValueError, match="uncertainty must be 'last_layer' or 'gradient_diag' for UCB"):
+        NeuralUCB(uncertainty="none")
+    with pytest.raises(ValueError, match="needs dense \\(non-embedding\\) parameters.*MatrixFactorization"):
+        NeuralUCB(model="mf", uncertainty="gradient_diag", device="cpu").act(make_obs())
+    with pytest.raises(ValueError, match="uncertainty='none'"):
+        NeuralEstimator(uncertainty="none", device="cpu").mean_and_width(make_obs())
+    est = NeuralEstimator(device="cpu", seed=0)
+    est.mean(make_obs())
+    with pytest.raises(ValueError, match=r"feature sizes \(user, item\) = \(3, 4\) differ .* \(3, 2\)"):
+        est.mean(make_obs(di=4))
+
+
+class _Diverging(nn.Module):
+    """Finite predictions, but the training forward pass turns NaN after a few steps."""
+
+    def __init__(self):
+        super().__init__()
+        self.lin = nn.Linear(2, 1)
+        self.train_calls = 0
+
+    def forward(self, user, items, item_ids, user_ids):
+        out = self.lin(items)[..., 0]
+        if self.training:
+            self.train_calls += 1
+            if self.train_calls == 5:
+                return out * float("nan")
+        return out
+
+
+def test_nan_training_loss_names_the_round_and_step():
+    policy = NeuralEpsilonGreedy(model=_Diverging(), train_every=4, train_steps=3, device="cpu", seed=0)
+    obs = make_obs()
+    policy.update(obs, np.zeros(4, dtype=np.int64), np.ones(4))  # round 1: steps 1-3
+    with pytest.raises(
+        FloatingPointError, match=r"loss became nan at training round 2, step 2 of 3 \(after 8 decisions"
+    ):
+        policy.update(obs, np.zeros(4, dtype=np.int64), np.ones(4))
+
+
+# --------------------------------------------------------------------------- reproducibility and resume
+@pytest.mark.parametrize("name", list(FACTORIES))
+def test_same_seed_same_decisions_and_global_torch_rng_untouched(name):
+    before = torch.random.get_rng_state()
+    a1, p1, _ = play(FACTORIES[name](3), 12)
+    a2, p2, _ = play(FACTORIES[name](3), 12)
+    assert torch.equal(torch.random.get_rng_state(), before), "the global torch generator was used"
+    np.testing.assert_array_equal(a1, a2)
+    np.testing.assert_array_equal(p1, p2)
+    a3, _, _ = play(FACTORIES[name](4), 12)
+    assert not np.array_equal(a1, a3)
+
+
+def _round_trip(state):
+    buf = io.BytesIO()
+    torch.save(state, buf)
+    buf.seek(0)
+    return torch.load(buf, weights_only=True)
+
+
+@pytest.mark.parametrize("name", ["NeuralEpsilonGreedy", "NeuralUCB", "NeuralTS-gradient", "NeuralLinear"])
+def test_state_dict_resumes_exactly(name):
+    """Stop after 10 batches, restore network, optimizer, buffer, head and RNG: the run goes on
+    identically."""
+    env_kwargs = {"n_items": 12, "n_candidates": 5, "context_dim": 3}
+
+    def fresh_env():
+        env = make_vector_env("banditrec/Linear-v0", num_envs=4, **env_kwargs)
+        env.reset(seed=1)
+        return env
+
+    def step(policy, env, n):
+        out = []
+        for _ in range(n):
+            obs = env.observation
+            d = policy.act(obs)
+            _, rewards, _, _ = env.step_batch(d.actions)
+            policy.update(obs, d.actions, rewards)
+            out.append((d.actions, d.propensities))
+        return out
+
+    full = step(FACTORIES[name](7), fresh_env(), 20)
+    env = fresh_env()
+    first = FACTORIES[name](7)
+    head = step(first, env, 10)
+    state = _round_trip(first.estimator.state_dict())
+    rng_state, n_decisions = first.rng.bit_generator.state, first.n_decisions_
+    resumed = FACTORIES[name](99)  # a different seed: everything learned must come from the state
+    resumed.estimator.load_state_dict(state)
+    resumed.rng.bit_generator.state = rng_state
+    resumed.n_decisions_ = n_decisions
+    tail = step(resumed, env, 10)
+    for (a, p), (b, q) in zip(full, head + tail):
+        np.testing.assert_array_equal(a, b)
+        np.testing.assert_array_equal(p, q)
+
+
+def test_state_dict_before_any_data_and_mismatched_hyperparameters():
+    empty = NeuralUCB(**SMALL).estimator.state_dict()
+    est = NeuralUCB(**SMALL).estimator
+    est.load_state_dict(_round_trip(empty))
+    assert est.sizes_ is None
+    policy = FACTORIES["NeuralUCB"](0)
+    play(policy, 2)
+    with pytest.raises(ValueError, match=r"different hyperparameters .*hidden: \[8\] vs \[16\]"):
+        FACTORIES["NeuralUCB"](0, hidden=(16,)).estimator.load_state_dict(policy.estimator.state_dict())
+    with pytest.raises(ValueError, match="not a NeuralEstimator state"):
+        est.load_state_dict({"model": {}})
+
+
+def test_policy_checkpoint_module_resumes_neural_policies(tmp_path):
+    checkpoint = pytest.importorskip("banditrec.policies.checkpoint")
+    full = play(FACTORIES["NeuralLinear"](2), 8)
+    env = make_vector_env("banditrec/Linear-v0", num_envs=8)
+    env.reset(seed=0)
+    first = FACTORIES["NeuralLinear"](2)
+    actions = []
+    for t in range(8):
+        if t == 4:
+            checkpoint.save_policy(first, tmp_path / "p.pt")
+            first = checkpoint.load_policy(FACTORIES["NeuralLinear"](5), tmp_path / "p.pt")
+        obs = env.observation
+        d = first.act(obs)
+        _, r, _, _ = env.step_batch(d.actions)
+        first.update(obs, d.actions, r)
+        actions.append(d.actions)
+    np.testing.assert_array_equal(full[0], np.array(actions))
+
+
+# --------------------------------------------------------------------------- the common battery
+@pytest.mark.parametrize("name", ["NeuralEpsilonGreedy", "NeuralUCB", "NeuralTS-gradient", "NeuralLinear"])
+def test_policy_battery(name, check_policy):
+    check_policy(lambda seed: FACTORIES[name](seed), n_repeats=300)
+
+
+# --------------------------------------------------------------------------- learning
+# A catalogue of 100 items, 10 candidates per user: per-item LinUCB must learn each item alone
+# from a tenth of the traffic, a network generalises across items through their features.
+WORLD = {"n_items": 100, "n_candidates": 10}
+HORIZON, BATCH, SEED = 3200, 32, 3
+
+
+@pytest.fixture(scope="module")
+def baseline_regret():
+    steps = HORIZON // BATCH
+    linucb = play(LinUCB(seed=SEED), steps, BATCH, SEED, "banditrec/Nonlinear-v0", **WORLD)[2].sum()
+    random = play(Random(seed=SEED), steps, BATCH, SEED, "banditrec/Nonlinear-v0", **WORLD)[2].sum()
+    return linucb, random
+
+
+@pytest.mark.parametrize(
+    "factory",
+    [
+        lambda: NeuralEpsilonGreedy(epsilon=0.05, seed=SEED),
+        lambda: NeuralUCB(seed=SEED),
+        lambda: NeuralTS(seed=SEED),
+        lambda: NeuralLinear(seed=SEED),
+        lambda: NeuralUCB(alpha=0.3, uncertainty="gradient_diag", seed=SEED),
+        lambda: NeuralTS(v=0.1, uncertainty="gradient_diag", seed=SEED),
+    ],
+    ids=[
+        "NeuralEpsilonGreedy",
+        "NeuralUCB",
+        "NeuralTS",
+        "NeuralLinear",
+        "NeuralUCB-gradient",
+        "NeuralTS-gradient",
+    ],
+)
+def test_neural_policies_beat_linucb_on_the_nonlinear_world(factory, baseline_regret):
+    linucb, random = baseline_regret
+    regret = play(factory(), HORIZON // BATCH, BATCH, SEED, "banditrec/Nonlinear-v0", **WORLD)[2].sum()
+    assert regret < 0.75 * linucb, f"neural regret {regret:.0f} vs LinUCB {linucb:.0f} (Random {random:.0f})"
+    assert regret < 0.4 * random
