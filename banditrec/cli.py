@@ -1,4 +1,4 @@
-"""The ``banditrec`` command: run experiments, redraw plots, list environments and policies."""
+"""The ``banditrec`` command: run experiments, compare policies offline, plot, list envs and policies."""
 
 from __future__ import annotations
 
@@ -28,6 +28,28 @@ def _cmd_run(args: argparse.Namespace) -> int:
     cols = ["policy", "n_seeds", "final_cumulative_regret", "regret_ci_low", "regret_ci_high", "reward_rate", "decisions_per_s"]
     print(result.summary[cols].to_string(index=False, float_format=lambda v: f"{v:,.3f}"))
     print(f"\n{result.trials_run} trial(s) run, {result.trials_reused} reused; results in {out}/ (regret.png, results.csv, summary.csv)")
+    return 0
+
+
+def _cmd_ope(args: argparse.Namespace) -> int:
+    from banditrec.ope import evaluate_offline, load_feedback, load_offline_targets, plot_comparison
+
+    feedback = load_feedback(args.logs)
+    targets = load_offline_targets(args.config)
+    options = dict(targets.options)
+    for key in ("train_fraction", "alpha", "seed"):
+        if getattr(args, key) is not None:
+            options[key] = getattr(args, key)
+    df = evaluate_offline(feedback, targets.as_dict(), **options)
+    out = Path(args.out) if args.out else Path("runs") / "ope" / Path(args.logs).stem
+    out.mkdir(parents=True, exist_ok=True)
+    df.to_csv(out / "ope.csv", index=False)
+    plot_comparison(df, out / "ope.png")
+    level = round(100 * (1 - df.attrs["alpha"]), 2)
+    print(f"{feedback.n_rounds} logged rounds: {df.attrs['n_train']} to train the targets, "
+          f"{df.attrs['n_eval']} to evaluate them; {level:g}% {df.attrs['method']} intervals")
+    print(df.to_string(index=False, float_format=lambda v: f"{v:.4f}"))
+    print(f"\nresults in {out}/ (ope.csv, ope.png)")
     return 0
 
 
@@ -75,6 +97,16 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--log-feedback", action="store_true",
                      help="also save every decision as logged feedback (OUT/feedback/*.npz) for off-policy evaluation")
     run.set_defaults(func=_cmd_run)
+    ope = sub.add_parser("ope", help="compare policies offline on logged feedback")
+    ope.add_argument("logs", help="LoggedFeedback .npz file (e.g. OUT/feedback/*.npz of `run --log-feedback`)")
+    ope.add_argument("--config", required=True,
+                     help="TOML file with [policies.NAME] tables (type = ..., parameters), as in experiment configs")
+    ope.add_argument("--train-fraction", type=float, dest="train_fraction",
+                     help="share of the earliest rounds that train the targets before they are frozen (default 0.5)")
+    ope.add_argument("--out", help="output folder for ope.csv and ope.png (default: runs/ope/<log name>)")
+    ope.add_argument("--alpha", type=float, help="intervals are (1 - alpha) two-sided (default 0.05)")
+    ope.add_argument("--seed", type=int, help="seed of the target policies, bootstrap and reward-model folds (default 0)")
+    ope.set_defaults(func=_cmd_ope)
     plot = sub.add_parser("plot", help="redraw the plots of a finished run")
     plot.add_argument("run_dir")
     plot.set_defaults(func=_cmd_plot)

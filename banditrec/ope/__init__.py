@@ -3,6 +3,7 @@
 >>> from banditrec.ope import LoggedFeedback, DoublyRobust, fit_reward_model, compare_policies
 >>> q_hat = fit_reward_model(feedback)                               # doctest: +SKIP
 >>> DoublyRobust().estimate_interval(feedback, pi, estimated_rewards=q_hat)   # doctest: +SKIP
+>>> evaluate_offline(feedback, {"linucb": ("LinUCB", {"alpha": 1.0})})   # doctest: +SKIP
 """
 
 from banditrec.ope.action_dist import action_dist_from_policy, validate_action_dist
@@ -22,6 +23,15 @@ from banditrec.ope.estimators import (
 )
 from banditrec.ope.feedback import LoggedFeedback
 from banditrec.ope.intervals import Interval
+from banditrec.ope.offline import (
+    OfflineTargets,
+    evaluate_offline,
+    load_feedback,
+    load_offline_targets,
+    split_by_time,
+    train_offline,
+    true_policy_value,
+)
 from banditrec.ope.report import compare_policies, plot_comparison
 from banditrec.ope.reward_model import (
     JointFeatures,
@@ -41,6 +51,7 @@ __all__ = [
     "Interval",
     "JointFeatures",
     "LoggedFeedback",
+    "OfflineTargets",
     "Replay",
     "RidgeRegression",
     "RoundTerms",
@@ -49,8 +60,14 @@ __all__ = [
     "action_dist_from_policy",
     "compare_policies",
     "default_estimators",
+    "evaluate_offline",
     "fit_reward_model",
+    "load_feedback",
+    "load_offline_targets",
     "plot_comparison",
+    "split_by_time",
+    "train_offline",
+    "true_policy_value",
     "validate_action_dist",
     "validate_estimated_rewards",
 ]
