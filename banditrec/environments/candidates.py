@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import functools
+
 import numpy as np
 
 __all__ = ["check_world_sizes", "sample_candidates"]
@@ -34,8 +36,10 @@ def sample_candidates(
     catalogue order (slot k is item k): the classic K-armed contextual bandit.
     """
     B, K = batch_size, n_candidates
+    if K == n_items and weights is None and min_candidates == K:
+        return _full_catalogue(B, K)
     if K == n_items and weights is None:
-        ids = np.broadcast_to(np.arange(K, dtype=np.int64), (B, K))
+        ids = _full_catalogue(B, K)[0]
     elif weights is not None:
         # Gumbel top-k: sampling without replacement proportional to weights.
         keys = np.log(weights)[None, :] - np.log(-np.log(rng.random((B, n_items))))
@@ -49,6 +53,15 @@ def sample_candidates(
     else:
         n_valid = rng.integers(min_candidates, K + 1, size=B)
         mask = np.arange(K)[None, :] < n_valid[:, None]
+    return ids, mask
+
+
+@functools.lru_cache(maxsize=32)
+def _full_catalogue(B: int, K: int) -> tuple[np.ndarray, np.ndarray]:
+    """Every item in catalogue order, all valid: read-only arrays reused across steps."""
+    ids = np.broadcast_to(np.arange(K, dtype=np.int64), (B, K))
+    mask = np.ones((B, K), dtype=bool)
+    mask.flags.writeable = False
     return ids, mask
 
 

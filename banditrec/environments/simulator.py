@@ -67,12 +67,13 @@ class Observation:
 
     def to_dict(self) -> dict[str, np.ndarray]:
         """The Gymnasium form: keys ``user``, ``items``, ``item_ids``, ``mask`` (int8), ``user_id``."""
+        # Copies: Gymnasium callers keep what they are given, and simulators may reuse arrays.
         return {
-            "user": self.user_features,
-            "items": self.item_features,
-            "item_ids": self.item_ids,
+            "user": np.array(self.user_features, dtype=np.float64),
+            "items": np.array(self.item_features, dtype=np.float64),
+            "item_ids": np.array(self.item_ids, dtype=np.int64),
             "mask": self.mask.astype(np.int8),
-            "user_id": self.user_ids,
+            "user_id": np.array(self.user_ids, dtype=np.int64),
         }
 
     @classmethod

@@ -239,8 +239,8 @@ class RidgeRegression:
     def _sherman_morrison(self, arm: int, x: np.ndarray, r: float) -> None:
         Ainv = self.A_inv_[arm]
         Ax = Ainv @ x
-        Ainv -= np.outer(Ax, Ax) / (1.0 + x @ Ax)
-        self.A_[arm] += np.outer(x, x)
+        Ainv -= (Ax[:, None] * Ax) / (1.0 + x @ Ax)
+        self.A_[arm] += x[:, None] * x
         self.b_[arm] += r * x
         self.yy_[arm] += r * r
         self.count_[arm] += 1.0
