@@ -1,0 +1,51 @@
+"""explain(): per candidate, the estimated mean, the exploration term and the probability."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from banditrec.environments import make_vector_env
+from banditrec.policies import POLICIES, make_policy
+
+
+def _trained(name):
+    env = make_vector_env("banditrec/Linear-v0", num_envs=8, n_items=10, context_dim=4, min_candidates=6)
+    env.reset(seed=0)
+    policy = make_policy(name, seed=0)
+    for _ in range(20):
+        obs = env.observation
+        actions, _ = policy.act(obs)
+        _, rewards, _, _ = env.step_batch(actions)
+        policy.update(obs, actions, rewards)
+    return policy, env.observation
+
+
+@pytest.mark.parametrize("name", sorted(POLICIES))
+def test_explain_shapes_and_probabilities(name):
+    policy, obs = _trained(name)
+    why = policy.explain(obs)
+    B, K = obs.item_ids.shape
+    assert why["probability"].shape == (B, K)
+    np.testing.assert_allclose(why["probability"].sum(axis=1), 1.0)
+    assert np.all(why["probability"][~obs.mask] == 0)
+    if name != "Random":
+        assert why["mean"].shape == (B, K) and why["exploration"].shape == (B, K)
+        assert np.all(np.isfinite(why["mean"]))
+
+
+def test_linucb_explanation_adds_up():
+    policy, obs = _trained("LinUCB")
+    why = policy.explain(obs)
+    # the bonus is alpha * width >= 0, and the per-feature contributions sum to the mean
+    assert np.all(why["exploration"] >= 0)
+    np.testing.assert_allclose(why["contributions"].sum(axis=-1), why["mean"], atol=1e-10)
+    chosen = np.where(obs.mask, why["mean"] + why["exploration"], -np.inf).argmax(axis=1)
+    np.testing.assert_array_equal(why["probability"][np.arange(len(chosen)), chosen], 1.0)
+
+
+def test_epsilon_greedy_explanation_is_the_epsilon_share():
+    policy, obs = _trained("LinEpsilonGreedy")
+    why = policy.explain(obs)
+    n_valid = obs.mask.sum(axis=1, keepdims=True)
+    np.testing.assert_allclose(why["exploration"], np.where(obs.mask, 0.1 / n_valid, 0.0))
