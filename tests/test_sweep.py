@@ -42,3 +42,17 @@ def test_ray_and_local_backends_give_identical_tables(tmp_path):
     assert ray_run.trials_run == 6
     again = run_experiment(_config(jobs=2), tmp_path / "ray", progress=False, backend="ray")
     assert again.trials_run == 0 and again.trials_reused == 6
+
+
+def test_cli_runs_on_the_ray_backend(tmp_path, capsys):
+    pytest.importorskip("ray", reason="the ray extra is not installed")
+    from banditrec.cli import main
+
+    cfg = tmp_path / "c.toml"
+    cfg.write_text(
+        '[experiment]\nname = "c"\nhorizon = 200\nbatch_size = 8\nseeds = 2\njobs = 2\n'
+        '[environment]\nid = "banditrec/Linear-v0"\nn_items = 5\ncontext_dim = 3\n'
+        '[policies.r]\ntype = "Random"\n'
+    )
+    assert main(["run", str(cfg), "--out", str(tmp_path / "o"), "--quiet", "--backend", "ray"]) == 0
+    assert "2 trial(s) run" in capsys.readouterr().out
