@@ -19,7 +19,14 @@ if sys.version_info >= (3, 11):
 else:  # pragma: no cover
     import tomli as tomllib
 
-__all__ = ["ConfigError", "EnvironmentSpec", "ExperimentConfig", "PolicySpec", "load_config"]
+__all__ = [
+    "ConfigError",
+    "EnvironmentSpec",
+    "ExperimentConfig",
+    "PolicySpec",
+    "load_config",
+    "parse_policies",
+]
 
 
 class ConfigError(ValueError):
@@ -124,17 +131,23 @@ class ExperimentConfig:
             if value is not None and not isinstance(value, str):
                 raise ConfigError(f"{source}: [environment] {key} must be a string, got {value!r}")
         environment = EnvironmentSpec(env_id, simulator, {k: v for k, v in env.items() if k not in ("id", "simulator")})
-        if not pols:
-            raise ConfigError(f"{source}: [policies] is empty; add at least one [policies.NAME] table with a 'type'")
-        policies = []
-        for pname, body in pols.items():
-            if not isinstance(body, Mapping):
-                raise ConfigError(f"{source}: [policies.{pname}] must be a table, got {body!r}")
-            if "type" not in body or not isinstance(body["type"], str):
-                raise ConfigError(f"{source}: [policies.{pname}] needs a string 'type' (e.g. type = \"LinUCB\")")
-            params = {k: v for k, v in body.items() if k != "type"}
-            policies.extend(_expand_grid(pname, body["type"], params))
+        policies = parse_policies(pols, source)
         return cls(name, horizon, batch_size, seeds, environment, tuple(policies), n_checkpoints, jobs)
+
+
+def parse_policies(tables: Mapping[str, Any], source: str = "config") -> list[PolicySpec]:
+    """The ``[policies.NAME]`` tables of a config as specs, with parameter lists expanded to grids."""
+    if not tables:
+        raise ConfigError(f"{source}: [policies] is empty; add at least one [policies.NAME] table with a 'type'")
+    policies = []
+    for pname, body in tables.items():
+        if not isinstance(body, Mapping):
+            raise ConfigError(f"{source}: [policies.{pname}] must be a table, got {body!r}")
+        if "type" not in body or not isinstance(body["type"], str):
+            raise ConfigError(f"{source}: [policies.{pname}] needs a string 'type' (e.g. type = \"LinUCB\")")
+        params = {k: v for k, v in body.items() if k != "type"}
+        policies.extend(_expand_grid(pname, body["type"], params))
+    return policies
 
 
 def _expand_grid(name: str, type_: str, params: dict[str, Any]) -> list[PolicySpec]:

@@ -27,7 +27,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from banditrec.config import ConfigError, PolicySpec, _expand_grid, _only, _section
+from banditrec.config import ConfigError, PolicySpec, _only, _section, parse_policies
 from banditrec.ope.action_dist import action_dist_from_policy, validate_action_dist
 from banditrec.ope.estimators import BaseEstimator, default_estimators
 from banditrec.ope.feedback import LoggedFeedback
@@ -471,17 +471,7 @@ def load_offline_targets(path: str | os.PathLike[str]) -> OfflineTargets:
     except UnicodeDecodeError as exc:
         raise ConfigError(f"{path}: not a text (TOML) file: {exc}") from exc
     _only(raw, {"experiment", "environment", "policies", "ope"}, source, "top level")
-    pols = _section(raw, "policies", source)
-    if not pols:
-        raise ConfigError(f"{source}: [policies] is empty; add at least one [policies.NAME] table with a 'type'")
-    specs: list[PolicySpec] = []
-    for pname, body in pols.items():
-        if not isinstance(body, Mapping):
-            raise ConfigError(f"{source}: [policies.{pname}] must be a table, got {body!r}")
-        if "type" not in body or not isinstance(body["type"], str):
-            raise ConfigError(f"{source}: [policies.{pname}] needs a string 'type' (e.g. type = \"LinUCB\")")
-        params = {k: v for k, v in body.items() if k != "type"}
-        specs.extend(_expand_grid(pname, body["type"], params))
+    specs: list[PolicySpec] = parse_policies(_section(raw, "policies", source), source)
     names = [s.name for s in specs]
     if len(set(names)) != len(names):
         raise ConfigError(f"{source}: policy names must be unique, got {names}")
