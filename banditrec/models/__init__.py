@@ -11,6 +11,7 @@ from banditrec.models.checkpoint import load_model, save_model
 from banditrec.models.device import resolve_device, torch_threads
 from banditrec.models.factorization import MatrixFactorization
 from banditrec.models.mlp import MLPScorer
+from banditrec.models.multi_output import MultiOutputMLP
 from banditrec.models.training import LogArrays, as_log_arrays, pretrain, roc_auc
 from banditrec.models.two_tower import TwoTower
 
@@ -19,6 +20,7 @@ __all__ = [
     "LogArrays",
     "MLPScorer",
     "MatrixFactorization",
+    "MultiOutputMLP",
     "RecModel",
     "TwoTower",
     "as_log_arrays",

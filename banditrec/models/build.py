@@ -1,4 +1,4 @@
-"""Models by name: what ``model="mlp" | "two_tower" | "mf"`` builds."""
+"""Models by name: what ``model="mlp" | "two_tower" | "mf" | "multi_output"`` builds."""
 
 from __future__ import annotations
 
@@ -9,11 +9,12 @@ from typing import Any
 from banditrec.models.base import RecModel, check_hidden
 from banditrec.models.factorization import MatrixFactorization
 from banditrec.models.mlp import MLPScorer
+from banditrec.models.multi_output import MultiOutputMLP
 from banditrec.models.two_tower import TwoTower
 
 __all__ = ["MODEL_KINDS", "build_model"]
 
-MODEL_KINDS = ("mlp", "two_tower", "mf")
+MODEL_KINDS = ("mlp", "two_tower", "mf", "multi_output")
 
 # Id tables for "mf" when the catalogue size is not given: ids beyond are hashed into the table.
 DEFAULT_ID_ROWS = 1024
@@ -26,9 +27,10 @@ def build_model(
 
     Parameters
     ----------
-    kind : {"mlp", "two_tower", "mf"}
-        :class:`MLPScorer`, :class:`TwoTower` or :class:`MatrixFactorization` (whose embedding
-        width is ``hidden[-1]`` and whose id tables default to 1024 rows each).
+    kind : {"mlp", "two_tower", "mf", "multi_output"}
+        :class:`MLPScorer`, :class:`TwoTower`, :class:`MatrixFactorization` (whose embedding
+        width is ``hidden[-1]`` and whose id tables default to 1024 rows each) or
+        :class:`MultiOutputMLP` (one output per item; needs ``n_items``).
     user_dim, item_dim : int
     hidden : int or sequence of int
     seed : int, SeedSequence, Generator or None
@@ -38,7 +40,7 @@ def build_model(
     """
     if kind not in MODEL_KINDS:
         raise ValueError(f"unknown model {kind!r}; choose one of {MODEL_KINDS} or pass an nn.Module")
-    cls = {"mlp": MLPScorer, "two_tower": TwoTower, "mf": MatrixFactorization}[kind]
+    cls = {"mlp": MLPScorer, "two_tower": TwoTower, "mf": MatrixFactorization, "multi_output": MultiOutputMLP}[kind]
     valid = set(inspect.signature(cls).parameters) - {"user_dim", "item_dim", "hidden", "dim", "seed"}
     unknown = set(options) - valid
     if unknown:
@@ -46,4 +48,9 @@ def build_model(
     if kind == "mf":
         options = {"n_users": DEFAULT_ID_ROWS, "n_items": DEFAULT_ID_ROWS, **options}
         return MatrixFactorization(dim=check_hidden(hidden)[-1], seed=seed, **options)
+    if kind == "multi_output" and "n_items" not in options:
+        raise ValueError(
+            "model 'multi_output' has one output per item: give its catalogue size, "
+            "e.g. model_options={'n_items': 5}"
+        )
     return cls(user_dim, item_dim, hidden, seed=seed, **options)

@@ -4,15 +4,16 @@ A :class:`NeuralEstimator` is a reward estimator like :class:`~banditrec.policie
 (``mean``, ``mean_and_width``, ``sample``, ``update``), so the neural policies are the same
 composition as the linear ones: ``BanditPolicy(NeuralEstimator(...), EpsilonGreedy | UCB | Thompson)``.
 
-The network (``"mlp"``, ``"two_tower"``, ``"mf"`` from :mod:`banditrec.models`, or a user's
+The network (``"mlp"``, ``"two_tower"``, ``"mf"``, ``"multi_output"`` from :mod:`banditrec.models`, or a user's
 module) is built lazily from the first observation's sizes and learns from a bounded replay
 buffer: every ``train_every`` decisions it takes ``train_steps`` minibatch steps. Its uncertainty
 comes from one of two heads:
 
 - ``uncertainty="last_layer"`` (the default for UCB and Thompson sampling): Bayesian linear
   regression on the network's last hidden layer φ(u, i). The head is the library's ridge
-  regression (shared form) applied to φ, refitted on the whole buffer whenever the network
-  retrains and updated incrementally in between. Its posterior gives Neural-LinUCB's width
+  regression applied to φ — one for all items (``head="shared"``) or one per item id
+  (``head="per_item"``) — refitted on the whole buffer whenever the network retrains and
+  updated incrementally in between. Its posterior gives Neural-LinUCB's width
   √(φᵀA⁻¹φ) (Xu et al. 2020) and NeuralLinear's Normal-Inverse-Gamma posterior draws
   (Riquelme et al. 2018, "Deep Bayesian Bandits Showdown").
 - ``uncertainty="gradient_diag"``: the gradient g = ∇_θ f(u, i) of the network's prediction with
@@ -49,6 +50,7 @@ from banditrec.policies.linear import RidgeRegression
 from banditrec.policies.policy import BanditPolicy
 
 __all__ = [
+    "HEADS",
     "OPTIMIZERS",
     "UNCERTAINTIES",
     "NeuralEpsilonGreedy",
@@ -60,6 +62,7 @@ __all__ = [
 ]
 
 UNCERTAINTIES = ("none", "last_layer", "gradient_diag")
+HEADS = ("shared", "per_item")
 OPTIMIZERS = ("adam", "rmsprop", "sgd")
 _STATE_FORMAT = "banditrec-neural-estimator"
 _STATE_VERSION = 1
@@ -186,25 +189,29 @@ class _ReplayBuffer:
 
 
 # --------------------------------------------------------------------------- uncertainty heads
-def _embedding_observation(embedding: np.ndarray) -> Observation:
+def _embedding_observation(embedding: np.ndarray, item_ids: np.ndarray | None = None) -> Observation:
     """Embeddings (B, K, h) dressed as an Observation whose item features are φ, so that the
-    shared ridge regression with ``features="item"`` is Bayesian linear regression on φ."""
+    ridge regression with ``features="item"`` is Bayesian linear regression on φ (shared, or one
+    per item id when ``item_ids`` (B, K) are given and the ridge is disjoint)."""
     B, K, _ = embedding.shape
     return Observation(
         user_features=np.zeros((B, 0)),
         item_features=embedding,
-        item_ids=np.zeros((B, K), dtype=np.int64),
+        item_ids=np.zeros((B, K), dtype=np.int64) if item_ids is None else item_ids,
         mask=np.ones((B, K), dtype=bool),
         user_ids=np.full(B, -1, dtype=np.int64),
     )
 
 
 class _LastLayerHead:
-    """Bayesian linear regression (ridge / Normal-Inverse-Gamma) on the last hidden layer."""
+    """Bayesian linear regression (ridge / Normal-Inverse-Gamma) on the last hidden layer: one
+    regression for all items (``per_item=False``), or one per item id, each with its own noise
+    variance (``per_item=True``, Riquelme et al.'s per-arm posteriors)."""
 
-    def __init__(self, lam: float, posterior: str, v: float, a0: float, b0: float) -> None:
+    def __init__(self, lam: float, posterior: str, v: float, a0: float, b0: float, per_item: bool = False) -> None:
+        self.per_item = per_item
         self.options = {
-            "form": "shared",
+            "form": "disjoint" if per_item else "shared",
             "features": "item",
             "lam": lam,
             "intercept": True,
@@ -218,42 +225,47 @@ class _LastLayerHead:
     def reset(self) -> None:
         self.ridge = RidgeRegression(**self.options)
 
-    def add(self, embedding: np.ndarray, rewards: np.ndarray) -> None:
-        """Condition on rows (n, h) with rewards (n,): the ridge's own incremental update."""
+    def _obs(self, embedding: np.ndarray, item_ids: np.ndarray) -> Observation:
+        return _embedding_observation(embedding, item_ids if self.per_item else None)
+
+    def add(self, embedding: np.ndarray, rewards: np.ndarray, item_ids: np.ndarray) -> None:
+        """Condition on rows (n, h) of items ``item_ids`` (n,) with rewards (n,): the ridge's own
+        incremental update."""
         self.ridge.update(
-            _embedding_observation(embedding[:, None, :]), np.zeros(rewards.size, dtype=np.int64), rewards
+            self._obs(embedding[:, None, :], item_ids[:, None]), np.zeros(rewards.size, dtype=np.int64), rewards
         )
 
-    def refit(
-        self, gram: np.ndarray, xy: np.ndarray, yy: float, n: int, first: tuple[np.ndarray, np.ndarray]
-    ) -> None:
-        """The posterior given n rows, from their sums: ``gram`` = XᵀX (d, d) and ``xy`` = Xᵀy (d,)
-        over X = [φ, 1], and ``yy`` = yᵀy; ``first`` is one (φ (1, h), y (1,)) row.
+    def refit(self, gram: np.ndarray, xy: np.ndarray, yy: np.ndarray, counts: np.ndarray) -> None:
+        """The posterior from sums over the rows of each parameter set s (one, or one per item
+        id): ``gram[s]`` = XᵀX (d, d) and ``xy[s]`` = Xᵀy (d,) over X = [φ, 1], ``yy[s]`` = yᵀy and
+        ``counts[s]`` rows.
 
-        Equivalent to ``reset()`` then ``add`` of the n rows (a test holds the two together), but
+        Equivalent to ``reset()`` then ``add`` of the rows (a test holds the two together), but
         the caller forms the sums on the network's device in one pass: the ridge's own row-block
         update would cost O(n) small solves every time the network retrains.
         """
         self.reset()
-        if n == 0:
+        m, d = xy.shape
+        if counts.sum() == 0:
             return
-        self.add(*first)  # let the ridge allocate its statistics for this width
+        # Let the ridge allocate statistics for this width and m parameter sets.
+        self.ridge._prepare(_embedding_observation(np.zeros((1, 1, d - 1)), np.array([[m - 1]])))
         r = self.ridge
-        r.A_[0] = r.lam * np.eye(r.d_) + gram
-        r.b_[0] = xy
-        r.yy_[0] = yy
-        r.count_[0] = n
-        r.A_inv_[0] = np.linalg.inv(r.A_[0])
-        r.theta_[0] = r.A_inv_[0] @ r.b_[0]
+        r.A_[:m] = r.lam * np.eye(d) + gram
+        r.b_[:m] = xy
+        r.yy_[:m] = yy
+        r.count_[:m] = counts
+        r.A_inv_[:m] = np.linalg.inv(r.A_[:m])
+        r.theta_[:m] = np.einsum("sij,sj->si", r.A_inv_[:m], r.b_[:m])
 
-    def mean(self, embedding: np.ndarray) -> np.ndarray:
-        return self.ridge.mean(_embedding_observation(embedding))
+    def mean(self, embedding: np.ndarray, item_ids: np.ndarray) -> np.ndarray:
+        return self.ridge.mean(self._obs(embedding, item_ids))
 
-    def mean_and_width(self, embedding: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        return self.ridge.mean_and_width(_embedding_observation(embedding))
+    def mean_and_width(self, embedding: np.ndarray, item_ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        return self.ridge.mean_and_width(self._obs(embedding, item_ids))
 
-    def sample(self, embedding: np.ndarray, rng: np.random.Generator, n: int) -> np.ndarray:
-        return self.ridge.sample(_embedding_observation(embedding), rng, n)
+    def sample(self, embedding: np.ndarray, item_ids: np.ndarray, rng: np.random.Generator, n: int) -> np.ndarray:
+        return self.ridge.sample(self._obs(embedding, item_ids), rng, n)
 
     def state_dict(self) -> dict[str, Any]:
         return {
@@ -328,7 +340,7 @@ class NeuralEstimator:
 
     Parameters
     ----------
-    model : {"mlp", "two_tower", "mf"} or torch.nn.Module
+    model : {"mlp", "two_tower", "mf", "multi_output"} or torch.nn.Module
         A built-in model (built at the first observation from its feature sizes, see
         :func:`banditrec.models.build_model`), or a module called as
         ``model(user (B, d_u), items (B, K, d_i), item_ids (B, K), user_ids (B,)) -> (B, K)``,
@@ -340,6 +352,11 @@ class NeuralEstimator:
         Further arguments of the built-in model (e.g. ``{"cross": True}``, ``{"n_items": 1682}``).
     uncertainty : {"none", "last_layer", "gradient_diag"}
         See the module docstring.
+    head : {"shared", "per_item"}
+        For ``uncertainty="last_layer"``: one Bayesian linear regression on φ for all items, or
+        one per item id, each with its own Inverse-Gamma noise variance (Riquelme et al.'s
+        per-arm posteriors; suits a few arms, e.g. with ``model="multi_output"``). The per-item
+        statistics take (n_items × (h+1)²) floats.
     loss : {"mse", "bce"}
         Squared error on the output, or binary cross-entropy with the output as a logit (then
         the network's mean is the sigmoid of the output; for clicks).
@@ -368,6 +385,7 @@ class NeuralEstimator:
         hidden: Sequence[int] | int = (64,),
         model_options: dict[str, Any] | None = None,
         uncertainty: str = "last_layer",
+        head: str = "shared",
         loss: str = "mse",
         training: OnlineTraining | None = None,
         lam: float = 1.0,
@@ -391,6 +409,10 @@ class NeuralEstimator:
             raise TypeError(f"model_options must be a dict or None, got {type(model_options).__name__}")
         if uncertainty not in UNCERTAINTIES:
             raise ValueError(f"uncertainty must be one of {UNCERTAINTIES}, got {uncertainty!r}")
+        if head not in HEADS:
+            raise ValueError(f"head must be one of {HEADS}, got {head!r}")
+        if head != "shared" and uncertainty != "last_layer":
+            raise ValueError(f"head={head!r} applies to uncertainty='last_layer' only, got uncertainty={uncertainty!r}")
         if loss not in LOSSES:
             raise ValueError(f"loss must be one of {LOSSES}, got {loss!r}")
         training = OnlineTraining() if training is None else training
@@ -408,7 +430,7 @@ class NeuralEstimator:
         ):
             raise ValueError(f"num_threads must be a positive int or None, got {num_threads!r}")
         self.model, self.hidden, self.model_options = model, hidden, dict(model_options or {})
-        self.uncertainty, self.loss, self.training = uncertainty, loss, training
+        self.uncertainty, self.head, self.loss, self.training = uncertainty, head, loss, training
         self.lam, self.posterior = float(lam), posterior
         self.v, self.a0, self.b0 = float(v), float(a0), float(b0)
         self.device, self.num_threads, self.seed = device, num_threads, seed
@@ -444,7 +466,9 @@ class NeuralEstimator:
                     f"uncertainty='last_layer' needs model.embed(user, items, item_ids, user_ids) -> "
                     f"(B, K, h); {type(self.model_).__name__} has no embed method"
                 )
-            self.head_ = _LastLayerHead(self.lam, self.posterior, self.v, self.a0, self.b0)
+            self.head_ = _LastLayerHead(
+                self.lam, self.posterior, self.v, self.a0, self.b0, per_item=self.head == "per_item"
+            )
         elif self.uncertainty == "gradient_diag":
             self.head_ = _GradientDiagHead(self.lam, self.model_, sigmoid=self.loss == "bce")
         self.n_seen_ = 0  # decisions learned from
@@ -505,7 +529,7 @@ class NeuralEstimator:
             self._prepare(obs)
             f = self._features(obs)
             if self.uncertainty == "last_layer":
-                return self.head_.mean(self._numpy(f["embedding"]))
+                return self.head_.mean(self._numpy(f["embedding"]), obs.item_ids)
             return self._numpy(f["mean"])
 
     def mean_and_width(self, obs: Observation) -> tuple[np.ndarray, np.ndarray]:
@@ -515,7 +539,7 @@ class NeuralEstimator:
             self._prepare(obs)
             f = self._features(obs)
             if self.uncertainty == "last_layer":
-                return self.head_.mean_and_width(self._numpy(f["embedding"]))
+                return self.head_.mean_and_width(self._numpy(f["embedding"]), obs.item_ids)
             return self._numpy(f["mean"]), self._numpy(self.head_.width(f["grad"]))
 
     def sample(self, obs: Observation, rng: np.random.Generator, n_draws: int) -> np.ndarray:
@@ -525,7 +549,7 @@ class NeuralEstimator:
             self._prepare(obs)
             f = self._features(obs)
             if self.uncertainty == "last_layer":
-                return self.head_.sample(self._numpy(f["embedding"]), rng, n_draws)
+                return self.head_.sample(self._numpy(f["embedding"]), obs.item_ids, rng, n_draws)
             mean, width = self._numpy(f["mean"]), self._numpy(self.head_.width(f["grad"]))
         return mean + self.v * width * rng.standard_normal((n_draws,) + mean.shape)
 
@@ -552,7 +576,9 @@ class NeuralEstimator:
         self.buffer_.add(user, items[rows, chosen], item_ids[rows, chosen], user_ids, r)
         if self.uncertainty == "last_layer":
             emb = self._features(obs)["embedding"][rows, chosen]
-            self.head_.add(self._numpy(emb), np.asarray(rewards, dtype=np.float64))
+            self.head_.add(
+                self._numpy(emb), np.asarray(rewards, dtype=np.float64), obs.item_ids[np.arange(B), actions]
+            )
         elif self.uncertainty == "gradient_diag":
             self.head_.add(self._features(obs)["grad"][rows, chosen])
         every = self.training.train_every
@@ -598,24 +624,44 @@ class NeuralEstimator:
             self._refit_head()
 
     def _refit_head(self) -> None:
-        """Riquelme et al.: after the representation changes, recompute the posterior from the buffer."""
+        """Riquelme et al.: after the representation changes, recompute the posterior from the buffer
+        (sums per parameter set: one, or one per item id for ``head="per_item"``)."""
         buf = self.buffer_
-        h = None
+        if buf.size == 0:
+            self.head_.reset()
+            return
+        per_item = self.head_.per_item
+        m = int(buf.item_id[: buf.size].max()) + 1 if per_item else 1
+        sums = None
         with torch.no_grad():
             for start in range(0, buf.size, 8192):
                 user, items, item_ids, user_ids, y = buf.rows(slice(start, min(start + 8192, buf.size)))
                 phi = self.model_.embed(user, items, item_ids, user_ids)[:, 0, :].double()
                 x = torch.cat([phi, torch.ones_like(phi[:, :1])], dim=1)
                 y = y.double()
-                if h is None:
-                    first = (self._numpy(phi[:1]), self._numpy(y[:1]))
-                    h, gram, xy, yy = phi.shape[1], x.T @ x, x.T @ y, y @ y
-                else:
-                    gram, xy, yy = gram + x.T @ x, xy + x.T @ y, yy + y @ y
-        if h is None:
-            self.head_.reset()
-            return
-        self.head_.refit(self._numpy(gram), self._numpy(xy), float(yy), buf.size, first)
+                if sums is None:
+                    d = x.shape[1]
+                    f64 = {"dtype": torch.float64, "device": x.device}
+                    sums = (torch.zeros((m, d, d), **f64), torch.zeros((m, d), **f64),
+                            torch.zeros(m, **f64), torch.zeros(m, **f64))
+                gram, xy, yy, counts = sums
+                if not per_item:
+                    gram[0] += x.T @ x
+                    xy[0] += x.T @ y
+                    yy[0] += y @ y
+                    counts[0] += y.shape[0]
+                    continue
+                # Group the rows by item: one X_sᵀX_s product per item present in this chunk.
+                ids = item_ids[:, 0]
+                order = torch.argsort(ids, stable=True)
+                present, n_rows = torch.unique_consecutive(ids[order], return_counts=True)
+                for item, xs, ys in zip(present.tolist(), x[order].split(n_rows.tolist()),
+                                        y[order].split(n_rows.tolist())):
+                    gram[item] += xs.T @ xs
+                    xy[item] += xs.T @ ys
+                    yy[item] += ys @ ys
+                    counts[item] += ys.shape[0]
+        self.head_.refit(*(self._numpy(s) for s in sums))
 
     # ------------------------------------------------------------------ checkpointing
     def state_dict(self) -> dict[str, Any]:
@@ -650,6 +696,7 @@ class NeuralEstimator:
                 f"({_STATE_VERSION})"
             )
         own = _plain(self.get_params())
+        state["params"].setdefault("head", "shared")  # states saved before per-item heads existed
         diff = {
             k: (state["params"].get(k), own[k])
             for k in own
@@ -765,6 +812,7 @@ def NeuralEpsilonGreedy(
 def NeuralUCB(
     alpha: float = 1.0,
     uncertainty: str = "last_layer",
+    head: str = "shared",
     lam: float = 1.0,
     model: str | nn.Module = "mlp",
     hidden: Sequence[int] = (64,),
@@ -795,6 +843,7 @@ def NeuralUCB(
 def NeuralTS(
     v: float = 0.1,
     uncertainty: str = "last_layer",
+    head: str = "shared",
     lam: float = 1.0,
     model: str | nn.Module = "mlp",
     hidden: Sequence[int] = (64,),
@@ -826,6 +875,7 @@ def NeuralTS(
 def NeuralLinear(
     a0: float = 6.0,
     b0: float = 6.0,
+    head: str = "shared",
     lam: float = 1.0,
     model: str | nn.Module = "mlp",
     hidden: Sequence[int] = (64,),
@@ -845,7 +895,13 @@ def NeuralLinear(
     seed=None,
 ) -> Policy:
     """NeuralLinear (Riquelme et al. 2018): Thompson sampling from the Normal-Inverse-Gamma posterior
-    of Bayesian linear regression on the last hidden layer, refitted whenever the network retrains."""
+    of Bayesian linear regression on the last hidden layer, refitted whenever the network retrains.
+
+    ``head="per_item"`` keeps one posterior (and one noise variance) per item id, as the paper's
+    per-arm regressions; with ``model="multi_output"`` and ``model_options={"n_items": K}`` this
+    is the paper's architecture exactly (one network over the context, one output per arm).
+    ``head="shared"`` pools one posterior over φ(user, item), which generalises across a large
+    catalogue."""
     return _neural_policy(
         Thompson(n_mc),
         "NeuralLinear",

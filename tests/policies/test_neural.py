@@ -45,6 +45,7 @@ FACTORIES = {
         uncertainty="gradient_diag", n_mc=20, seed=seed, **(SMALL | kw)
     ),
     "NeuralLinear": lambda seed, **kw: NeuralLinear(seed=seed, n_mc=20, **(SMALL | kw)),
+    "NeuralLinear-per_item": lambda seed, **kw: NeuralLinear(seed=seed, n_mc=20, head="per_item", **(SMALL | kw)),
 }
 
 
@@ -99,14 +100,19 @@ def test_factories_compose_the_existing_strategies():
 # parameters); that combination has its own error test instead of a shape test.
 @pytest.mark.parametrize(
     "model, uncertainty",
-    [(m, u) for m in ("mlp", "two_tower", "mf") for u in ("none", "last_layer", "gradient_diag")
-     if (m, u) != ("mf", "gradient_diag")],
+    [(m, u) for m in ("mlp", "two_tower", "mf", "multi_output") for u in ("none", "last_layer", "gradient_diag")
+     if (m, u) != ("mf", "gradient_diag")]
+    + [("mlp", "per_item"), ("multi_output", "per_item")],
 )
 def test_estimator_shapes(model, uncertainty):
+    head = "per_item" if uncertainty == "per_item" else "shared"
+    uncertainty = "last_layer" if uncertainty == "per_item" else uncertainty
     est = NeuralEstimator(
         model,
         hidden=(8,),
+        model_options={"n_items": 30} if model == "multi_output" else None,
         uncertainty=uncertainty,
+        head=head,
         device="cpu",
         seed=0,
         training=OnlineTraining(train_every=4, train_steps=2, batch_size=4, buffer_size=16),
@@ -136,9 +142,12 @@ def test_buffer_is_bounded_and_keeps_the_newest_rows():
     assert sorted(est.buffer_.reward.tolist()) == [1.0, 1.0, 2.0, 2.0, 2.0, 2.0]
 
 
-def test_last_layer_head_refit_equals_incremental_updates():
+@pytest.mark.parametrize("head", ["shared", "per_item"])
+def test_last_layer_head_refit_equals_incremental_updates(head):
     """The one-pass refit from the buffer gives the posterior of the ridge's own updates."""
-    est = NeuralEstimator(hidden=(6,), device="cpu", seed=0, training=OnlineTraining(train_every=1000))
+    est = NeuralEstimator(
+        hidden=(6,), head=head, device="cpu", seed=0, training=OnlineTraining(train_every=1000)
+    )
     obs = make_obs(B=16)
     rng = np.random.default_rng(0)
     for _ in range(3):
@@ -151,7 +160,56 @@ def test_last_layer_head_refit_equals_incremental_updates():
     np.testing.assert_allclose(before[0], after[0], rtol=1e-5)
     np.testing.assert_allclose(before[1], after[1], rtol=1e-5)
     for name in ("A_", "b_", "yy_", "count_"):
-        np.testing.assert_allclose(getattr(est.head_.ridge, name), getattr(incremental, name), rtol=1e-5)
+        m = incremental.n_arms_
+        np.testing.assert_allclose(
+            getattr(est.head_.ridge, name)[:m], getattr(incremental, name)[:m], rtol=1e-5, atol=1e-9
+        )
+    if head == "per_item":
+        # One parameter set per item id seen, each counting exactly its own rows.
+        chosen_ids = est.buffer_.item_id[: est.buffer_.size].numpy()
+        assert est.head_.ridge.n_arms_ == chosen_ids.max() + 1
+        np.testing.assert_array_equal(
+            est.head_.ridge.count_[: chosen_ids.max() + 1], np.bincount(chosen_ids)
+        )
+
+
+def test_per_item_head_keeps_a_noise_variance_per_item():
+    """A rarely chosen item keeps a wide NIG posterior under head="per_item"; the shared head's one
+    noise variance shrinks with every row, whichever item it came from."""
+    obs = Observation(
+        np.zeros((1, 1)), np.eye(2)[None], np.array([[0, 1]]), np.ones((1, 2), dtype=bool), np.array([-1])
+    )
+    spread = {}
+    for head in ("shared", "per_item"):
+        est = NeuralEstimator(
+            "multi_output", hidden=(4,), model_options={"n_items": 2}, head=head, device="cpu", seed=0,
+            training=OnlineTraining(train_every=10_000), b0=1.0, a0=1.0,
+        )
+        for _ in range(50):  # item 0 only, noiseless rewards
+            est.update(obs, np.array([0]), np.array([0.5]))
+        spread[head] = est.sample(obs, np.random.default_rng(0), 2000).std(axis=0)[0, 1]
+    assert spread["per_item"] > 5 * spread["shared"], spread
+
+
+def test_multi_output_model_is_the_papers_network_and_rejects_unknown_ids():
+    from banditrec.models import MultiOutputMLP, build_model
+
+    net = build_model("multi_output", 3, 2, (8,), seed=0, n_items=30)
+    assert isinstance(net, MultiOutputMLP)
+    obs = make_obs()
+    args = (torch.as_tensor(obs.user_features, dtype=torch.float32),
+            torch.as_tensor(obs.item_features, dtype=torch.float32),
+            torch.as_tensor(obs.item_ids), torch.as_tensor(obs.user_ids))
+    emb, scores = net.embed(*args), net(*args)
+    assert emb.shape == (4, 5, 8) and scores.shape == (4, 5)
+    # Every candidate of a user shares φ(u); the score is that item's output.
+    assert torch.equal(emb[:, 0], emb[:, 3])
+    full = net.out(net.body(args[0]))
+    torch.testing.assert_close(scores, full.gather(1, args[2]))
+    with pytest.raises(ValueError, match=r"30 outputs \(n_items=30\) but got item ids in \[30, 30\]"):
+        net(args[0], args[1], torch.full((4, 5), 30), args[3])
+    with pytest.raises(ValueError, match="one output per item: give its catalogue size"):
+        build_model("multi_output", 3, 2, (8,))
 
 
 def test_gradient_head_width_shrinks_where_data_arrived():
@@ -232,6 +290,10 @@ def test_bad_arguments_are_rejected_with_the_value():
         NeuralUCB(model="mf", uncertainty="gradient_diag", device="cpu").act(make_obs())
     with pytest.raises(ValueError, match="uncertainty='none'"):
         NeuralEstimator(uncertainty="none", device="cpu").mean_and_width(make_obs())
+    with pytest.raises(ValueError, match="head must be one of .* got 'per_arm'"):
+        NeuralLinear(head="per_arm")
+    with pytest.raises(ValueError, match="head='per_item' applies to uncertainty='last_layer' only"):
+        NeuralUCB(uncertainty="gradient_diag", head="per_item")
     est = NeuralEstimator(device="cpu", seed=0)
     est.mean(make_obs())
     with pytest.raises(ValueError, match=r"feature sizes \(user, item\) = \(3, 4\) differ .* \(3, 2\)"):
@@ -285,7 +347,9 @@ def _round_trip(state):
     return torch.load(buf, weights_only=True)
 
 
-@pytest.mark.parametrize("name", ["NeuralEpsilonGreedy", "NeuralUCB", "NeuralTS-gradient", "NeuralLinear"])
+@pytest.mark.parametrize(
+    "name", ["NeuralEpsilonGreedy", "NeuralUCB", "NeuralTS-gradient", "NeuralLinear", "NeuralLinear-per_item"]
+)
 def test_state_dict_resumes_exactly(name):
     """Stop after 10 batches, restore network, optimizer, buffer, head and RNG: the run goes on
     identically."""
@@ -355,7 +419,9 @@ def test_policy_checkpoint_module_resumes_neural_policies(tmp_path):
 
 
 # --------------------------------------------------------------------------- the common battery
-@pytest.mark.parametrize("name", ["NeuralEpsilonGreedy", "NeuralUCB", "NeuralTS-gradient", "NeuralLinear"])
+@pytest.mark.parametrize(
+    "name", ["NeuralEpsilonGreedy", "NeuralUCB", "NeuralTS-gradient", "NeuralLinear", "NeuralLinear-per_item"]
+)
 def test_policy_battery(name, check_policy):
     check_policy(lambda seed: FACTORIES[name](seed), n_repeats=300)
 

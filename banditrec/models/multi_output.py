@@ -1,0 +1,70 @@
+"""MultiOutputMLP: one network over the user features with one output per item (the classic
+neural contextual bandit of Riquelme et al. 2018)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+from torch import nn
+
+from banditrec.models.base import RecModel, check_hidden, check_size, mlp
+
+__all__ = ["MultiOutputMLP"]
+
+
+class MultiOutputMLP(RecModel):
+    """score(u, i) = w_iᵀ φ(u) + c_i with φ an MLP over the user features only.
+
+    The embedding φ(u) is the same for every candidate (it is broadcast over K without a copy), so
+    a per-item Bayesian head on it (``head="per_item"`` of the neural policies) is exactly the
+    per-arm Bayesian linear regression of NeuralLinear in "Deep Bayesian Bandits Showdown". Item
+    features are ignored; item ids must lie in ``[0, n_items)`` — an output per arm has no
+    sensible way to share rows, so other ids raise instead of being hashed.
+
+    Parameters
+    ----------
+    user_dim, item_dim : int
+        d_u and d_i (item features are accepted and ignored).
+    n_items : int
+        Number of outputs (arms).
+    hidden : int or sequence of int
+        Hidden layer sizes; the last one is the embedding width h.
+    seed : int, SeedSequence, Generator or None
+    """
+
+    def __init__(
+        self, user_dim: int, item_dim: int, hidden: Sequence[int] | int = (64,), n_items: int = 0, seed=None
+    ) -> None:
+        super().__init__()
+        user_dim, item_dim = check_size(user_dim, "user_dim", 1), check_size(item_dim, "item_dim")
+        n_items = check_size(n_items, "n_items", 1)
+        hidden = check_hidden(hidden)
+        self.config = {"user_dim": user_dim, "item_dim": item_dim, "hidden": hidden, "n_items": n_items}
+        with torch.device("meta"):
+            self.body = mlp((user_dim,) + hidden)
+            self.out = nn.Linear(hidden[-1], n_items)
+        self._materialize(seed)
+
+    @property
+    def embedding_dim(self) -> int:
+        return self.config["hidden"][-1]
+
+    def embed(self, user, items, item_ids, user_ids):
+        phi = self.body(user)
+        return phi[:, None, :].expand(-1, item_ids.shape[1], -1)
+
+    def head(self, embedding, item_ids, user_ids):
+        n = self.config["n_items"]
+        try:
+            lo, hi = (int(item_ids.min()), int(item_ids.max())) if item_ids.numel() else (0, 0)
+        except RuntimeError:  # inside torch.func.vmap (gradient features): values cannot be read;
+            lo, hi = 0, 0  # the same ids already passed this check in the plain forward pass
+        if lo < 0 or hi >= n:
+            raise ValueError(
+                f"MultiOutputMLP has {n} outputs (n_items={n}) but got item ids in "
+                f"[{lo}, {hi}]; set model_options n_items to the "
+                "catalogue size"
+            )
+        scores = self.out(embedding[:, 0, :])  # (B, n_items): φ(u) is the same for every candidate
+        return scores.gather(1, item_ids)
