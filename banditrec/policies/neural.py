@@ -571,18 +571,21 @@ class NeuralEstimator:
         B = actions.shape[0]
         rows = torch.arange(B, device=self.device_)
         chosen = torch.as_tensor(actions, device=self.device_)
-        user, items, item_ids, user_ids = self._tensors(obs)
+        cached = self._cache is not None and self._cache[0] is obs  # the tensors act() already made
+        user, items, item_ids, user_ids = self._cache[2]["inputs"] if cached else self._tensors(obs)
         r = torch.as_tensor(rewards, dtype=torch.float32, device=self.device_)
         self.buffer_.add(user, items[rows, chosen], item_ids[rows, chosen], user_ids, r)
-        if self.uncertainty == "last_layer":
+        every = self.training.train_every
+        rounds = (self.n_seen_ + B) // every - self.n_seen_ // every
+        # When this update retrains, the last-layer head is refitted from the whole buffer (these
+        # rows included) right after, so adding them to it first would be work thrown away.
+        if self.uncertainty == "last_layer" and not rounds:
             emb = self._features(obs)["embedding"][rows, chosen]
             self.head_.add(
                 self._numpy(emb), np.asarray(rewards, dtype=np.float64), obs.item_ids[np.arange(B), actions]
             )
         elif self.uncertainty == "gradient_diag":
             self.head_.add(self._features(obs)["grad"][rows, chosen])
-        every = self.training.train_every
-        rounds = (self.n_seen_ + B) // every - self.n_seen_ // every
         self.n_seen_ += B
         if rounds:
             self._train(rounds)
@@ -597,25 +600,32 @@ class NeuralEstimator:
                 lr = cfg.lr_at(self.n_rounds_)
                 for group in self.optimizer_.param_groups:
                     group["lr"] = lr
-                for step in range(cfg.train_steps):
-                    index = torch.as_tensor(
-                        self.rng_.integers(0, buf.size, cfg.batch_size), device=self.device_
-                    )
+                # The round's minibatch indices in one draw (the same numbers as one draw per step)
+                # and one finiteness check per round: no host round trip inside the step loop.
+                indices = torch.as_tensor(
+                    self.rng_.integers(0, buf.size, (cfg.train_steps, cfg.batch_size)), device=self.device_
+                )
+                losses = []
+                for index in indices:
                     user, items, item_ids, user_ids, target = buf.rows(index)
                     out = check_scores(
                         net(user, items, item_ids, user_ids), index.numel(), 1, type(net).__name__
                     )
                     value = loss_fn(out[:, 0], target)
-                    if not torch.isfinite(value):
-                        raise FloatingPointError(
-                            f"NeuralEstimator: the {self.loss} training loss became {float(value.detach())} "
-                            f"at training round {self.n_rounds_ + 1}, step {step + 1} of {cfg.train_steps} "
-                            f"(after {self.n_seen_} decisions, lr={lr:g}); lower lr or check the rewards and "
-                            "features"
-                        )
+                    losses.append(value.detach())
                     self.optimizer_.zero_grad()
                     value.backward()
                     self.optimizer_.step()
+                losses = torch.stack(losses)
+                finite = torch.isfinite(losses)
+                if not bool(finite.all()):
+                    step = int(torch.nonzero(~finite)[0, 0])
+                    raise FloatingPointError(
+                        f"NeuralEstimator: the {self.loss} training loss became {float(losses[step])} "
+                        f"at training round {self.n_rounds_ + 1}, step {step + 1} of {cfg.train_steps} "
+                        f"(after {self.n_seen_} decisions, lr={lr:g}); lower lr or check the rewards and "
+                        "features"
+                    )
                 self.n_rounds_ += 1
         finally:
             net.eval()
