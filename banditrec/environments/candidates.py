@@ -66,8 +66,33 @@ def _full_catalogue(B: int, K: int) -> tuple[np.ndarray, np.ndarray]:
 
 
 def _sample_sparse(rng: np.random.Generator, B: int, n_items: int, K: int) -> np.ndarray:
-    """Distinct ids from a large catalogue: draw with replacement, redraw the rare duplicates."""
+    """Distinct ids from a catalogue too large to draw a key per (user, item) for all B users at once.
+
+    Every scheme below treats item labels symmetrically, so each row is a uniform random K-subset
+    (in uniform random order). Which scheme runs depends on the sizes only:
+
+    - K² ≤ n_items (duplicates rare): draw with replacement, redraw the rows with a duplicate;
+    - 4K ≤ n_items: draw with replacement, redraw only the repeated entries (redrawing whole rows
+      would repeat ~log B / P(no duplicate) times, e.g. 160 rounds for K = 100 of 1,682 items and
+      B = 4,096);
+    - otherwise: the dense scheme (random keys, top K) on blocks of rows of at most 4·10⁶ keys.
+    """
+    if K * K > n_items and 4 * K > n_items:
+        rows = max(1, 4_000_000 // n_items)
+        top = [
+            np.argpartition(rng.random((min(rows, B - s), n_items)), K - 1, axis=1)[:, :K]  # one block at a time
+            for s in range(0, B, rows)
+        ]
+        return np.concatenate(top).astype(np.int64)
     ids = rng.integers(0, n_items, size=(B, K))
+    if K * K > n_items:
+        while True:
+            order = np.argsort(ids, axis=1, kind="stable")
+            s = np.take_along_axis(ids, order, axis=1)
+            r, c = np.nonzero(s[:, 1:] == s[:, :-1])
+            if r.size == 0:
+                return ids.astype(np.int64)
+            ids[r, order[r, c + 1]] = rng.integers(0, n_items, size=r.size)
     while True:
         s = np.sort(ids, axis=1)
         dup_rows = np.flatnonzero((s[:, 1:] == s[:, :-1]).any(axis=1))

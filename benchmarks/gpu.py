@@ -1,0 +1,230 @@
+"""Neural policies with a two-tower model on MovieLens-100k, on the GPU and on the CPU side by side.
+
+World: ``banditrec/MovieLens100k-v0`` (943 users, 1,682 movies, the fitted logistic-MF truth;
+24 user and 22 item features), K = 100 candidates per user, B = 4,096 users per step. Policies:
+NeuralLinear (Thompson sampling from the Normal-Inverse-Gamma posterior of the last-layer head)
+and NeuralEpsilonGreedy, both with ``model="two_tower"`` (towers of ``--hidden``, dot head, no id
+embeddings unless ``--ids``), the policies' default schedule (``train_steps`` minibatch steps of
+64 every ``train_every`` decisions: one Adam step per decision) and one torch CPU thread.
+
+Each (policy, device) runs in its own fresh process, end to end through environment, policy and
+regret: one warm-up step (builds the network, first training), then ``--repeats`` timed runs of
+``--steps`` steps each; decisions/s is the median. The time of each step is split into the
+policy's ``act``, the environment's ``step_batch`` and the policy's ``update`` (with
+``torch.cuda.synchronize()`` at the boundaries on CUDA). Peak GPU memory is
+``torch.cuda.max_memory_allocated`` over the whole run; peak RSS the process's high-water mark
+(``resource.getrusage``), also shown as the growth over the RSS before the world was built.
+
+With ``--device cuda`` (or ``auto`` on a machine with CUDA) every policy also runs on the CPU with
+the same settings, for the side-by-side.
+
+    python benchmarks/gpu.py [--device auto] [--steps 1] [--repeats 3] [--batch 4096]
+"""
+
+from __future__ import annotations
+
+import os
+
+for _var in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
+    os.environ.setdefault(_var, "1")
+
+import argparse
+import json
+import platform
+import resource
+import statistics
+import subprocess
+import sys
+import time
+from typing import Any
+
+import numpy as np
+import torch
+
+from banditrec.environments import make_vector_env
+from banditrec.models import resolve_device
+from banditrec.policies import make_policy
+
+MB = 2**20
+POLICIES = ("NeuralLinear", "NeuralEpsilonGreedy")
+
+
+def current_rss() -> int:
+    try:
+        with open("/proc/self/statm") as f:
+            return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+    except OSError:
+        return peak_rss()
+
+
+def peak_rss() -> int:
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return peak if sys.platform == "darwin" else peak * 1024
+
+
+def cpu_name() -> str:
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def device_name(device: str) -> str:
+    return torch.cuda.get_device_name(torch.device(device)) if device.startswith("cuda") else cpu_name()
+
+
+def measure(opts: dict[str, Any]) -> dict[str, Any]:
+    """One (policy, device): warm-up, then ``repeats`` timed runs of ``steps`` steps."""
+    device, cuda = opts["device"], opts["device"].startswith("cuda")
+
+    def sync() -> None:
+        if cuda:
+            torch.cuda.synchronize()
+
+    if cuda:
+        torch.cuda.reset_peak_memory_stats(torch.device(device))
+    rss_before = current_rss()
+    start = time.perf_counter()
+    env = make_vector_env("banditrec/MovieLens100k-v0", num_envs=opts["batch"], n_candidates=opts["candidates"])
+    env.reset(seed=0)
+    build_s = time.perf_counter() - start
+    sim = env.simulator
+    params: dict[str, Any] = {
+        "model": "two_tower",
+        "hidden": tuple(opts["hidden"]),
+        "device": device,
+        "train_every": opts["train_every"],
+        "train_steps": opts["train_steps"],
+        "num_threads": opts["num_threads"],
+    }
+    if opts["ids"]:
+        params["model_options"] = {"n_users": sim.n_users, "n_items": sim.n_items}
+    policy = make_policy(opts["policy"], seed=0, **params)
+    obs = env.observation
+    phases = {"act": 0.0, "env": 0.0, "update": 0.0}
+    regret = 0.0
+
+    def step(timed: bool) -> None:
+        nonlocal obs, regret
+        t0 = time.perf_counter()
+        actions, _ = policy.act(obs)
+        sync()
+        t1 = time.perf_counter()
+        next_obs, rewards, _, info = env.step_batch(actions)
+        t2 = time.perf_counter()
+        policy.update(obs, actions, rewards)
+        sync()
+        t3 = time.perf_counter()
+        obs = next_obs
+        if timed:
+            phases["act"] += t1 - t0
+            phases["env"] += t2 - t1
+            phases["update"] += t3 - t2
+            regret += float(info["regret"].sum())
+
+    step(timed=False)  # warm-up: builds the network, allocates, first training round
+    rates = []
+    for _ in range(opts["repeats"]):
+        sync()
+        start = time.perf_counter()
+        for _ in range(opts["steps"]):
+            step(timed=True)
+        sync()
+        rates.append(opts["steps"] * opts["batch"] / (time.perf_counter() - start))
+    n_steps = opts["repeats"] * opts["steps"]
+    return {
+        "rates": rates,
+        "median": statistics.median(rates),
+        "act_ms": 1e3 * phases["act"] / n_steps,
+        "env_ms": 1e3 * phases["env"] / n_steps,
+        "update_ms": 1e3 * phases["update"] / n_steps,
+        "build_s": build_s,
+        "regret_per_decision": regret / (n_steps * opts["batch"]),
+        "peak_gpu_mb": torch.cuda.max_memory_allocated(torch.device(device)) / MB if cuda else None,
+        "peak_rss_mb": peak_rss() / MB,
+        "peak_rss_delta_mb": (peak_rss() - rss_before) / MB,
+        "device_name": device_name(device),
+    }
+
+
+def run_child(opts: dict[str, Any]) -> dict[str, Any]:
+    proc = subprocess.run([sys.executable, __file__, "--child", json.dumps(opts)],
+                          capture_output=True, text=True, check=False)
+    if proc.returncode != 0:
+        raise RuntimeError(f"{opts['policy']} on {opts['device']} failed:\n{proc.stderr[-3000:]}")
+    return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+def table(rows: list[tuple[dict[str, Any], dict[str, Any]]]) -> str:
+    lines = [
+        (
+            "| policy | device | device name | B | K | decisions/s (median) | min | max | act ms/step | "
+            "env ms/step | update ms/step | peak GPU MB | peak RSS MB | RSS growth MB | regret/decision |"
+        ),
+        "|---|---|---|" + "---:|" * 12,
+    ]
+    for opts, r in rows:
+        gpu = f"{r['peak_gpu_mb']:,.0f}" if r["peak_gpu_mb"] is not None else "–"
+        lines.append(
+            f"| {opts['policy']} | {opts['device']} | {r['device_name']} | {opts['batch']:,} | {opts['candidates']} | "
+            f"{r['median']:,.0f} | {min(r['rates']):,.0f} | {max(r['rates']):,.0f} | {r['act_ms']:,.0f} | "
+            f"{r['env_ms']:,.0f} | {r['update_ms']:,.0f} | {gpu} | {r['peak_rss_mb']:,.0f} | "
+            f"{r['peak_rss_delta_mb']:,.0f} | {r['regret_per_decision']:.4f} |"
+        )
+    by_policy: dict[str, dict[str, float]] = {}
+    for opts, r in rows:
+        by_policy.setdefault(opts["policy"], {})[opts["device"]] = r["median"]
+    for name, rates in by_policy.items():
+        gpu = [v for k, v in rates.items() if k.startswith("cuda")]
+        if gpu and "cpu" in rates:
+            lines.append(f"\n{name}: GPU / CPU = {gpu[0] / rates['cpu']:.1f}×")
+    return "\n".join(lines)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--device", default="auto", help="auto (CUDA when present), cpu, cuda or cuda:N")
+    parser.add_argument("--steps", type=int, default=1, help="steps of B users per timed run")
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--batch", type=int, default=4096, help="B, users per step")
+    parser.add_argument("--candidates", type=int, default=100, help="K, candidates per user")
+    parser.add_argument("--hidden", default="64", help="tower sizes, comma-separated")
+    parser.add_argument("--train-every", type=int, default=32)
+    parser.add_argument("--train-steps", type=int, default=32)
+    parser.add_argument("--num-threads", type=int, default=1, help="torch CPU threads inside the policy")
+    parser.add_argument("--ids", action="store_true", help="add user and item id embeddings to the towers")
+    parser.add_argument("--policies", default=",".join(POLICIES))
+    parser.add_argument("--child", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.child:
+        print(json.dumps(measure(json.loads(args.child))))
+        return
+    device = str(resolve_device(args.device))
+    devices = [device, "cpu"] if device.startswith("cuda") else ["cpu"]
+    base = {
+        "batch": args.batch, "candidates": args.candidates, "steps": args.steps, "repeats": args.repeats,
+        "hidden": [int(h) for h in args.hidden.split(",")], "train_every": args.train_every,
+        "train_steps": args.train_steps, "num_threads": args.num_threads, "ids": args.ids,
+    }
+    rows = []
+    for name in args.policies.split(","):
+        for dev in devices:
+            opts = dict(base, policy=name, device=dev)
+            rows.append((opts, run_child(opts)))
+            print(f"  done: {name} on {dev}", file=sys.stderr, flush=True)
+    cuda = f", CUDA {torch.version.cuda}" if torch.cuda.is_available() else ", no CUDA device"
+    print(f"torch {torch.__version__}{cuda}, numpy {np.__version__}, Python {platform.python_version()}; "
+          f"devices: {', '.join(f'{d} = {device_name(d)}' for d in devices)}; torch CPU threads {args.num_threads}, "
+          f"BLAS threads {os.environ['OPENBLAS_NUM_THREADS']}; MovieLens-100k, B = {args.batch:,}, "
+          f"K = {args.candidates}, two-tower {tuple(base['hidden'])}{' + ids' if args.ids else ''}, "
+          f"{args.train_steps} Adam steps of 64 every {args.train_every} decisions; "
+          f"median of {args.repeats} × {args.steps} step(s) after a warm-up step\n")
+    print(table(rows))
+
+
+if __name__ == "__main__":
+    main()
