@@ -7,6 +7,7 @@ offline. Tie-breaking and exploration draw only from the policy's own generator.
 
 from __future__ import annotations
 
+import math
 from abc import ABC, abstractmethod
 from collections.abc import Mapping
 from typing import Any, NamedTuple
@@ -94,16 +95,34 @@ def argmax_random_ties(scores: np.ndarray, mask: np.ndarray, rng: np.random.Gene
     Returns the chosen index (B,) and the tie indicator (B, K): the valid candidates that share
     the maximal score, so that the greedy distribution is ``ties / ties.sum(1)``.
     """
+    actions, ties, _ = _argmax_ties(scores, mask, rng)
+    return actions, ties
+
+
+def _argmax_ties(scores: np.ndarray, mask: np.ndarray, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray, Any]:
+    """:func:`argmax_random_ties` plus the number of tied candidates per row: an int when every
+    row has a single winner (that int is 1), else an array (B,)."""
     s = np.where(mask, scores, -np.inf)
+    if s.shape[0] == 1:  # one row: the same result with fewer numpy calls
+        actions = s.argmax(axis=1)
+        best = s[0, actions[0]]
+        if best == -np.inf:
+            raise ValueError("a user has no valid candidate (mask all False)")
+        ties = s == best
+        n = int(np.count_nonzero(ties))
+        if n == 1:
+            return actions, ties, 1
+        u = rng.random(s.shape)
+        return np.where(ties, u, -1.0).argmax(axis=1), ties, ties.sum(axis=1)
     best = s.max(axis=1, keepdims=True)
     if np.isneginf(best).any():
         raise ValueError("a user has no valid candidate (mask all False)")
     # Infinite scores tie too (e.g. never-tried items under UCB); NaN scores are a bug upstream.
     ties = s == best
     if ties.sum() == ties.shape[0]:  # one winner per row: nothing to break
-        return s.argmax(axis=1), ties
+        return s.argmax(axis=1), ties, 1
     u = rng.random(s.shape)
-    return np.where(ties, u, -1.0).argmax(axis=1), ties
+    return np.where(ties, u, -1.0).argmax(axis=1), ties, ties.sum(axis=1)
 
 
 def check_feedback(obs: Observation, actions: Any, rewards: Any, who: str) -> tuple[np.ndarray, np.ndarray]:
@@ -120,14 +139,16 @@ def check_feedback(obs: Observation, actions: Any, rewards: Any, who: str) -> tu
     if rewards.dtype.kind not in "iufb":
         raise ValueError(f"{who}.update: rewards must be numeric, got dtype {rewards.dtype}")
     rewards = rewards.astype(np.float64, copy=False)
-    if not np.isfinite(rewards.sum()):
-        bad = np.flatnonzero(~np.isfinite(rewards))[:5].tolist()
-        raise ValueError(f"{who}.update: rewards contain NaN or inf at rows {bad}")
-    if B == 1:
+    if B == 1:  # one row: the same checks on Python scalars
+        if not math.isfinite(rewards[0]):
+            raise ValueError(f"{who}.update: rewards contain NaN or inf at rows [0]")
         a = int(actions[0])
         if not (0 <= a < K and obs.mask[0, a]):
             raise ValueError(f"{who}.update: action {a} is outside [0, {K}) or on a masked candidate")
         return actions, rewards
+    if not np.isfinite(rewards.sum()):
+        bad = np.flatnonzero(~np.isfinite(rewards))[:5].tolist()
+        raise ValueError(f"{who}.update: rewards contain NaN or inf at rows {bad}")
     if actions.min() < 0 or actions.max() >= K:
         raise ValueError(f"{who}.update: actions must lie in [0, {K}), got range [{actions.min()}, {actions.max()}]")
     if not obs.mask[np.arange(B), actions].all():

@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 
 from banditrec.environments.simulator import Observation
-from banditrec.policies.base import Decision, argmax_random_ties
+from banditrec.policies.base import Decision, _argmax_ties, argmax_random_ties
 
 __all__ = ["UCB", "EpsilonGreedy", "Exploration", "Thompson"]
 
@@ -75,9 +75,17 @@ class EpsilonGreedy(Exploration):
 
     def choose(self, estimator, obs, rng, t):
         mask = obs.mask
-        greedy, ties = argmax_random_ties(estimator.mean(obs), mask, rng)
+        greedy, ties, n_tied = _argmax_ties(estimator.mean(obs), mask, rng)
         eps = self.epsilon_at(t)
         B = mask.shape[0]
+        if B == 1:  # one user: the same draws and probabilities, computed on Python scalars
+            action = int(greedy[0])
+            if rng.random(1)[0] < eps:
+                action = int(np.where(mask, rng.random((1, mask.shape[1])), -1.0).argmax())
+            n_valid = int(np.count_nonzero(mask))
+            n_best = 1 if isinstance(n_tied, int) else int(n_tied[0])
+            p = eps / n_valid + (1.0 - eps) * float(ties[0, action]) / n_best
+            return Decision(np.array([action], dtype=np.int64), np.array([p]))
         explore = rng.random(B) < eps
         actions = greedy
         if explore.any():
@@ -119,8 +127,12 @@ class UCB(Exploration):
 
     def choose(self, estimator, obs, rng, t):
         mean, bonus = self._scores(estimator, obs)
-        actions, ties = argmax_random_ties(mean + bonus, obs.mask, rng)
-        return Decision(actions, 1.0 / ties.sum(axis=1))
+        actions, _, n_tied = _argmax_ties(mean + bonus, obs.mask, rng)
+        if isinstance(n_tied, int):  # a single winner in every row
+            p = np.empty(actions.shape[0])
+            p.fill(1.0)
+            return Decision(actions, p)
+        return Decision(actions, 1.0 / n_tied)
 
     def distribution(self, estimator, obs, rng, t):
         mean, bonus = self._scores(estimator, obs)
