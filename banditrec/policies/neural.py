@@ -87,7 +87,11 @@ class OnlineTraining:
         Learning rate.
     optimizer : {"adam", "rmsprop", "sgd"}
     lr_decay : float
-        Inverse-time decay: the learning rate of round r is ``lr / (1 + lr_decay · r)``; 0 keeps it.
+        Inverse-time decay across rounds: the learning rate of round r is ``lr / (1 + lr_decay · r)``;
+        0 keeps it.
+    step_decay : float
+        Inverse-time decay within each round, reset at the next: step s (0-based) of round r uses
+        ``lr_at(r) / (1 + step_decay · s)`` (Riquelme et al. retrain with 0.1 / (1 + 0.5 s)); 0 keeps it.
     weight_decay : float
         L2 penalty of the optimizer.
     buffer_size : int
@@ -102,6 +106,7 @@ class OnlineTraining:
     lr_decay: float = 0.0
     weight_decay: float = 0.0
     buffer_size: int = 10_000
+    step_decay: float = 0.0
 
     def __post_init__(self) -> None:
         for name in ("train_every", "train_steps", "batch_size", "buffer_size"):
@@ -114,6 +119,8 @@ class OnlineTraining:
             raise ValueError(f"optimizer must be one of {OPTIMIZERS}, got {self.optimizer!r}")
         if not self.lr_decay >= 0:
             raise ValueError(f"lr_decay must be >= 0, got {self.lr_decay!r}")
+        if not self.step_decay >= 0:
+            raise ValueError(f"step_decay must be >= 0, got {self.step_decay!r}")
         if not self.weight_decay >= 0:
             raise ValueError(f"weight_decay must be >= 0, got {self.weight_decay!r}")
 
@@ -606,7 +613,10 @@ class NeuralEstimator:
                     self.rng_.integers(0, buf.size, (cfg.train_steps, cfg.batch_size)), device=self.device_
                 )
                 losses = []
-                for index in indices:
+                for step, index in enumerate(indices):
+                    if cfg.step_decay and step:
+                        for group in self.optimizer_.param_groups:
+                            group["lr"] = lr / (1.0 + cfg.step_decay * step)
                     user, items, item_ids, user_ids, target = buf.rows(index)
                     out = check_scores(
                         net(user, items, item_ids, user_ids), index.numel(), 1, type(net).__name__
@@ -707,6 +717,8 @@ class NeuralEstimator:
             )
         own = _plain(self.get_params())
         state["params"].setdefault("head", "shared")  # states saved before per-item heads existed
+        if isinstance(state["params"].get("training"), dict):  # ... or within-round decay
+            state["params"]["training"].setdefault("step_decay", 0.0)
         diff = {
             k: (state["params"].get(k), own[k])
             for k in own
@@ -806,6 +818,7 @@ def NeuralEpsilonGreedy(
     lr_decay: float = 0.0,
     weight_decay: float = 0.0,
     buffer_size: int = 10_000,
+    step_decay: float = 0.0,
     device: str = "auto",
     num_threads: int | None = 1,
     seed=None,
@@ -836,6 +849,7 @@ def NeuralUCB(
     lr_decay: float = 0.0,
     weight_decay: float = 0.0,
     buffer_size: int = 10_000,
+    step_decay: float = 0.0,
     device: str = "auto",
     num_threads: int | None = 1,
     seed=None,
@@ -867,6 +881,7 @@ def NeuralTS(
     lr_decay: float = 0.0,
     weight_decay: float = 0.0,
     buffer_size: int = 10_000,
+    step_decay: float = 0.0,
     n_mc: int = 100,
     device: str = "auto",
     num_threads: int | None = 1,
@@ -899,6 +914,7 @@ def NeuralLinear(
     lr_decay: float = 0.0,
     weight_decay: float = 0.0,
     buffer_size: int = 10_000,
+    step_decay: float = 0.0,
     n_mc: int = 100,
     device: str = "auto",
     num_threads: int | None = 1,

@@ -317,6 +317,26 @@ class _Diverging(nn.Module):
         return out
 
 
+def test_learning_rate_decays_across_and_within_rounds():
+    """lr_at(r) / (1 + step_decay · s): Riquelme et al.'s schedule, reset at every round."""
+    est = NeuralEstimator(
+        hidden=(4,), uncertainty="none", device="cpu", seed=0,
+        training=OnlineTraining(train_every=4, train_steps=3, batch_size=4, lr=0.1, lr_decay=1.0,
+                                step_decay=0.5, optimizer="sgd"),
+    )
+    obs = make_obs()
+    est.mean(obs)
+    seen = []
+    step = est.optimizer_.step
+    est.optimizer_.step = lambda *a, **k: (seen.append(est.optimizer_.param_groups[0]["lr"]), step(*a, **k))[1]
+    est.update(obs, np.zeros(4, dtype=np.int64), np.ones(4))
+    est.update(obs, np.zeros(4, dtype=np.int64), np.ones(4))
+    expected = [0.1 / (1 + r) / (1 + 0.5 * s) for r in range(2) for s in range(3)]
+    np.testing.assert_allclose(seen, expected)
+    with pytest.raises(ValueError, match="step_decay must be >= 0"):
+        OnlineTraining(step_decay=-1.0)
+
+
 def test_nan_training_loss_names_the_round_and_step():
     policy = NeuralEpsilonGreedy(model=_Diverging(), train_every=4, train_steps=3, device="cpu", seed=0)
     obs = make_obs()
