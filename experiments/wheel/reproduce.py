@@ -36,11 +36,13 @@ class Args:
     horizon: int = 80_000  # contexts (decisions) per trial, as in the paper
     batch_size: int = 10  # users per step: decisions are made 10 at a time, feedback after each batch
     cheap_seeds: int = 10  # seeds for Uniform and LinFullPost (seconds per trial)
-    neural_seeds: int = 1  # seeds for the neural rows (NeuralLinear: 3-9 min per trial on one core)
+    neural_seeds: int = 1  # seeds for the other neural rows (3-9 min per trial on one core)
+    row_seeds: list[str] = field(default_factory=lambda: ["NeuralLinear=2"])  # ROW=N overrides
     jobs: int = 2  # worker processes; each runs one (δ, row) at a time
     rows: list[str] = field(default_factory=lambda: list(DEFAULT_ROWS))  # rows to run (names of ROWS)
     out: str = "runs/wheel"  # run folders, one per (δ, row); finished trials are reused
     plot: str = str(HERE / "normalised_regret.png")  # where the figure goes ("" for none)
+    from_runs: bool = False  # run nothing: table and plot from the trials already under --out
 
 
 # Riquelme et al.'s NeuralLinear schedule: one hidden layer of 50, retrain every 50 decisions for
@@ -69,7 +71,14 @@ ROWS: dict[str, tuple[str, dict, str]] = {
     # n_mc only sets the Monte-Carlo draws for logged propensities, unused here.
     "LinFullPost": ("LinTS", {"posterior": "nig", "a0": 6.0, "b0": 6.0, "lam": 0.25,
                               "intercept": False, "n_mc": 1}, "cheap"),
-    "NeuralLinear": ("NeuralLinear", {**NETWORK, "a0": 6.0, "b0": 6.0, "lam": 0.25, "n_mc": 1}, "neural"),
+    # The paper's architecture: one network over the context with one output per arm, and one
+    # Bayesian linear regression (with its own noise variance) per arm on its last hidden layer.
+    "NeuralLinear": ("NeuralLinear", {**NETWORK, "model": "multi_output", "model_options": {"n_items": 5},
+                                      "head": "per_item", "a0": 6.0, "b0": 6.0, "lam": 0.25, "n_mc": 1},
+                     "neural"),
+    # Our earlier default, kept for comparison: an MLP scoring (context, one-hot arm) pairs and one
+    # shared posterior over its last hidden layer φ(x, a).
+    "NeuralLinear-shared": ("NeuralLinear", {**NETWORK, "a0": 6.0, "b0": 6.0, "lam": 0.25, "n_mc": 1}, "neural"),
     # Fix attempt for δ = 0.99 (not run by default): our last-layer head is one shared NIG posterior,
     # so its noise variance σ² ~ IG(a0 + n/2, ·) shrinks with *all* n decisions, where the paper's
     # per-arm posteriors keep σ² large for rarely pulled arms. With b0 = 600 the posterior mean of σ²
@@ -81,6 +90,11 @@ ROWS: dict[str, tuple[str, dict, str]] = {
     # decay anneals 0.0084 to that rate over the 1,600 rounds: lr_r = 0.0084 / (1 + 0.002 r).
     "NeuralLinear-lr_decay": ("NeuralLinear", {**NETWORK, "lr_decay": 0.002, "a0": 6.0, "b0": 6.0,
                                                "lam": 0.25, "n_mc": 1}, "neural"),
+    # The paper's learning-rate schedule exactly: RMSProp 0.1 / (1 + 0.5 s) over the steps s of each
+    # retraining, reset at the next (OnlineTraining.step_decay), instead of the constant 0.0084.
+    "NeuralLinear-paper_lr": ("NeuralLinear", {**NETWORK, "model": "multi_output", "model_options": {"n_items": 5},
+                                               "head": "per_item", "lr": 0.1, "step_decay": 0.5, "a0": 6.0,
+                                               "b0": 6.0, "lam": 0.25, "n_mc": 1}, "neural"),
     # ε_t = 0.1 / (1 + t/1000): about 100/t exploration, untuned.
     "NeuralGreedy": ("NeuralEpsilonGreedy", {**NETWORK, "epsilon": 0.1, "decay": 1.0}, "neural"),
     # Neural-LinUCB (Xu et al. 2020): ridge regression on the last hidden layer, untuned alpha.
@@ -96,8 +110,11 @@ PUBLISHED_NEURAL_LINEAR = {0.5: (0.95, 0.02), 0.7: (1.60, 0.03), 0.9: (4.65, 0.1
 
 def seeds_of(row: str, args: Args) -> tuple[int, ...]:
     """Uniform must cover every seed any row uses: it is the denominator."""
+    overrides = dict(item.split("=") for item in args.row_seeds)
     if row == "Uniform":
-        return tuple(range(max(args.cheap_seeds, args.neural_seeds)))
+        return tuple(range(max([args.cheap_seeds, args.neural_seeds] + [int(n) for n in overrides.values()])))
+    if row in overrides:
+        return tuple(range(int(overrides[row])))
     return tuple(range(args.cheap_seeds if ROWS[row][2] == "cheap" else args.neural_seeds))
 
 
@@ -123,11 +140,17 @@ def parse_args() -> Args:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     for f in fields(Args):
         default = getattr(Args(), f.name)
-        if isinstance(default, list):
+        if isinstance(default, bool):
+            parser.add_argument(f"--{f.name.replace('_', '-')}", action="store_true")
+        elif isinstance(default, list):
             parser.add_argument(f"--{f.name.replace('_', '-')}", nargs="+", type=type(default[0]), default=default)
         else:
             parser.add_argument(f"--{f.name.replace('_', '-')}", type=type(default), default=default)
     args = Args(**vars(parser.parse_args()))
+    bad = [item for item in args.row_seeds if item.count("=") != 1 or not item.split("=")[1].isdigit()
+           or item.split("=")[0] not in ROWS]
+    if bad:
+        parser.error(f"--row-seeds takes ROW=N with ROW among {list(ROWS)}; got {bad}")
     unknown = set(args.rows) - set(ROWS)
     if unknown:
         parser.error(f"unknown row(s) {sorted(unknown)}; choose among {list(ROWS)}")
@@ -143,15 +166,24 @@ def main() -> None:
                    key=lambda u: (ROWS[u[1]][2] != "neural", args.rows.index(u[1]), -u[0]))
     start = time.perf_counter()
     finals = []
-    with ProcessPoolExecutor(max_workers=args.jobs) as pool:
-        futures = [pool.submit(run_one, d, r, args) for d, r in units]
-        for fut in as_completed(futures):
-            delta, row, results, wall = fut.result()
-            last = results.groupby("seed")["step"].transform("max") == results["step"]
-            final = results[last][["seed", "cumulative_regret"]].assign(delta=delta, row=row)
-            finals.append(final)
-            print(f"[{time.perf_counter() - start:7.0f}s] δ={delta} {row}: {wall:.0f}s, "
-                  f"cumulative regret {final.cumulative_regret.mean():,.0f}", flush=True)
+
+    def final_rows(delta: float, row: str, results: pd.DataFrame) -> pd.DataFrame:
+        last = results.groupby("seed")["step"].transform("max") == results["step"]
+        return results[last][["seed", "cumulative_regret"]].assign(delta=delta, row=row)
+
+    if args.from_runs:  # whatever finished trials each (δ, row) folder holds, with their seed counts
+        for d, r in units:
+            path = Path(args.out) / f"delta={d}" / r / "results.csv"
+            if path.exists():
+                finals.append(final_rows(d, r, pd.read_csv(path)))
+    else:
+        with ProcessPoolExecutor(max_workers=args.jobs) as pool:
+            futures = [pool.submit(run_one, d, r, args) for d, r in units]
+            for fut in as_completed(futures):
+                delta, row, results, wall = fut.result()
+                finals.append(final_rows(delta, row, results))
+                print(f"[{time.perf_counter() - start:7.0f}s] δ={delta} {row}: {wall:.0f}s, "
+                      f"cumulative regret {finals[-1].cumulative_regret.mean():,.0f}", flush=True)
     finals = pd.concat(finals, ignore_index=True)
 
     # Normalise each trial by Uniform's regret on the same δ and seed (the same contexts).
@@ -165,18 +197,18 @@ def main() -> None:
         if (row, delta) not in table.index:
             return "—"
         m, se, n = table.loc[(row, delta), ["mean", "se", "count"]]
-        return f"{m:.2f} ± {se:.2f}" if n > 1 else f"{m:.2f}"
+        return f"{m:.2f} ± {se:.2f} ({n:.0f})" if n > 1 else f"{m:.2f} (1)"
 
     print(f"\nNormalised cumulative regret after {args.horizon:,} contexts (mean ± s.e. over seeds; "
-          "one seed: no s.e.)\n")
-    print("| δ | " + " | ".join(map(str, args.deltas)) + " | seeds |")
-    print("|---|" + "---|" * len(args.deltas) + "---|")
+          "seeds in brackets)\n")
+    print("| δ | " + " | ".join(map(str, args.deltas)) + " |")
+    print("|---|" + "---|" * len(args.deltas))
     for row in args.rows:
         cells = [cell(row, d) for d in args.deltas]
-        print(f"| {row} | " + " | ".join(cells) + f" | {len(seeds_of(row, args))} |")
+        print(f"| {row} | " + " | ".join(cells) + " |")
     published = [f"{PUBLISHED_NEURAL_LINEAR[d][0]:.2f} ± {PUBLISHED_NEURAL_LINEAR[d][1]:.2f}"
                  if d in PUBLISHED_NEURAL_LINEAR else "—" for d in args.deltas]
-    print("| NeuralLinear (published) | " + " | ".join(published) + " | paper |")
+    print("| NeuralLinear (published) | " + " | ".join(published) + " |")
     print(f"\nwall time {time.perf_counter() - start:.0f}s with {args.jobs} worker(s)")
 
     if args.plot:
