@@ -31,7 +31,6 @@ for _var in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
 import argparse
 import json
 import platform
-import resource
 import statistics
 import subprocess
 import sys
@@ -45,21 +44,12 @@ from banditrec.environments import make_vector_env
 from banditrec.models import resolve_device
 from banditrec.policies import make_policy
 
-MB = 2**20
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))  # the shared benchmark helpers
+from _memory import MB, current_rss, peak_rss
+
 POLICIES = ("NeuralLinear", "NeuralEpsilonGreedy")
 
 
-def current_rss() -> int:
-    try:
-        with open("/proc/self/statm") as f:
-            return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
-    except OSError:
-        return peak_rss()
-
-
-def peak_rss() -> int:
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    return peak if sys.platform == "darwin" else peak * 1024
 
 
 def cpu_name() -> str:

@@ -37,7 +37,6 @@ for _var in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
 import argparse
 import json
 import platform
-import resource
 import subprocess
 import sys
 import time
@@ -50,7 +49,9 @@ import banditrec
 from banditrec import runner
 from banditrec.config import EnvironmentSpec, ExperimentConfig, PolicySpec
 
-MB = 2**20
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))  # the shared benchmark helpers
+from _memory import MB, current_rss, peak_rss
+
 BIG_WORLD = {"n_users": 1_000_000, "n_items": 100_000, "n_candidates": 100, "context_dim": 8}
 ARMS_WORLD = {"n_users": 1_000_000, "n_items": 1_000, "context_dim": 32}
 SHARED = ("LinUCB", {"alpha": 1.0, "form": "shared", "features": "outer"})
@@ -74,19 +75,6 @@ def configurations(steps: int, decisions_b1: int, decisions_b64: int) -> list[di
     return rows
 
 
-def current_rss() -> int:
-    """Resident set size now, in bytes (Linux /proc; the high-water mark where it is missing)."""
-    try:
-        with open("/proc/self/statm") as f:
-            return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
-    except OSError:
-        return peak_rss()
-
-
-def peak_rss() -> int:
-    """RSS high-water mark of this process, in bytes (ru_maxrss is KiB on Linux, bytes on macOS)."""
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    return peak if sys.platform == "darwin" else peak * 1024
 
 
 def world_bytes(sim) -> int:

@@ -163,7 +163,7 @@ def main() -> None:
             for name in [k for k in results if k.startswith("banditrec")]:
                 ratio = results[name][0] / results["space-bandits NeuralBandits"][0]
                 rows.append((delta, f"speed ratio {name} / space-bandits", ratio, float("nan"), float("nan")))
-    print(f"| δ | policy | decisions/s | cumulative pseudo-regret | normalised regret |")
+    print("| δ | policy | decisions/s | cumulative pseudo-regret | normalised regret |")
     print("| ---: | --- | ---: | ---: | ---: |")
     for delta, name, rate, regret, norm in rows:
         if name.startswith("speed ratio"):
