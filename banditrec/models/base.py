@@ -46,15 +46,29 @@ def make_generator(seed: int | np.random.SeedSequence | np.random.Generator | No
     return torch.Generator(device="cpu").manual_seed(value)
 
 
-def init_parameters(module: nn.Module, generator: torch.Generator, embedding_std: float = 0.1) -> None:
+LINEAR_INITS = ("torch", "glorot")
+
+
+def init_parameters(
+    module: nn.Module, generator: torch.Generator, embedding_std: float = 0.1, linear: str = "torch"
+) -> None:
     """(Re)initialise every Linear and Embedding of ``module`` from ``generator``.
 
-    Linear layers get PyTorch's default (Kaiming-uniform weights, uniform biases in ±1/√fan_in);
-    embeddings N(0, embedding_std²), except one-column embeddings (per-id biases), which start at 0.
+    Linear layers get PyTorch's default (``linear="torch"``: Kaiming-uniform weights, uniform
+    biases in ±1/√fan_in) or TensorFlow's (``"glorot"``: Glorot-uniform weights, zero biases — what
+    models published with TF1 started from); embeddings N(0, embedding_std²), except one-column
+    embeddings (per-id biases), which start at 0.
     """
+    if linear not in LINEAR_INITS:
+        raise ValueError(f"linear init must be one of {LINEAR_INITS}, got {linear!r}")
     with torch.no_grad():
         for m in module.modules():
-            if isinstance(m, nn.Linear):
+            if isinstance(m, nn.Linear) and linear == "glorot":
+                if m.weight.numel():
+                    nn.init.xavier_uniform_(m.weight, generator=generator)
+                if m.bias is not None:
+                    nn.init.zeros_(m.bias)
+            elif isinstance(m, nn.Linear):
                 fan_in = m.weight.shape[1]
                 if m.weight.numel():
                     nn.init.kaiming_uniform_(m.weight, a=math.sqrt(5), generator=generator)
@@ -133,9 +147,9 @@ class RecModel(nn.Module):
     def forward(self, user, items, item_ids, user_ids) -> torch.Tensor:
         return self.head(self.embed(user, items, item_ids, user_ids), item_ids, user_ids)
 
-    def _materialize(self, seed) -> None:
+    def _materialize(self, seed, linear: str = "torch") -> None:
         self.to_empty(device="cpu")
-        init_parameters(self, make_generator(seed))
+        init_parameters(self, make_generator(seed), linear=linear)
 
     def extra_repr(self) -> str:
         return ", ".join(f"{k}={v!r}" for k, v in self.config.items() if k != "seed")

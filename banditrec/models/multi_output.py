@@ -30,21 +30,27 @@ class MultiOutputMLP(RecModel):
         Number of outputs (arms).
     hidden : int or sequence of int
         Hidden layer sizes; the last one is the embedding width h.
+    init : {"torch", "glorot"}
+        Initialisation of the linear layers (:func:`banditrec.models.base.init_parameters`);
+        "glorot" is TF1's default, what Riquelme et al.'s networks started from.
     seed : int, SeedSequence, Generator or None
     """
 
     def __init__(
-        self, user_dim: int, item_dim: int, hidden: Sequence[int] | int = (64,), n_items: int = 0, seed=None
+        self, user_dim: int, item_dim: int, hidden: Sequence[int] | int = (64,), n_items: int = 0,
+        init: str = "torch", seed=None,
     ) -> None:
         super().__init__()
         user_dim, item_dim = check_size(user_dim, "user_dim", 1), check_size(item_dim, "item_dim")
         n_items = check_size(n_items, "n_items", 1)
         hidden = check_hidden(hidden)
         self.config = {"user_dim": user_dim, "item_dim": item_dim, "hidden": hidden, "n_items": n_items}
+        if init != "torch":  # recorded only when set, so older checkpoints keep matching
+            self.config["init"] = init
         with torch.device("meta"):
             self.body = mlp((user_dim,) + hidden)
             self.out = nn.Linear(hidden[-1], n_items)
-        self._materialize(seed)
+        self._materialize(seed, linear=init)
 
     @property
     def embedding_dim(self) -> int:

@@ -6,6 +6,12 @@ written once and serve the context-free, linear and neural models alike. An esti
 - ``mean(obs) -> (B, K)``: estimated expected reward of every candidate (all strategies);
 - ``mean_and_width(obs) -> ((B, K), (B, K))``: plus a confidence width (UCB);
 - ``sample(obs, rng, n) -> (n, B, K)``: draws of the candidates' rewards from the posterior (Thompson).
+
+An estimator whose ``device_decisions(obs)`` is true (a neural estimator with ``decide_on``
+resolving to the device) also offers ``mean_tensor``, ``mean_and_width_tensor``,
+``sample_tensor(obs, n)`` and ``mask_tensor`` on its device and a torch ``generator_``;
+``choose`` then scores, breaks ties and estimates propensities there, and only the actions and
+their probabilities reach the host. ``distribution`` and ``explain`` stay on the host.
 """
 
 from __future__ import annotations
@@ -14,9 +20,11 @@ from abc import ABC, abstractmethod
 from typing import Any
 
 import numpy as np
+import torch
 
 from banditrec.environments.simulator import Observation
 from banditrec.policies.base import Decision, _argmax_ties, argmax_random_ties
+from banditrec.policies.tensor_ops import argmax_ties
 
 __all__ = ["UCB", "EpsilonGreedy", "Exploration", "Thompson"]
 
@@ -51,6 +59,16 @@ def _greedy_distribution(ties: np.ndarray) -> np.ndarray:
     return ties / ties.sum(axis=1, keepdims=True)
 
 
+def _on_device(estimator: Any, obs: Observation) -> bool:
+    decides = getattr(estimator, "device_decisions", None)
+    return decides is not None and bool(decides(obs))
+
+
+def _to_host(actions: torch.Tensor, p: torch.Tensor) -> Decision:
+    """The only device → host copy of a decision: B actions and B probabilities."""
+    return Decision(actions.cpu().numpy().astype(np.int64), p.to(torch.float64).cpu().numpy())
+
+
 class EpsilonGreedy(Exploration):
     """With probability ε a uniformly random valid candidate, else the best estimated one.
 
@@ -74,6 +92,8 @@ class EpsilonGreedy(Exploration):
         return eps * mask / mask.sum(axis=1, keepdims=True) + (1.0 - eps) * _greedy_distribution(ties)
 
     def choose(self, estimator, obs, rng, t):
+        if _on_device(estimator, obs):
+            return self._choose_on_device(estimator, obs, t)
         mask = obs.mask
         greedy, ties, n_tied = _argmax_ties(estimator.mean(obs), mask, rng)
         eps = self.epsilon_at(t)
@@ -95,6 +115,18 @@ class EpsilonGreedy(Exploration):
         rows = np.arange(B)
         p = eps / mask.sum(axis=1) + (1.0 - eps) * ties[rows, actions] / ties.sum(axis=1)
         return Decision(actions, p)
+
+    def _choose_on_device(self, estimator, obs, t):
+        gen, mask = estimator.generator_, estimator.mask_tensor(obs)
+        greedy, ties, n_tied = argmax_ties(estimator.mean_tensor(obs), mask, gen)
+        eps = self.epsilon_at(t)
+        B = greedy.shape[0]
+        explore = torch.rand(B, generator=gen, device=greedy.device) < eps
+        uniform = torch.where(mask, torch.rand(mask.shape, generator=gen, device=greedy.device), -1.0).argmax(1)
+        actions = torch.where(explore, uniform, greedy)
+        in_ties = ties.gather(1, actions[:, None])[:, 0].double()
+        p = eps / mask.sum(1).double() + (1.0 - eps) * in_ties / n_tied.double()
+        return _to_host(actions, p)
 
     def distribution(self, estimator, obs, rng, t):
         _, ties = argmax_random_ties(estimator.mean(obs), obs.mask, rng)
@@ -126,6 +158,10 @@ class UCB(Exploration):
         return mean, self.alpha * width
 
     def choose(self, estimator, obs, rng, t):
+        if _on_device(estimator, obs):
+            mean, width = estimator.mean_and_width_tensor(obs)
+            actions, _, n_tied = argmax_ties(mean + self.alpha * width, estimator.mask_tensor(obs), estimator.generator_)
+            return _to_host(actions, 1.0 / n_tied.double())
         mean, bonus = self._scores(estimator, obs)
         actions, _, n_tied = _argmax_ties(mean + bonus, obs.mask, rng)
         if isinstance(n_tied, int):  # a single winner in every row
@@ -162,6 +198,11 @@ class Thompson(Exploration):
         return argmax_random_ties(flat, np.tile(mask, (n, 1)), rng)[0].reshape(n, B)
 
     def choose(self, estimator, obs, rng, t):
+        if _on_device(estimator, obs):
+            draws = estimator.sample_tensor(obs, 1 + self.n_mc)
+            winners = argmax_ties(draws, estimator.mask_tensor(obs), estimator.generator_)[0]  # (n, B)
+            actions = winners[0]
+            return _to_host(actions, (winners == actions[None, :]).to(torch.float64).mean(0))
         draws = estimator.sample(obs, rng, 1 + self.n_mc)
         winners = self._winners(draws, obs.mask, rng)
         actions = winners[0]

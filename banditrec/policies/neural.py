@@ -43,13 +43,16 @@ from banditrec.models.base import check_embedding, check_hidden, check_scores
 from banditrec.models.build import MODEL_KINDS, build_model
 from banditrec.models.checkpoint import check_state_compatible
 from banditrec.models.device import resolve_device, torch_threads
+from banditrec.models.optim import OPTIMIZERS, make_optimizer
 from banditrec.models.training import LOSSES, loss_function
 from banditrec.policies.base import Policy
+from banditrec.policies.device_head import DeviceLastLayerHead
 from banditrec.policies.exploration import UCB, EpsilonGreedy, Thompson
 from banditrec.policies.linear import RidgeRegression
 from banditrec.policies.policy import BanditPolicy
 
 __all__ = [
+    "DECIDE_ON",
     "HEADS",
     "OPTIMIZERS",
     "UNCERTAINTIES",
@@ -63,7 +66,7 @@ __all__ = [
 
 UNCERTAINTIES = ("none", "last_layer", "gradient_diag")
 HEADS = ("shared", "per_item")
-OPTIMIZERS = ("adam", "rmsprop", "sgd")
+DECIDE_ON = ("auto", "host", "device")
 _STATE_FORMAT = "banditrec-neural-estimator"
 _STATE_VERSION = 1
 _ESTIMATOR_STREAM = 0x4E4E  # spawn key of the estimator's child stream ("NN")
@@ -85,7 +88,9 @@ class OnlineTraining:
         Minibatch size, drawn uniformly with replacement from the replay buffer.
     lr : float
         Learning rate.
-    optimizer : {"adam", "rmsprop", "sgd"}
+    optimizer : {"adam", "rmsprop", "rmsprop_tf", "sgd"}
+        ``"rmsprop_tf"`` is TensorFlow 1's RMSProp (:class:`banditrec.models.optim.TFRMSprop`: square
+        average starting at 1, decay 0.9), to reproduce results published with it.
     lr_decay : float
         Inverse-time decay across rounds: the learning rate of round r is ``lr / (1 + lr_decay · r)``;
         0 keeps it.
@@ -96,6 +101,8 @@ class OnlineTraining:
         L2 penalty of the optimizer.
     buffer_size : int
         Capacity of the replay buffer (the most recent rows are kept).
+    max_grad_norm : float or None
+        Clip each step's gradients to this global L2 norm (Riquelme et al. clip at 5); None does not.
     """
 
     train_every: int = 32
@@ -107,6 +114,7 @@ class OnlineTraining:
     weight_decay: float = 0.0
     buffer_size: int = 10_000
     step_decay: float = 0.0
+    max_grad_norm: float | None = None
 
     def __post_init__(self) -> None:
         for name in ("train_every", "train_steps", "batch_size", "buffer_size"):
@@ -123,12 +131,13 @@ class OnlineTraining:
             raise ValueError(f"step_decay must be >= 0, got {self.step_decay!r}")
         if not self.weight_decay >= 0:
             raise ValueError(f"weight_decay must be >= 0, got {self.weight_decay!r}")
+        if self.max_grad_norm is not None and not (
+            isinstance(self.max_grad_norm, (int, float)) and self.max_grad_norm > 0
+        ):
+            raise ValueError(f"max_grad_norm must be > 0 or None, got {self.max_grad_norm!r}")
 
     def make_optimizer(self, params) -> torch.optim.Optimizer:
-        cls = {"adam": torch.optim.Adam, "rmsprop": torch.optim.RMSprop, "sgd": torch.optim.SGD}[
-            self.optimizer
-        ]
-        return cls(params, lr=self.lr, weight_decay=self.weight_decay)
+        return make_optimizer(self.optimizer, params, self.lr, self.weight_decay)
 
     def lr_at(self, round_: int) -> float:
         return self.lr / (1.0 + self.lr_decay * round_)
@@ -379,6 +388,13 @@ class NeuralEstimator:
         Inverse-Gamma prior of the noise variance for ``posterior="nig"``.
     device : "auto", "cpu", "cuda", "cuda:N" or torch.device
         Where the network, the buffer and the gradient statistics live.
+    decide_on : {"auto", "host", "device"}
+        Where the last-layer posterior, the Thompson / UCB / greedy scores, tie-breaking and
+        Monte-Carlo propensities are computed. ``"device"``: in torch next to the network
+        (:class:`banditrec.policies.device_head.DeviceLastLayerHead`, draws from a torch generator
+        seeded from ``seed``); only actions and propensities reach the host. ``"host"``: in numpy
+        (float64, numpy's random streams). ``"auto"``: device when the network is on an
+        accelerator, host on the CPU (so CPU runs keep their numbers).
     num_threads : int or None
         Torch CPU threads used inside this estimator's calls (the global setting is restored
         after each call); None leaves torch's setting. One suits the small default networks.
@@ -403,6 +419,7 @@ class NeuralEstimator:
         device: str | torch.device = "auto",
         num_threads: int | None = 1,
         seed=None,
+        decide_on: str = "auto",
     ) -> None:
         if isinstance(model, str):
             if model not in MODEL_KINDS:
@@ -432,6 +449,8 @@ class NeuralEstimator:
         if not (v > 0 and a0 > 0 and b0 > 0):
             raise ValueError(f"v, a0 and b0 must be > 0, got v={v!r}, a0={a0!r}, b0={b0!r}")
         resolve_device(device)  # fail early on an unknown device
+        if decide_on not in DECIDE_ON:
+            raise ValueError(f"decide_on must be one of {DECIDE_ON}, got {decide_on!r}")
         if num_threads is not None and (
             not isinstance(num_threads, int) or isinstance(num_threads, bool) or num_threads < 1
         ):
@@ -440,7 +459,7 @@ class NeuralEstimator:
         self.uncertainty, self.head, self.loss, self.training = uncertainty, head, loss, training
         self.lam, self.posterior = float(lam), posterior
         self.v, self.a0, self.b0 = float(v), float(a0), float(b0)
-        self.device, self.num_threads, self.seed = device, num_threads, seed
+        self.device, self.num_threads, self.seed, self.decide_on = device, num_threads, seed, decide_on
         self.sizes_: tuple[int, int] | None = None
 
     def get_params(self) -> dict[str, Any]:
@@ -466,16 +485,28 @@ class NeuralEstimator:
         self.model_.eval()
         self.optimizer_ = self.training.make_optimizer(self.model_.parameters())
         self.buffer_ = _ReplayBuffer(self.training.buffer_size, user_dim, item_dim, self.device_)
-        self.head_: _LastLayerHead | _GradientDiagHead | None = None
+        self.on_device_ = self.decide_on == "device" or (
+            self.decide_on == "auto" and self.device_.type != "cpu"
+        )
+        self.generator_: torch.Generator | None = None
+        if self.on_device_:
+            # Seeded from a copy of the estimator's stream, which it leaves untouched: the network
+            # and its minibatches are the same whichever side decides.
+            self.generator_ = torch.Generator(device=self.device_)
+            self.generator_.manual_seed(int(copy.deepcopy(self.rng_).integers(0, 2**63 - 1)) ^ 0x5EED)
+        self.head_: _LastLayerHead | DeviceLastLayerHead | _GradientDiagHead | None = None
         if self.uncertainty == "last_layer":
             if not callable(getattr(self.model_, "embed", None)):
                 raise TypeError(
                     f"uncertainty='last_layer' needs model.embed(user, items, item_ids, user_ids) -> "
                     f"(B, K, h); {type(self.model_).__name__} has no embed method"
                 )
-            self.head_ = _LastLayerHead(
-                self.lam, self.posterior, self.v, self.a0, self.b0, per_item=self.head == "per_item"
-            )
+            per_item = self.head == "per_item"
+            if self.on_device_:
+                self.head_ = DeviceLastLayerHead(self.lam, self.posterior, self.v, self.a0, self.b0,
+                                                 per_item, self.device_, self.generator_)
+            else:
+                self.head_ = _LastLayerHead(self.lam, self.posterior, self.v, self.a0, self.b0, per_item)
         elif self.uncertainty == "gradient_diag":
             self.head_ = _GradientDiagHead(self.lam, self.model_, sigmoid=self.loss == "bce")
         self.n_seen_ = 0  # decisions learned from
@@ -513,7 +544,9 @@ class NeuralEstimator:
         inputs = self._tensors(obs)
         B, K = obs.item_ids.shape
         who = type(self.model_).__name__
-        out: dict[str, torch.Tensor] = {"inputs": inputs}
+        out: dict[str, Any] = {"inputs": inputs}
+        if self.on_device_:
+            out["mask"] = torch.tensor(obs.mask, device=self.device_)
         if self.uncertainty == "last_layer":
             with torch.no_grad():
                 out["embedding"] = check_embedding(self.model_.embed(*inputs), B, K, who)
@@ -530,10 +563,15 @@ class NeuralEstimator:
         return x.detach().to("cpu", torch.float64).numpy()
 
     # ------------------------------------------------------------------ estimates
+    # The numpy methods answer on the host for any ``decide_on``; the ``*_tensor`` ones return
+    # tensors on the estimator's device (what the exploration strategies use when
+    # ``device_decisions`` says so).
     def mean(self, obs: Observation) -> np.ndarray:
         """Estimated reward of every candidate, shape (B, K)."""
         with torch_threads(self.num_threads):
             self._prepare(obs)
+            if self.on_device_:
+                return self._numpy(self._mean_tensor(obs))
             f = self._features(obs)
             if self.uncertainty == "last_layer":
                 return self.head_.mean(self._numpy(f["embedding"]), obs.item_ids)
@@ -544,21 +582,89 @@ class NeuralEstimator:
         self._require_uncertainty("mean_and_width")
         with torch_threads(self.num_threads):
             self._prepare(obs)
+            if self.on_device_:
+                return tuple(self._numpy(x) for x in self._mean_and_width_tensor(obs))
             f = self._features(obs)
             if self.uncertainty == "last_layer":
                 return self.head_.mean_and_width(self._numpy(f["embedding"]), obs.item_ids)
             return self._numpy(f["mean"]), self._numpy(self.head_.width(f["grad"]))
 
     def sample(self, obs: Observation, rng: np.random.Generator, n_draws: int) -> np.ndarray:
-        """Posterior draws of every candidate's reward, shape (n_draws, B, K)."""
+        """Posterior draws of every candidate's reward, shape (n_draws, B, K). With decisions on
+        the device the draws come from the estimator's torch generator, not ``rng``."""
         self._require_uncertainty("sample")
         with torch_threads(self.num_threads):
             self._prepare(obs)
+            if self.on_device_:
+                return self._numpy(self._sample_tensor(obs, n_draws))
             f = self._features(obs)
             if self.uncertainty == "last_layer":
                 return self.head_.sample(self._numpy(f["embedding"]), obs.item_ids, rng, n_draws)
             mean, width = self._numpy(f["mean"]), self._numpy(self.head_.width(f["grad"]))
         return mean + self.v * width * rng.standard_normal((n_draws,) + mean.shape)
+
+    def device_decisions(self, obs: Observation) -> bool:
+        """Whether decisions for ``obs`` are made on the device (builds the network on first use)."""
+        with torch_threads(self.num_threads):
+            self._prepare(obs)
+        return self.on_device_
+
+    def mask_tensor(self, obs: Observation) -> torch.Tensor:
+        """The candidates' validity mask (B, K) on the device."""
+        return self._features(obs)["mask"]
+
+    def mean_tensor(self, obs: Observation) -> torch.Tensor:
+        """:meth:`mean` as a float64 tensor on the device."""
+        with torch_threads(self.num_threads):
+            self._prepare(obs)
+            return self._mean_tensor(obs)
+
+    def mean_and_width_tensor(self, obs: Observation) -> tuple[torch.Tensor, torch.Tensor]:
+        """:meth:`mean_and_width` as float64 tensors on the device."""
+        self._require_uncertainty("mean_and_width")
+        with torch_threads(self.num_threads):
+            self._prepare(obs)
+            return self._mean_and_width_tensor(obs)
+
+    def sample_tensor(self, obs: Observation, n_draws: int) -> torch.Tensor:
+        """:meth:`sample` as a float64 tensor (n_draws, B, K) on the device, drawn from the
+        estimator's torch generator."""
+        self._require_uncertainty("sample")
+        with torch_threads(self.num_threads):
+            self._prepare(obs)
+            return self._sample_tensor(obs, n_draws)
+
+    def _require_device(self) -> None:
+        if not self.on_device_:
+            raise RuntimeError("tensor estimates need decide_on='device' (or 'auto' on an accelerator)")
+
+    def _n_sets(self, obs: Observation) -> int:
+        """Parameter sets the head needs for ``obs``: from the host-side ids, no device read."""
+        return int(obs.item_ids.max()) + 1 if self.head == "per_item" else 1
+
+    def _mean_tensor(self, obs: Observation) -> torch.Tensor:
+        self._require_device()
+        f = self._features(obs)
+        if self.uncertainty == "last_layer":
+            return self.head_.mean(f["embedding"], f["inputs"][2], self._n_sets(obs))
+        return f["mean"].double()
+
+    def _mean_and_width_tensor(self, obs: Observation) -> tuple[torch.Tensor, torch.Tensor]:
+        self._require_device()
+        f = self._features(obs)
+        if self.uncertainty == "last_layer":
+            return self.head_.mean_and_width(f["embedding"], f["inputs"][2], self._n_sets(obs))
+        return f["mean"].double(), self.head_.width(f["grad"]).double()
+
+    def _sample_tensor(self, obs: Observation, n_draws: int) -> torch.Tensor:
+        self._require_device()
+        f = self._features(obs)
+        if self.uncertainty == "last_layer":
+            return self.head_.sample(f["embedding"], f["inputs"][2], self._n_sets(obs), n_draws)
+        mean, width = f["mean"].double(), self.head_.width(f["grad"]).double()
+        z = torch.randn((n_draws,) + tuple(mean.shape), generator=self.generator_, device=self.device_,
+                        dtype=torch.float64)
+        return mean + self.v * width * z
 
     def _require_uncertainty(self, method: str) -> None:
         if self.uncertainty == "none":
@@ -588,9 +694,12 @@ class NeuralEstimator:
         # rows included) right after, so adding them to it first would be work thrown away.
         if self.uncertainty == "last_layer" and not rounds:
             emb = self._features(obs)["embedding"][rows, chosen]
-            self.head_.add(
-                self._numpy(emb), np.asarray(rewards, dtype=np.float64), obs.item_ids[np.arange(B), actions]
-            )
+            if self.on_device_:
+                self.head_.add(emb, r, item_ids[rows, chosen], self._n_sets(obs))
+            else:
+                self.head_.add(
+                    self._numpy(emb), np.asarray(rewards, dtype=np.float64), obs.item_ids[np.arange(B), actions]
+                )
         elif self.uncertainty == "gradient_diag":
             self.head_.add(self._features(obs)["grad"][rows, chosen])
         self.n_seen_ += B
@@ -625,6 +734,8 @@ class NeuralEstimator:
                     losses.append(value.detach())
                     self.optimizer_.zero_grad()
                     value.backward()
+                    if cfg.max_grad_norm is not None:
+                        nn.utils.clip_grad_norm_(net.parameters(), cfg.max_grad_norm, foreach=True)
                     self.optimizer_.step()
                 losses = torch.stack(losses)
                 finite = torch.isfinite(losses)
@@ -671,8 +782,14 @@ class NeuralEstimator:
                     yy[0] += y @ y
                     counts[0] += y.shape[0]
                     continue
-                # Group the rows by item: one X_sᵀX_s product per item present in this chunk.
                 ids = item_ids[:, 0]
+                if self.on_device_:  # scatter-add the rows' outer products: no host read
+                    gram.index_add_(0, ids, x[:, :, None] * x[:, None, :])
+                    xy.index_add_(0, ids, x * y[:, None])
+                    yy.index_add_(0, ids, y * y)
+                    counts.index_add_(0, ids, torch.ones_like(y))
+                    continue
+                # Group the rows by item: one X_sᵀX_s product per item present in this chunk.
                 order = torch.argsort(ids, stable=True)
                 present, n_rows = torch.unique_consecutive(ids[order], return_counts=True)
                 for item, xs, ys in zip(present.tolist(), x[order].split(n_rows.tolist()),
@@ -681,7 +798,10 @@ class NeuralEstimator:
                     xy[item] += xs.T @ ys
                     yy[item] += ys @ ys
                     counts[item] += ys.shape[0]
-        self.head_.refit(*(self._numpy(s) for s in sums))
+        if self.on_device_:
+            self.head_.refit(*sums)
+        else:
+            self.head_.refit(*(self._numpy(s) for s in sums))
 
     # ------------------------------------------------------------------ checkpointing
     def state_dict(self) -> dict[str, Any]:
@@ -704,6 +824,8 @@ class NeuralEstimator:
             counters={"n_seen": self.n_seen_, "n_rounds": self.n_rounds_, "version": self.version_},
             rng=copy.deepcopy(self.rng_.bit_generator.state),
         )
+        if self.generator_ is not None:
+            state["device_rng"] = self.generator_.get_state()
         return state
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
@@ -717,12 +839,14 @@ class NeuralEstimator:
             )
         own = _plain(self.get_params())
         state["params"].setdefault("head", "shared")  # states saved before per-item heads existed
+        state["params"].setdefault("decide_on", "auto")  # ... or device-side decisions
         if isinstance(state["params"].get("training"), dict):  # ... or within-round decay
             state["params"]["training"].setdefault("step_decay", 0.0)
+            state["params"]["training"].setdefault("max_grad_norm", None)  # ... or gradient clipping
         diff = {
             k: (state["params"].get(k), own[k])
             for k in own
-            if k not in ("device",) and state["params"].get(k) != own[k]
+            if k not in ("device", "decide_on") and state["params"].get(k) != own[k]
         }
         if diff:
             raise ValueError(
@@ -742,6 +866,8 @@ class NeuralEstimator:
         c = state["counters"]
         self.n_seen_, self.n_rounds_, self.version_ = int(c["n_seen"]), int(c["n_rounds"]), int(c["version"])
         self.rng_.bit_generator.state = copy.deepcopy(state["rng"])
+        if self.generator_ is not None and state.get("device_rng") is not None:
+            self.generator_.set_state(state["device_rng"])
 
 
 def _plain(value: Any) -> Any:
@@ -819,7 +945,9 @@ def NeuralEpsilonGreedy(
     weight_decay: float = 0.0,
     buffer_size: int = 10_000,
     step_decay: float = 0.0,
+    max_grad_norm: float | None = None,
     device: str = "auto",
+    decide_on: str = "auto",
     num_threads: int | None = 1,
     seed=None,
 ) -> Policy:
@@ -850,7 +978,9 @@ def NeuralUCB(
     weight_decay: float = 0.0,
     buffer_size: int = 10_000,
     step_decay: float = 0.0,
+    max_grad_norm: float | None = None,
     device: str = "auto",
+    decide_on: str = "auto",
     num_threads: int | None = 1,
     seed=None,
 ) -> Policy:
@@ -882,8 +1012,10 @@ def NeuralTS(
     weight_decay: float = 0.0,
     buffer_size: int = 10_000,
     step_decay: float = 0.0,
+    max_grad_norm: float | None = None,
     n_mc: int = 100,
     device: str = "auto",
+    decide_on: str = "auto",
     num_threads: int | None = 1,
     seed=None,
 ) -> Policy:
@@ -915,8 +1047,10 @@ def NeuralLinear(
     weight_decay: float = 0.0,
     buffer_size: int = 10_000,
     step_decay: float = 0.0,
+    max_grad_norm: float | None = None,
     n_mc: int = 100,
     device: str = "auto",
+    decide_on: str = "auto",
     num_threads: int | None = 1,
     seed=None,
 ) -> Policy:

@@ -24,7 +24,8 @@ class BanditPolicy(Policy):
     exploration : Exploration
         EpsilonGreedy, UCB or Thompson.
     seed : int, SeedSequence, Generator or None
-        The policy's own random stream (tie-breaking, exploration, posterior draws).
+        The policy's own random stream (tie-breaking, exploration, posterior draws); a neural
+        estimator deciding on its device draws those from its own torch generator instead.
     name : str or None
         Display name (e.g. "LinUCB"); defaults to the class names.
     """

@@ -150,3 +150,21 @@ def test_torch_threads_scopes_the_setting():
         assert torch.get_num_threads() == before
     with pytest.raises(ValueError, match="num_threads must be a positive int or None, got 0"), torch_threads(0):
         pass
+
+
+def test_glorot_init_is_tf1s_default():
+    """MultiOutputMLP(init="glorot"): Glorot-uniform weights within ±√(6/(fan_in+fan_out)), zero
+    biases; reproducible from the seed; recorded in the config so a checkpoint rebuilds it."""
+    from banditrec.models import MultiOutputMLP
+
+    net = MultiOutputMLP(2, 0, (50,), n_items=5, init="glorot", seed=0)
+    layer = net.body[0]
+    bound = (6.0 / (2 + 50)) ** 0.5
+    top = float(layer.weight.detach().abs().max())
+    assert 0.8 * bound < top <= bound
+    assert not layer.bias.detach().any() and not net.out.bias.detach().any()
+    again = MultiOutputMLP(2, 0, (50,), n_items=5, init="glorot", seed=0)
+    assert torch.equal(layer.weight, again.body[0].weight)
+    assert net.config["init"] == "glorot" and "init" not in MultiOutputMLP(2, 0, (50,), n_items=5).config
+    with pytest.raises(ValueError, match="linear init must be one of"):
+        MultiOutputMLP(2, 0, (50,), n_items=5, init="he")

@@ -25,6 +25,15 @@ VARIANTS = {
     "LinEpsilonGreedy-shared": partial(LinEpsilonGreedy, form="shared"),
     "LinEpsilonGreedy-decay": partial(LinEpsilonGreedy, epsilon=0.5, decay=5.0),
     "EpsilonGreedy-decay": partial(EpsilonGreedyPolicy, epsilon=0.5, decay=5.0),
+    # Neural decisions made in torch on the estimator's device (here the CPU), as on a GPU.
+    **{
+        f"{name}-on-device": partial(POLICIES[name], decide_on="device", device="cpu")
+        for name in ("NeuralLinear", "NeuralUCB", "NeuralTS", "NeuralEpsilonGreedy")
+    },
+    "NeuralLinear-per_item-on-device": partial(POLICIES["NeuralLinear"], head="per_item", decide_on="device",
+                                               device="cpu"),
+    "NeuralUCB-gradient-on-device": partial(POLICIES["NeuralUCB"], uncertainty="gradient_diag",
+                                            decide_on="device", device="cpu"),
 }
 
 

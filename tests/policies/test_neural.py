@@ -485,3 +485,30 @@ def test_neural_policies_beat_linucb_on_the_nonlinear_world(factory, baseline_re
     regret = play(factory(), HORIZON // BATCH, BATCH, SEED, "banditrec/Nonlinear-v0", **WORLD)[2].sum()
     assert regret < 0.75 * linucb, f"neural regret {regret:.0f} vs LinUCB {linucb:.0f} (Random {random:.0f})"
     assert regret < 0.4 * random
+
+
+def test_max_grad_norm_clips_each_step():
+    """OnlineTraining.max_grad_norm bounds every step's global gradient norm (Riquelme et al.: 5)."""
+    norms = {}
+    for clip in (None, 1e-3):
+        est = NeuralEstimator(
+            hidden=(4,), uncertainty="none", device="cpu", seed=0,
+            training=OnlineTraining(train_every=4, train_steps=3, batch_size=4, lr=0.1, optimizer="sgd",
+                                    max_grad_norm=clip),
+        )
+        obs = make_obs()
+        est.mean(obs)
+        seen = []
+        step = est.optimizer_.step
+
+        def spy(*a, _seen=seen, _est=est, _step=step, **k):
+            grads = [p.grad.flatten() for p in _est.model_.parameters() if p.grad is not None]
+            _seen.append(float(torch.cat(grads).norm()))
+            return _step(*a, **k)
+
+        est.optimizer_.step = spy
+        est.update(obs, np.zeros(4, dtype=np.int64), np.full(4, 10.0))
+        norms[clip] = seen
+    assert len(norms[1e-3]) == 3
+    assert max(norms[1e-3]) <= 1e-3 * (1 + 1e-5)
+    assert min(norms[None]) > 1e-2  # without clipping the same steps are far larger

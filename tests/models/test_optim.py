@@ -1,0 +1,69 @@
+"""The optimizers online training can use by name, TensorFlow 1's RMSProp above all: reproducing a
+TF1 result (Riquelme et al.'s wheel) depends on its exact arithmetic, not PyTorch's RMSprop."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from banditrec.models.optim import OPTIMIZERS, TFRMSprop, make_optimizer
+from banditrec.policies.neural import OnlineTraining
+
+
+def _tf1_reference(theta0, grads_of, lr, steps, decay=0.9, eps=1e-10):
+    """tf.train.RMSPropOptimizer's update, written out in numpy (its 'rms' slot starts at ones)."""
+    theta, ms = theta0.astype(np.float64).copy(), np.ones_like(theta0, dtype=np.float64)
+    for _ in range(steps):
+        g = grads_of(theta)
+        ms = decay * ms + (1 - decay) * g * g
+        theta = theta - lr * g / np.sqrt(ms + eps)
+    return theta
+
+
+def test_tf_rmsprop_matches_the_tf1_update():
+    target = np.array([3.0, -2.0, 0.5])
+    theta0 = np.array([0.0, 1.0, -1.0])
+    param = torch.tensor(theta0, dtype=torch.float64, requires_grad=True)
+    opt = TFRMSprop([param], lr=0.1)
+    for _ in range(25):
+        opt.zero_grad()
+        ((param - torch.as_tensor(target)) ** 2).sum().backward()
+        opt.step()
+    expected = _tf1_reference(theta0, lambda t: 2 * (t - target), lr=0.1, steps=25)
+    np.testing.assert_allclose(param.detach().numpy(), expected, rtol=1e-12)
+
+
+def test_tf_rmsprop_first_step_is_gradient_sized_not_sign_sized():
+    """The visible difference from torch.optim.RMSprop: a small gradient makes a small first step."""
+    steps = {}
+    for name in ("rmsprop", "rmsprop_tf"):
+        param = torch.zeros(1, requires_grad=True)
+        opt = make_optimizer(name, [param], lr=0.1)
+        param.grad = torch.tensor([0.01])
+        opt.step()
+        steps[name] = abs(float(param.detach()))
+    assert steps["rmsprop_tf"] == pytest.approx(0.1 * 0.01 / np.sqrt(0.9 + 0.1 * 1e-4), rel=1e-6)
+    assert steps["rmsprop"] > 50 * steps["rmsprop_tf"]  # torch: lr / sqrt(1 - 0.99) = 1.0
+
+
+def test_tf_rmsprop_state_round_trips():
+    param = torch.nn.Parameter(torch.randn(4))
+    opt = TFRMSprop([param], lr=0.05)
+    param.grad = torch.ones(4)
+    opt.step()
+    clone = TFRMSprop([param], lr=0.05)
+    clone.load_state_dict(opt.state_dict())
+    torch.testing.assert_close(clone.state[param]["square_avg"], opt.state[param]["square_avg"])
+
+
+def test_bad_optimizer_arguments_are_clear_errors():
+    with pytest.raises(ValueError, match="optimizer must be one of"):
+        make_optimizer("adagrad", [torch.nn.Parameter(torch.zeros(1))], lr=0.1)
+    with pytest.raises(ValueError, match="decay must be in"):
+        TFRMSprop([torch.nn.Parameter(torch.zeros(1))], decay=1.0)
+    with pytest.raises(ValueError, match="optimizer must be one of"):
+        OnlineTraining(optimizer="adagrad")
+    with pytest.raises(ValueError, match="max_grad_norm must be > 0 or None"):
+        OnlineTraining(max_grad_norm=0.0)
+    assert "rmsprop_tf" in OPTIMIZERS

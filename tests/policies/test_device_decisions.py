@@ -1,0 +1,213 @@
+"""Decisions made on the estimator's device (``decide_on="device"``), checked on the CPU.
+
+On a GPU these are the code paths that keep NeuralLinear's posterior, Monte-Carlo propensities and
+tie-breaking next to the network. Here they run as torch on the CPU and are held to the host
+(numpy) path: the same posterior to rounding, draws with the same distribution, valid
+propensities, exact resume, and states that move between the two.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from scipy import stats
+
+from banditrec.environments import Observation
+from banditrec.policies import make_policy
+from banditrec.policies.checkpoint import load_policy, save_policy
+from banditrec.policies.neural import NeuralEstimator, OnlineTraining
+from banditrec.policies.tensor_ops import argmax_ties, standard_gamma
+
+TRAINING = OnlineTraining(train_every=16, train_steps=3, batch_size=8, buffer_size=200)
+
+
+def make_obs(B=6, K=5, seed=0, n_items=9) -> Observation:
+    rng = np.random.default_rng(seed)
+    mask = np.ones((B, K), dtype=bool)
+    mask[0, -2:] = False
+    return Observation(
+        rng.standard_normal((B, 3)),
+        rng.standard_normal((B, K, 2)),
+        rng.integers(0, n_items, (B, K)),
+        mask,
+        rng.integers(0, 7, B),
+    )
+
+
+def trained_pair(**options):
+    """A host and a device estimator fed the same 40 decisions (two retrainings, head updates)."""
+    pair = {}
+    for where in ("host", "device"):
+        est = NeuralEstimator(hidden=(8,), device="cpu", seed=3, training=TRAINING, decide_on=where, **options)
+        for step in range(5):
+            obs = make_obs(B=8, seed=step)
+            actions = np.arange(8) % 3
+            rewards = np.random.default_rng(step).standard_normal(8)
+            est.update(obs, actions, rewards)
+        pair[where] = est
+    return pair["host"], pair["device"]
+
+
+HEADS = {
+    "last_layer-shared-nig": {},
+    "last_layer-per_item-nig": {"head": "per_item"},
+    "last_layer-shared-gaussian": {"posterior": "gaussian", "v": 0.5},
+    "gradient_diag": {"uncertainty": "gradient_diag", "v": 0.5},
+}
+
+
+@pytest.mark.parametrize("options", list(HEADS.values()), ids=list(HEADS))
+def test_device_estimates_equal_host_estimates(options):
+    host, device = trained_pair(**options)
+    obs = make_obs(seed=11)
+    np.testing.assert_allclose(device.mean(obs), host.mean(obs), rtol=1e-6, atol=1e-8)
+    for d, h in zip(device.mean_and_width(obs), host.mean_and_width(obs)):
+        np.testing.assert_allclose(d, h, rtol=1e-6, atol=1e-8)
+    mean_t = device.mean_tensor(obs)
+    assert isinstance(mean_t, torch.Tensor) and mean_t.shape == (6, 5) and mean_t.dtype == torch.float64
+
+
+@pytest.mark.parametrize("options", list(HEADS.values()), ids=list(HEADS))
+def test_device_draws_have_the_host_distribution(options):
+    host, device = trained_pair(**options)
+    obs = make_obs(seed=12)
+    n = 20_000
+    d_draws = device.sample_tensor(obs, n).numpy()
+    h_draws = host.sample(obs, np.random.default_rng(0), n)
+    assert d_draws.shape == h_draws.shape == (n, 6, 5)
+    scale = h_draws.std(axis=0)
+    np.testing.assert_allclose(d_draws.mean(axis=0), h_draws.mean(axis=0), atol=float(0.05 * scale.max()))
+    np.testing.assert_allclose(d_draws.std(axis=0), scale, rtol=0.05)
+    if "head" not in options and options.get("uncertainty") != "gradient_diag":
+        # shared head: one parameter draw per user, so the candidates are correlated as on the host
+        c_dev = np.corrcoef(d_draws[:, 1].T)
+        c_host = np.corrcoef(h_draws[:, 1].T)
+        np.testing.assert_allclose(c_dev, c_host, atol=0.05)
+
+
+def test_device_thompson_propensities_match_the_host_distribution():
+    policies = {w: make_policy("NeuralLinear", seed=0, device="cpu", decide_on=w, hidden=(8,),
+                               train_every=16, train_steps=3, batch_size=8) for w in ("host", "device")}
+    obs = make_obs(B=1, seed=4)
+    for policy in policies.values():
+        for step in range(4):
+            o = make_obs(B=8, seed=step)
+            policy.update(o, np.arange(8) % 3, np.random.default_rng(step).standard_normal(8))
+    host_dist = policies["host"].action_distribution(obs)[0]
+    chosen = np.array([policies["device"].act(obs)[0][0] for _ in range(2_000)])
+    freq = np.bincount(chosen, minlength=5) / chosen.size
+    np.testing.assert_allclose(freq, host_dist, atol=0.04)
+    assert freq[obs.mask[0] == False].sum() == 0
+
+
+def test_device_decisions_are_reproducible_and_resume_exactly(tmp_path):
+    def run(policy, steps, start=0):
+        out = []
+        for step in range(start, start + steps):
+            obs = make_obs(B=8, seed=step)
+            actions, p = policy.act(obs)
+            out.append((actions.copy(), p.copy()))
+            policy.update(obs, actions, np.random.default_rng(step).standard_normal(8))
+        return out
+
+    make = lambda: make_policy("NeuralLinear", seed=5, device="cpu", decide_on="device", hidden=(8,),
+                               train_every=16, train_steps=3, batch_size=8)
+    a, b = make(), make()
+    first, second = run(a, 6), run(b, 6)
+    for (x, p), (y, q) in zip(first, second):
+        np.testing.assert_array_equal(x, y)
+        np.testing.assert_array_equal(p, q)
+    save_policy(a, tmp_path / "policy.pt")
+    resumed = load_policy(make(), tmp_path / "policy.pt")
+    for (x, p), (y, q) in zip(run(a, 4, start=6), run(resumed, 4, start=6)):
+        np.testing.assert_array_equal(x, y)
+        np.testing.assert_array_equal(p, q)
+
+
+def test_a_host_state_loads_into_a_device_estimator():
+    host, _ = trained_pair()
+    device = NeuralEstimator(hidden=(8,), device="cpu", seed=3, training=TRAINING, decide_on="device")
+    device.load_state_dict(host.state_dict())
+    obs = make_obs(seed=13)
+    for d, h in zip(device.mean_and_width(obs), host.mean_and_width(obs)):
+        np.testing.assert_allclose(d, h, rtol=1e-6, atol=1e-8)
+    back = NeuralEstimator(hidden=(8,), device="cpu", seed=3, training=TRAINING, decide_on="device")
+    back.load_state_dict(device.state_dict())
+    np.testing.assert_allclose(back.mean(obs), host.mean(obs), rtol=1e-6, atol=1e-8)
+
+
+def test_auto_decides_on_the_host_on_a_cpu():
+    est = NeuralEstimator(hidden=(8,), device="cpu", seed=0)
+    assert est.device_decisions(make_obs()) is False
+    with pytest.raises(ValueError, match="decide_on must be one of"):
+        NeuralEstimator(decide_on="gpu")
+    with pytest.raises(RuntimeError, match="decide_on='device'"):
+        est.mean_tensor(make_obs())
+
+
+def test_argmax_ties_breaks_ties_uniformly_and_respects_the_mask():
+    gen = torch.Generator().manual_seed(0)
+    scores = torch.tensor([[1.0, 3.0, 3.0, 3.0, 0.0]]).expand(30_000, 5)
+    mask = torch.tensor([[True, True, True, False, True]]).expand(30_000, 5)
+    actions, ties, n_tied = argmax_ties(scores, mask, gen)
+    assert set(actions.tolist()) == {1, 2}
+    assert abs(float((actions == 1).double().mean()) - 0.5) < 0.02
+    assert n_tied.unique().tolist() == [2] and ties[0].tolist() == [False, True, True, False, False]
+    with pytest.raises(ValueError, match="no valid candidate"):
+        argmax_ties(torch.zeros(2, 3), torch.tensor([[True] * 3, [False] * 3]), gen)
+
+
+@pytest.mark.parametrize("alpha", [0.3, 1.0, 6.0, 250.0])
+def test_standard_gamma_has_the_gamma_distribution(alpha):
+    draws = standard_gamma(torch.full((40_000,), alpha), torch.Generator().manual_seed(1)).numpy()
+    assert stats.kstest(draws, stats.gamma(alpha).cdf).pvalue > 1e-3
+    again = standard_gamma(torch.full((40_000,), alpha), torch.Generator().manual_seed(1)).numpy()
+    np.testing.assert_array_equal(draws, again)
+    with pytest.raises(ValueError, match="must be > 0"):
+        standard_gamma(torch.tensor([1.0, 0.0]), torch.Generator())
+
+
+# --------------------------------------------------------------------------- on a real GPU
+needs_cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+
+
+@needs_cuda
+@pytest.mark.parametrize("options", list(HEADS.values()), ids=list(HEADS))
+def test_cuda_estimates_equal_host_estimates(options):
+    """On CUDA ``decide_on='auto'`` decides on the device, and agrees with the host-side head
+    trained on the same GPU (float32 network, float64 posterior on either side)."""
+    est = {}
+    for where in ("host", "auto"):
+        e = NeuralEstimator(hidden=(8,), device="cuda", seed=3, training=TRAINING, decide_on=where, **options)
+        for step in range(5):
+            e.update(make_obs(B=8, seed=step), np.arange(8) % 3, np.random.default_rng(step).standard_normal(8))
+        est[where] = e
+    obs = make_obs(seed=11)
+    assert est["auto"].device_decisions(obs) and not est["host"].device_decisions(obs)
+    assert est["auto"].mean_tensor(obs).device.type == "cuda"
+    for d, h in zip(est["auto"].mean_and_width(obs), est["host"].mean_and_width(obs)):
+        np.testing.assert_allclose(d, h, rtol=1e-4, atol=1e-6)
+
+
+@needs_cuda
+@pytest.mark.parametrize("name", ["NeuralLinear", "NeuralUCB", "NeuralTS", "NeuralEpsilonGreedy"])
+def test_neural_policies_learn_on_cuda_and_their_states_load_on_the_cpu(name, tmp_path):
+    from banditrec.environments import make_vector_env
+
+    env = make_vector_env("banditrec/Nonlinear-v0", num_envs=64)
+    env.reset(seed=0)
+    policy = make_policy(name, seed=0, device="cuda", hidden=(32,), train_every=64, train_steps=8)
+    obs, regret = env.observation, []
+    for _ in range(40):
+        actions, p = policy.act(obs)
+        assert actions.dtype == np.int64 and np.all((p > 0) & (p <= 1 + 1e-12))
+        next_obs, rewards, _, info = env.step_batch(actions)
+        policy.update(obs, actions, rewards)
+        obs = next_obs
+        regret.append(float(info["regret"].mean()))
+    assert np.mean(regret[-10:]) < np.mean(regret[:10])  # it learns
+    save_policy(policy, tmp_path / "p.pt")
+    on_cpu = load_policy(make_policy(name, seed=0, device="cpu", hidden=(32,), train_every=64, train_steps=8),
+                         tmp_path / "p.pt")
+    np.testing.assert_allclose(on_cpu.estimator.mean(obs), policy.estimator.mean(obs), rtol=1e-4, atol=1e-5)
