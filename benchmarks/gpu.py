@@ -16,7 +16,9 @@ policy's ``act``, the environment's ``step_batch`` and the policy's ``update`` (
 (``resource.getrusage``), also shown as the growth over the RSS before the world was built.
 
 With ``--device cuda`` (or ``auto`` on a machine with CUDA) every policy also runs on the CPU with
-the same settings, for the side-by-side.
+the same settings, for the side-by-side, and on CUDA a second time with ``decide_on="host"``
+(posterior, draws and argmax in numpy on the host, the embedding copied back every step) to show
+what deciding on the device saves (``--no-host-rows`` skips those).
 
     python benchmarks/gpu.py [--device auto] [--steps 1] [--repeats 3] [--batch 4096]
 """
@@ -90,6 +92,7 @@ def measure(opts: dict[str, Any]) -> dict[str, Any]:
         "train_every": opts["train_every"],
         "train_steps": opts["train_steps"],
         "num_threads": opts["num_threads"],
+        "decide_on": opts["decide_on"],
     }
     if opts["ids"]:
         params["model_options"] = {"n_users": sim.n_users, "n_items": sim.n_items}
@@ -138,6 +141,7 @@ def measure(opts: dict[str, Any]) -> dict[str, Any]:
         "peak_rss_mb": peak_rss() / MB,
         "peak_rss_delta_mb": (peak_rss() - rss_before) / MB,
         "device_name": device_name(device),
+        "decide_on": "device" if policy.estimator.on_device_ else "host",
     }
 
 
@@ -152,22 +156,23 @@ def run_child(opts: dict[str, Any]) -> dict[str, Any]:
 def table(rows: list[tuple[dict[str, Any], dict[str, Any]]]) -> str:
     lines = [
         (
-            "| policy | device | device name | B | K | decisions/s (median) | min | max | act ms/step | "
+            "| policy | device | decisions on | device name | B | K | decisions/s (median) | min | max | act ms/step | "
             "env ms/step | update ms/step | peak GPU MB | peak RSS MB | RSS growth MB | regret/decision |"
         ),
-        "|---|---|---|" + "---:|" * 12,
+        "|---|---|---|---|" + "---:|" * 12,
     ]
     for opts, r in rows:
         gpu = f"{r['peak_gpu_mb']:,.0f}" if r["peak_gpu_mb"] is not None else "–"
         lines.append(
-            f"| {opts['policy']} | {opts['device']} | {r['device_name']} | {opts['batch']:,} | {opts['candidates']} | "
+            f"| {opts['policy']} | {opts['device']} | {r['decide_on']} | {r['device_name']} | {opts['batch']:,} | {opts['candidates']} | "
             f"{r['median']:,.0f} | {min(r['rates']):,.0f} | {max(r['rates']):,.0f} | {r['act_ms']:,.0f} | "
             f"{r['env_ms']:,.0f} | {r['update_ms']:,.0f} | {gpu} | {r['peak_rss_mb']:,.0f} | "
             f"{r['peak_rss_delta_mb']:,.0f} | {r['regret_per_decision']:.4f} |"
         )
     by_policy: dict[str, dict[str, float]] = {}
     for opts, r in rows:
-        by_policy.setdefault(opts["policy"], {})[opts["device"]] = r["median"]
+        if opts["decide_on"] == "auto":
+            by_policy.setdefault(opts["policy"], {})[opts["device"]] = r["median"]
     for name, rates in by_policy.items():
         gpu = [v for k, v in rates.items() if k.startswith("cuda")]
         if gpu and "cpu" in rates:
@@ -188,6 +193,8 @@ def main() -> None:
     parser.add_argument("--num-threads", type=int, default=1, help="torch CPU threads inside the policy")
     parser.add_argument("--ids", action="store_true", help="add user and item id embeddings to the towers")
     parser.add_argument("--policies", default=",".join(POLICIES))
+    parser.add_argument("--no-host-rows", action="store_true",
+                        help="on CUDA, skip the rows that decide on the host (decide_on='host') for comparison")
     parser.add_argument("--child", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
@@ -201,11 +208,14 @@ def main() -> None:
         "train_steps": args.train_steps, "num_threads": args.num_threads, "ids": args.ids,
     }
     rows = []
+    # Each row is printed as it finishes (a run stopped early keeps what it measured), then the table.
     for name in args.policies.split(","):
         for dev in devices:
-            opts = dict(base, policy=name, device=dev)
-            rows.append((opts, run_child(opts)))
-            print(f"  done: {name} on {dev}", file=sys.stderr, flush=True)
+            modes = ["auto"] if dev == "cpu" or args.no_host_rows else ["auto", "host"]
+            for mode in modes:
+                opts = dict(base, policy=name, device=dev, decide_on=mode)
+                rows.append((opts, run_child(opts)))
+                print(table(rows[-1:]).splitlines()[-1], flush=True)
     cuda = f", CUDA {torch.version.cuda}" if torch.cuda.is_available() else ", no CUDA device"
     print(f"torch {torch.__version__}{cuda}, numpy {np.__version__}, Python {platform.python_version()}; "
           f"devices: {', '.join(f'{d} = {device_name(d)}' for d in devices)}; torch CPU threads {args.num_threads}, "
