@@ -95,6 +95,19 @@ ROWS: dict[str, tuple[str, dict, str]] = {
     "NeuralLinear-paper_lr": ("NeuralLinear", {**NETWORK, "model": "multi_output", "model_options": {"n_items": 5},
                                                "head": "per_item", "lr": 0.1, "step_decay": 0.5, "a0": 6.0,
                                                "b0": 6.0, "lam": 0.25, "n_mc": 1}, "neural"),
+    # The paper's training step exactly: TensorFlow 1's RMSProp (square average from 1, decay 0.9,
+    # where torch's starts at 0 with 0.99, so its first steps are ±10 lr), 0.1 / (1 + 0.5 s) within
+    # each retraining, gradients clipped to global norm 5 (their max_grad_norm).
+    "NeuralLinear-tf": ("NeuralLinear", {**NETWORK, "model": "multi_output", "model_options": {"n_items": 5},
+                                         "head": "per_item", "optimizer": "rmsprop_tf", "lr": 0.1,
+                                         "step_decay": 0.5, "max_grad_norm": 5.0, "a0": 6.0, "b0": 6.0,
+                                         "lam": 0.25, "n_mc": 1}, "neural"),
+    # ... and starting from TF1's initialisation (Glorot-uniform weights, zero biases).
+    "NeuralLinear-tf-glorot": ("NeuralLinear", {**NETWORK, "model": "multi_output",
+                                                "model_options": {"n_items": 5, "init": "glorot"},
+                                                "head": "per_item", "optimizer": "rmsprop_tf", "lr": 0.1,
+                                                "step_decay": 0.5, "max_grad_norm": 5.0, "a0": 6.0,
+                                                "b0": 6.0, "lam": 0.25, "n_mc": 1}, "neural"),
     # ε_t = 0.1 / (1 + t/1000): about 100/t exploration, untuned.
     "NeuralGreedy": ("NeuralEpsilonGreedy", {**NETWORK, "epsilon": 0.1, "decay": 1.0}, "neural"),
     # Neural-LinUCB (Xu et al. 2020): ridge regression on the last hidden layer, untuned alpha.
