@@ -18,9 +18,11 @@ at a time (decide, then learn from the chosen arm's reward):
 - banditrec ``NeuralLinear`` with the same architecture, sizes and schedule: one network over the
   context with one output per arm (``model="multi_output"``), hidden (50,), one Bayesian linear
   regression per arm on its last hidden layer (``head="per_item"``), train_every 50,
-  train_steps 100, batch_size 512, a0 = b0 = 6, lam = 0.25, buffer as large as the run, RMSprop
-  (``--lr``, default 0.0084 = the mean of the paper's within-round decayed rate; banditrec has no
-  per-step decay). The posteriors are refitted from all data when the network retrains and
+  train_steps 100, batch_size 512, a0 = b0 = 6, lam = 0.25, buffer as large as the run, and the
+  paper's training step: TF1's RMSProp (``--optimizer rmsprop_tf``) at 0.1 / (1 + 0.5 s) within
+  each retraining, gradients clipped to norm 5. One row per training engine (``--engines``:
+  ``numpy`` writes the small network's steps out in numpy, ``torch`` uses autograd; same
+  arithmetic to rounding). The posteriors are refitted from all data when the network retrains and
   updated incrementally (Sherman–Morrison) after every decision in between; ``n_mc`` (default
   100) further posterior draws estimate each decision's propensity, which space-bandits does not
   compute. One decision at a time (B = 1), and also in batches of ``--batch`` contexts (decide for
@@ -89,11 +91,11 @@ def run_space_bandits(x, rewards, seed: int = 0):
     return actions, n / (time.perf_counter() - start)
 
 
-def run_banditrec(obs: Observation, rewards, lr: float, batch: int = 1, n_mc: int = 100, seed: int = 0):
+def run_banditrec(obs: Observation, rewards, training: dict, batch: int = 1, n_mc: int = 100, seed: int = 0):
     policy = NeuralLinear(
         a0=6.0, b0=6.0, lam=0.25, model="multi_output", model_options={"n_items": K}, head="per_item",
-        hidden=(50,), train_every=50, train_steps=100, batch_size=512, lr=lr, optimizer="rmsprop",
-        buffer_size=len(rewards), n_mc=n_mc, device="cpu", num_threads=1, seed=seed,
+        hidden=(50,), train_every=50, train_steps=100, batch_size=512, buffer_size=len(rewards), n_mc=n_mc,
+        device="cpu", num_threads=1, seed=seed, **training,
     )
     n = len(rewards)
     # One Observation per batch of contexts, built before the clock starts (the environment's job).
@@ -129,7 +131,11 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--contexts", type=int, default=20_000)
     parser.add_argument("--deltas", default="0.5,0.95")
-    parser.add_argument("--lr", type=float, default=0.0084, help="banditrec's RMSprop learning rate")
+    parser.add_argument("--optimizer", default="rmsprop_tf", help="banditrec's optimizer (TF1's RMSProp, as the paper)")
+    parser.add_argument("--lr", type=float, default=0.1, help="banditrec's learning rate at each retraining's start")
+    parser.add_argument("--step-decay", type=float, default=0.5, help="lr / (1 + step_decay · s) within a retraining")
+    parser.add_argument("--max-grad-norm", type=float, default=5.0)
+    parser.add_argument("--engines", default="numpy,torch", help="banditrec training engines, one B = 1 row each")
     parser.add_argument("--batch", type=int, default=10, help="contexts per decision batch for the batched row")
     parser.add_argument("--n-mc", type=int, default=100, help="banditrec's propensity draws per decision")
     parser.add_argument("--skip-space-bandits", action="store_true")
@@ -140,8 +146,10 @@ def main() -> None:
     # pay it here, outside every timed loop, instead of inside whichever library runs first.
     torch.optim.RMSprop([torch.zeros(1, requires_grad=True)])
     n = args.contexts
+    training = {"optimizer": args.optimizer, "lr": args.lr, "step_decay": args.step_decay,
+                "max_grad_norm": args.max_grad_norm}
     print(f"wheel bandit, {n:,} contexts one at a time, seed 0, torch {torch.__version__}, torch and BLAS on 1 thread, "
-          f"{platform.machine()}")
+          f"{platform.machine()}; banditrec training {training}")
     rows = []
     for delta in (float(d) for d in args.deltas.split(",")):
         obs, expected, rewards = wheel_data(delta, n)
@@ -152,11 +160,13 @@ def main() -> None:
         if not args.skip_space_bandits:
             a, r = run_space_bandits(x, rewards)
             results["space-bandits NeuralBandits"] = (r, pseudo_regret(expected, a))
-        a, r = run_banditrec(obs, rewards, args.lr, n_mc=args.n_mc)
-        results["banditrec NeuralLinear"] = (r, pseudo_regret(expected, a))
+        engines = args.engines.split(",")
+        for engine in engines:
+            a, r = run_banditrec(obs, rewards, dict(training, engine=engine), n_mc=args.n_mc)
+            results[f"banditrec NeuralLinear, {engine} engine"] = (r, pseudo_regret(expected, a))
         if args.batch > 1:
-            a, r = run_banditrec(obs, rewards, args.lr, batch=args.batch, n_mc=args.n_mc)
-            results[f"banditrec NeuralLinear, B = {args.batch}"] = (r, pseudo_regret(expected, a))
+            a, r = run_banditrec(obs, rewards, dict(training, engine=engines[0]), batch=args.batch, n_mc=args.n_mc)
+            results[f"banditrec NeuralLinear, {engines[0]} engine, B = {args.batch}"] = (r, pseudo_regret(expected, a))
         for name, (rate, regret) in results.items():
             rows.append((delta, name, rate, regret, 100.0 * regret / u_regret))
         if "space-bandits NeuralBandits" in results:
