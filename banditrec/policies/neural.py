@@ -772,9 +772,10 @@ class NeuralEstimator:
         user, item_id, reward = buf.user.numpy(), buf.item_id.numpy(), buf.reward.numpy()
         losses = np.empty(len(indices))
         self.numpy_trainer_.begin_round()
-        for step, index in enumerate(indices):
-            step_lr = lr / (1.0 + cfg.step_decay * step) if cfg.step_decay else lr
-            losses[step] = self.numpy_trainer_.step(user[index], item_id[index], reward[index], step_lr)
+        with np.errstate(under="ignore"):  # squared-gradient averages of idle units decay to 0
+            for step, index in enumerate(indices):
+                step_lr = lr / (1.0 + cfg.step_decay * step) if cfg.step_decay else lr
+                losses[step] = self.numpy_trainer_.step(user[index], item_id[index], reward[index], step_lr)
         self._check_losses(torch.from_numpy(losses), lr)
 
     def _check_losses(self, losses: torch.Tensor, lr: float) -> None:
