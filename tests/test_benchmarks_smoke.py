@@ -78,3 +78,26 @@ def test_scale_benchmark_measures_a_small_disjoint_linucb():
     assert out["world_mb"] == pytest.approx((4 * 2000 * 4 + 2 * 8 * 50 * 4) / 2**20)
     assert out["peak_rss_delta_mb"] >= 0 and np.isfinite(out["step_working_set_mb"])
     assert 0 <= out["regret_per_decision"] <= 1
+
+
+def _load(name: str):
+    spec = importlib.util.spec_from_file_location(f"bench_{name}", ROOT / "benchmarks" / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    saved = dict(os.environ)
+    try:
+        spec.loader.exec_module(module)
+    finally:
+        os.environ.clear()
+        os.environ.update(saved)
+    return module
+
+
+@pytest.mark.parametrize("engine", ["numpy", "torch"])
+def test_space_bandits_benchmark_runs_banditrec_on_a_short_wheel(engine):
+    """The banditrec side of space_bandits_wheel.py (space-bandits itself is an optional extra)."""
+    bench = _load("space_bandits_wheel")
+    obs, expected, rewards = bench.wheel_data(0.5, 300)
+    training = {"optimizer": "rmsprop_tf", "lr": 0.1, "step_decay": 0.5, "max_grad_norm": 5.0, "engine": engine}
+    actions, rate = bench.run_banditrec(obs, rewards, training, batch=5, n_mc=3)
+    assert actions.shape == (300,) and set(np.unique(actions)) <= set(range(5)) and rate > 0
+    assert bench.pseudo_regret(expected, actions) >= 0
