@@ -39,7 +39,8 @@ def trained_pair(**options):
     """A host and a device estimator fed the same 40 decisions (two retrainings, head updates)."""
     pair = {}
     for where in ("host", "device"):
-        est = NeuralEstimator(hidden=(8,), device="cpu", seed=3, training=TRAINING, decide_on=where, **options)
+        est = NeuralEstimator(**({"hidden": (8,)} | options), device="cpu", seed=3, training=TRAINING,
+                              decide_on=where)
         for step in range(5):
             obs = make_obs(B=8, seed=step)
             actions = np.arange(8) % 3
@@ -51,6 +52,7 @@ def trained_pair(**options):
 
 HEADS = {
     "last_layer-shared-nig": {},
+    "last_layer-shared-nig-narrow": {"hidden": (3,)},  # h + 1 <= K: draws through the Cholesky of A⁻¹
     "last_layer-per_item-nig": {"head": "per_item"},
     "last_layer-shared-gaussian": {"posterior": "gaussian", "v": 0.5},
     "gradient_diag": {"uncertainty": "gradient_diag", "v": 0.5},
