@@ -108,7 +108,8 @@ class OnlineTraining:
         Who computes the training steps. ``"numpy"`` writes the forward pass, backward pass and
         optimizer update of a small ``model="multi_output"`` network out in numpy on the CPU
         (:mod:`banditrec.policies.numpy_training`): about 4–5× faster per step at the wheel's
-        sizes, same arithmetic to rounding (not bit for bit, hence opt-in).
+        sizes, the same arithmetic per step to rounding (not bit for bit, hence opt-in; long
+        chaotic runs diverge, see the module's caveat).
     """
 
     train_every: int = 32

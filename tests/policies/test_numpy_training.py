@@ -1,9 +1,9 @@
 """The numpy training engine computes what torch autograd and the torch optimizers compute.
 
-It exists for speed (benchmarks/space_bandits_wheel.py); what a user relies on is that choosing it
-changes nothing but the time: the same parameters after the same minibatches (to float32
-rounding) for every supported loss, optimizer, weight decay and clipping, exact resume, and a
-clear error where it does not apply.
+It exists for speed (benchmarks/space_bandits_wheel.py); what a user relies on is that each step is
+the torch step: the same parameters after the same minibatches (to float32 rounding) for every
+supported loss, optimizer, weight decay and clipping, exact resume, and a clear error where it
+does not apply.
 """
 
 from __future__ import annotations
