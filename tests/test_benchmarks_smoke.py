@@ -16,16 +16,22 @@ from banditrec.environments.candidates import _sample_sparse
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def _scale_module():
-    spec = importlib.util.spec_from_file_location("bench_scale", ROOT / "benchmarks" / "scale.py")
+def _load(name: str):
+    """Import benchmarks/NAME.py as a module (the scripts pin BLAS threads for themselves; keep the
+    test session's environment)."""
+    spec = importlib.util.spec_from_file_location(f"bench_{name}", ROOT / "benchmarks" / f"{name}.py")
     module = importlib.util.module_from_spec(spec)
-    saved = dict(os.environ)  # the script pins BLAS threads for itself; keep the test session's
+    saved = dict(os.environ)
     try:
         spec.loader.exec_module(module)
     finally:
         os.environ.clear()
         os.environ.update(saved)
     return module
+
+
+def _scale_module():
+    return _load("scale")
 
 
 def test_linear_world_user_population_shapes_ids_and_memory():
@@ -78,18 +84,6 @@ def test_scale_benchmark_measures_a_small_disjoint_linucb():
     assert out["world_mb"] == pytest.approx((4 * 2000 * 4 + 2 * 8 * 50 * 4) / 2**20)
     assert out["peak_rss_delta_mb"] >= 0 and np.isfinite(out["step_working_set_mb"])
     assert 0 <= out["regret_per_decision"] <= 1
-
-
-def _load(name: str):
-    spec = importlib.util.spec_from_file_location(f"bench_{name}", ROOT / "benchmarks" / f"{name}.py")
-    module = importlib.util.module_from_spec(spec)
-    saved = dict(os.environ)
-    try:
-        spec.loader.exec_module(module)
-    finally:
-        os.environ.clear()
-        os.environ.update(saved)
-    return module
 
 
 @pytest.mark.parametrize("engine", ["numpy", "torch"])
