@@ -14,8 +14,9 @@ by the tests) in a different order of floating-point operations: each step agree
 not bit for bit, which is why it is opt-in (``OnlineTraining.engine="numpy"``). Training at a
 large learning rate is chaotic — rounding differences grow to visible ones within a few
 retrainings — so two engines give different runs of the same distribution at best; on the
-80,000-context wheel at δ = 0.5 the numpy engine's mean regret over 10 seeds was higher than the
-torch engine's (experiments/wheel/README.md), a gap not seen at 20,000 contexts and not explained.
+80,000-context wheel at δ = 0.5 the numpy engine's mean regret was higher than the torch
+engine's (20 and 14 seeds, p = 0.04; experiments/wheel/README.md), a gap not seen at 20,000
+contexts and not explained.
 
 Supported: :class:`~banditrec.models.MultiOutputMLP` on the CPU, losses "mse" and "bce",
 optimizers "sgd", "adam", "rmsprop" and "rmsprop_tf" (with weight decay and gradient clipping).

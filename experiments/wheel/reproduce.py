@@ -207,6 +207,10 @@ def main() -> None:
 
     # Normalise each trial by Uniform's regret on the same δ and seed (the same contexts).
     uniform = finals[finals.row == "Uniform"].set_index(["delta", "seed"])["cumulative_regret"]
+    missing = sorted(set(zip(finals.delta, finals.seed)) - set(uniform.index))
+    if missing:
+        raise SystemExit(f"Uniform has no trial for (δ, seed) {missing}, which other rows have; run Uniform "
+                         f"on those seeds first (e.g. --rows Uniform --cheap-seeds {max(s for _, s in missing) + 1})")
     finals["normalised"] = 100.0 * finals.cumulative_regret / uniform.loc[
         list(zip(finals.delta, finals.seed))].to_numpy()
     table = finals.groupby(["row", "delta"])["normalised"].agg(["mean", "std", "count"])
