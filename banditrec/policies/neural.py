@@ -107,7 +107,7 @@ class OnlineTraining:
     engine : {"torch", "numpy"}
         Who computes the training steps. ``"numpy"`` writes the forward pass, backward pass and
         optimizer update of a small ``model="multi_output"`` network out in numpy on the CPU
-        (:mod:`banditrec.policies.numpy_training`): about 4–5× faster per step at the wheel's
+        (:mod:`banditrec.policies.numpy_training`): about 4× faster per step at the wheel's
         sizes, the same arithmetic per step to rounding (not bit for bit, hence opt-in; long
         chaotic runs diverge, see the module's caveat).
     """
@@ -589,7 +589,7 @@ class NeuralEstimator:
         with torch_threads(self.num_threads):
             self._prepare(obs)
             if self.on_device_:
-                return self._numpy(self._mean_tensor(obs))
+                return self._numpy(self.mean_tensor(obs))
             f = self._features(obs)
             if self.uncertainty == "last_layer":
                 return self.head_.mean(self._numpy(f["embedding"]), obs.item_ids)
@@ -601,7 +601,7 @@ class NeuralEstimator:
         with torch_threads(self.num_threads):
             self._prepare(obs)
             if self.on_device_:
-                return tuple(self._numpy(x) for x in self._mean_and_width_tensor(obs))
+                return tuple(self._numpy(x) for x in self.mean_and_width_tensor(obs))
             f = self._features(obs)
             if self.uncertainty == "last_layer":
                 return self.head_.mean_and_width(self._numpy(f["embedding"]), obs.item_ids)
@@ -614,7 +614,7 @@ class NeuralEstimator:
         with torch_threads(self.num_threads):
             self._prepare(obs)
             if self.on_device_:
-                return self._numpy(self._sample_tensor(obs, n_draws))
+                return self._numpy(self.sample_tensor(obs, n_draws))
             f = self._features(obs)
             if self.uncertainty == "last_layer":
                 return self.head_.sample(self._numpy(f["embedding"]), obs.item_ids, rng, n_draws)
@@ -634,55 +634,42 @@ class NeuralEstimator:
     def mean_tensor(self, obs: Observation) -> torch.Tensor:
         """:meth:`mean` as a float64 tensor on the device."""
         with torch_threads(self.num_threads):
-            self._prepare(obs)
-            return self._mean_tensor(obs)
+            f = self._device_features(obs)
+            if self.uncertainty == "last_layer":
+                return self.head_.mean(f["embedding"], f["inputs"][2], self._n_sets(obs))
+            return f["mean"].double()
 
     def mean_and_width_tensor(self, obs: Observation) -> tuple[torch.Tensor, torch.Tensor]:
         """:meth:`mean_and_width` as float64 tensors on the device."""
         self._require_uncertainty("mean_and_width")
         with torch_threads(self.num_threads):
-            self._prepare(obs)
-            return self._mean_and_width_tensor(obs)
+            f = self._device_features(obs)
+            if self.uncertainty == "last_layer":
+                return self.head_.mean_and_width(f["embedding"], f["inputs"][2], self._n_sets(obs))
+            return f["mean"].double(), self.head_.width(f["grad"]).double()
 
     def sample_tensor(self, obs: Observation, n_draws: int) -> torch.Tensor:
         """:meth:`sample` as a float64 tensor (n_draws, B, K) on the device, drawn from the
         estimator's torch generator."""
         self._require_uncertainty("sample")
         with torch_threads(self.num_threads):
-            self._prepare(obs)
-            return self._sample_tensor(obs, n_draws)
+            f = self._device_features(obs)
+            if self.uncertainty == "last_layer":
+                return self.head_.sample(f["embedding"], f["inputs"][2], self._n_sets(obs), n_draws)
+            mean, width = f["mean"].double(), self.head_.width(f["grad"]).double()
+            z = torch.randn((n_draws,) + tuple(mean.shape), generator=self.generator_, device=self.device_,
+                            dtype=torch.float64)
+            return mean + self.v * width * z
 
-    def _require_device(self) -> None:
+    def _device_features(self, obs: Observation) -> dict[str, Any]:
+        self._prepare(obs)
         if not self.on_device_:
             raise RuntimeError("tensor estimates need decide_on='device' (or 'auto' on an accelerator)")
+        return self._features(obs)
 
     def _n_sets(self, obs: Observation) -> int:
         """Parameter sets the head needs for ``obs``: from the host-side ids, no device read."""
         return int(obs.item_ids.max()) + 1 if self.head == "per_item" else 1
-
-    def _mean_tensor(self, obs: Observation) -> torch.Tensor:
-        self._require_device()
-        f = self._features(obs)
-        if self.uncertainty == "last_layer":
-            return self.head_.mean(f["embedding"], f["inputs"][2], self._n_sets(obs))
-        return f["mean"].double()
-
-    def _mean_and_width_tensor(self, obs: Observation) -> tuple[torch.Tensor, torch.Tensor]:
-        self._require_device()
-        f = self._features(obs)
-        if self.uncertainty == "last_layer":
-            return self.head_.mean_and_width(f["embedding"], f["inputs"][2], self._n_sets(obs))
-        return f["mean"].double(), self.head_.width(f["grad"]).double()
-
-    def _sample_tensor(self, obs: Observation, n_draws: int) -> torch.Tensor:
-        self._require_device()
-        f = self._features(obs)
-        if self.uncertainty == "last_layer":
-            return self.head_.sample(f["embedding"], f["inputs"][2], self._n_sets(obs), n_draws)
-        mean, width = f["mean"].double(), self.head_.width(f["grad"]).double()
-        z = torch.randn((n_draws,) + tuple(mean.shape), generator=self.generator_, device=self.device_,
-                        dtype=torch.float64)
-        return mean + self.v * width * z
 
     def _require_uncertainty(self, method: str) -> None:
         if self.uncertainty == "none":
@@ -736,13 +723,12 @@ class NeuralEstimator:
                     group["lr"] = lr
                 # The round's minibatch indices in one draw (the same numbers as one draw per step)
                 # and one finiteness check per round: no host round trip inside the step loop.
-                indices = torch.as_tensor(
-                    self.rng_.integers(0, buf.size, (cfg.train_steps, cfg.batch_size)), device=self.device_
-                )
+                indices = self.rng_.integers(0, buf.size, (cfg.train_steps, cfg.batch_size))
                 if self.numpy_trainer_ is not None:
-                    self._numpy_round(indices.numpy(), lr)
+                    self._numpy_round(indices, lr)
                     self.n_rounds_ += 1
                     continue
+                indices = torch.as_tensor(indices, device=self.device_)
                 losses = []
                 for step, index in enumerate(indices):
                     if cfg.step_decay and step:
