@@ -1,10 +1,14 @@
-"""Process memory readings shared by the benchmark scripts (not part of the package)."""
+"""Process memory readings shared by the benchmark scripts, and running one measurement in a fresh
+process so that its RSS high-water mark is its own (not part of the package)."""
 
 from __future__ import annotations
 
+import json
 import os
 import resource
+import subprocess
 import sys
+from typing import Any
 
 MB = 2**20
 
@@ -22,3 +26,13 @@ def peak_rss() -> int:
     """RSS high-water mark of this process, in bytes (ru_maxrss is KiB on Linux, bytes on macOS)."""
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     return peak if sys.platform == "darwin" else peak * 1024
+
+
+def run_child(script: str, payload: dict[str, Any], what: str) -> dict[str, Any]:
+    """Run ``script --child JSON(payload)`` in a fresh Python process and return the JSON object it
+    prints last; ``what`` names the measurement in the error if the child fails."""
+    proc = subprocess.run([sys.executable, script, "--child", json.dumps(payload)],
+                          capture_output=True, text=True, check=False)
+    if proc.returncode != 0:
+        raise RuntimeError(f"{what} failed:\n{proc.stderr[-3000:]}")
+    return json.loads(proc.stdout.strip().splitlines()[-1])

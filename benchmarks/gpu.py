@@ -34,7 +34,6 @@ import argparse
 import json
 import platform
 import statistics
-import subprocess
 import sys
 import time
 from typing import Any
@@ -47,7 +46,7 @@ from banditrec.models import resolve_device
 from banditrec.policies import make_policy
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))  # the shared benchmark helpers
-from _memory import MB, current_rss, peak_rss
+from _memory import MB, current_rss, peak_rss, run_child
 
 POLICIES = ("NeuralLinear", "NeuralEpsilonGreedy")
 
@@ -145,14 +144,6 @@ def measure(opts: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-def run_child(opts: dict[str, Any]) -> dict[str, Any]:
-    proc = subprocess.run([sys.executable, __file__, "--child", json.dumps(opts)],
-                          capture_output=True, text=True, check=False)
-    if proc.returncode != 0:
-        raise RuntimeError(f"{opts['policy']} on {opts['device']} failed:\n{proc.stderr[-3000:]}")
-    return json.loads(proc.stdout.strip().splitlines()[-1])
-
-
 def table(rows: list[tuple[dict[str, Any], dict[str, Any]]]) -> str:
     lines = [
         (
@@ -214,7 +205,7 @@ def main() -> None:
             modes = ["auto"] if dev == "cpu" or args.no_host_rows else ["auto", "host"]
             for mode in modes:
                 opts = dict(base, policy=name, device=dev, decide_on=mode)
-                rows.append((opts, run_child(opts)))
+                rows.append((opts, run_child(__file__, opts, f"{name} on {dev} (decide_on={mode})")))
                 print(table(rows[-1:]).splitlines()[-1], flush=True)
     cuda = f", CUDA {torch.version.cuda}" if torch.cuda.is_available() else ", no CUDA device"
     print(f"torch {torch.__version__}{cuda}, numpy {np.__version__}, Python {platform.python_version()}; "

@@ -37,7 +37,6 @@ for _var in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
 import argparse
 import json
 import platform
-import subprocess
 import sys
 import time
 import tracemalloc
@@ -50,7 +49,7 @@ from banditrec import runner
 from banditrec.config import EnvironmentSpec, ExperimentConfig, PolicySpec
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))  # the shared benchmark helpers
-from _memory import MB, current_rss, peak_rss
+from _memory import MB, current_rss, peak_rss, run_child
 
 BIG_WORLD = {"n_users": 1_000_000, "n_items": 100_000, "n_candidates": 100, "context_dim": 8}
 ARMS_WORLD = {"n_users": 1_000_000, "n_items": 1_000, "context_dim": 32}
@@ -161,15 +160,6 @@ def measure(cfg: dict[str, Any], traced_steps: int = 2) -> dict[str, Any]:
     return out
 
 
-def run_child(cfg: dict[str, Any]) -> dict[str, Any]:
-    """Measure one configuration in a fresh Python process (its own RSS high-water mark)."""
-    proc = subprocess.run([sys.executable, __file__, "--child", json.dumps(cfg)],
-                          capture_output=True, text=True, check=False)
-    if proc.returncode != 0:
-        raise RuntimeError(f"configuration {cfg['label']} failed:\n{proc.stderr[-3000:]}")
-    return json.loads(proc.stdout.strip().splitlines()[-1])
-
-
 def table(rows: list[tuple[dict[str, Any], dict[str, Any]]]) -> str:
     head = ("| part | world | policy | B | K | decisions | build s | decisions/s | peak RSS Δ MB | "
             "world arrays MB | policy state MB | step working set MB | regret/decision |")
@@ -202,7 +192,7 @@ def main() -> None:
         cfgs = [cfgs[int(i)] for i in args.only.split(",")]
     rows = []
     for cfg in cfgs:
-        rows.append((cfg, run_child(cfg)))
+        rows.append((cfg, run_child(__file__, cfg, f"configuration {cfg['label']}")))
         print(f"  done: part {cfg['part']} {cfg['label']} B={cfg['batch']} K={cfg['world']['n_candidates']}",
               file=sys.stderr, flush=True)
     base = min(r["rss_before_mb"] for _, r in rows)

@@ -98,6 +98,15 @@ def _since(t0: tuple[float, float]) -> tuple[float, float]:
     return t1[0] - t0[0], t1[1] - t0[1]
 
 
+def _play(T: int, round_: Callable[[int], int]) -> tuple[tuple[float, float], np.ndarray]:
+    """Time ``round_(t)`` (decide, observe, update; returns the arm) for t = 0 … T−1, one at a time."""
+    actions = np.empty(T, dtype=np.int64)
+    t0 = _clock()
+    for t in range(T):
+        actions[t] = round_(t)
+    return _since(t0), actions
+
+
 def _need(module: str):
     try:
         return importlib.import_module(module)
@@ -150,13 +159,13 @@ def obp_runner(kind: str) -> Callable:
 
         def run():
             policy = cls(dim=d, n_actions=k, len_list=1, batch_size=1, random_state=SEED, epsilon=eps)
-            actions = np.empty(w.T, dtype=np.int64)
-            t0 = _clock()
-            for t, x in enumerate(rows):
-                a = int(policy.select_action(x)[0])
-                policy.update_params(action=a, reward=R[t, a], context=x)
-                actions[t] = a
-            return _since(t0), actions
+
+            def round_(t: int) -> int:
+                a = int(policy.select_action(rows[t])[0])
+                policy.update_params(action=a, reward=R[t, a], context=rows[t])
+                return a
+
+            return _play(w.T, round_)
 
         return run
 
@@ -176,13 +185,13 @@ def mabwiser_runner(kind: str) -> Callable:
             policy = mab.MAB(arms=list(range(k)), learning_policy=lp, seed=SEED)
             # MABWiser predicts only after fit(): fit on no data sets every arm to the prior.
             policy.fit(np.empty(0, dtype=np.int64), np.empty(0), np.empty((0, d)))
-            actions = np.empty(w.T, dtype=np.int64)
-            t0 = _clock()
-            for t, x in enumerate(rows):
-                a = int(policy.predict(x))
-                policy.partial_fit([a], [R[t, a]], x)
-                actions[t] = a
-            return _since(t0), actions
+
+            def round_(t: int) -> int:
+                a = int(policy.predict(rows[t]))
+                policy.partial_fit([a], [R[t, a]], rows[t])
+                return a
+
+            return _play(w.T, round_)
 
         return run
 
@@ -197,14 +206,13 @@ def contextualbandits_runner() -> Callable:
         def run():
             policy = online.LinUCB(k, alpha=ALPHA, lambda_=LAM, fit_intercept=False, use_float=False,
                                    method="sm", random_state=np.random.default_rng(SEED))
-            actions = np.empty(w.T, dtype=np.int64)
-            t0 = _clock()
-            for t, x in enumerate(rows):
-                a = policy.predict(x)  # untried arms: UCB from the prior, ties broken at random
-                ai = int(a[0])
-                policy.partial_fit(x, a, R[t : t + 1, ai])
-                actions[t] = ai
-            return _since(t0), actions
+
+            def round_(t: int) -> int:
+                a = policy.predict(rows[t])  # untried arms: UCB from the prior, ties broken at random
+                policy.partial_fit(rows[t], a, R[t : t + 1, int(a[0])])
+                return int(a[0])
+
+            return _play(w.T, round_)
 
         return run
 
@@ -225,17 +233,17 @@ def vw_runner(explore: str) -> Callable:
 
         def run():
             vw = vowpalwabbit.Workspace(f"--cb_explore_adf {explore} -q UA --quiet --random_seed {SEED}")
-            actions = np.empty(w.T, dtype=np.int64)
-            t0 = _clock()
-            for t in range(w.T):
+
+            def round_(t: int) -> int:
                 ex = [shared[t], *acts]
                 pmf = vw.predict(ex)
                 cdf = np.cumsum(pmf)
                 a = min(int(np.searchsorted(cdf, u[t] * cdf[-1], side="right")), k - 1)
                 ex[1 + a] = f"{costs[int(R[t, a])]}{pmf[a]} {acts[a]}"
                 vw.learn(ex)
-                actions[t] = a
-            elapsed = _since(t0)
+                return a
+
+            elapsed, actions = _play(w.T, round_)
             vw.finish()
             return elapsed, actions
 
