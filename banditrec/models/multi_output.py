@@ -62,10 +62,15 @@ class MultiOutputMLP(RecModel):
 
     def head(self, embedding, item_ids, user_ids):
         n = self.config["n_items"]
-        try:
-            lo, hi = (int(item_ids.min()), int(item_ids.max())) if item_ids.numel() else (0, 0)
-        except RuntimeError:  # inside torch.func.vmap (gradient features): values cannot be read;
-            lo, hi = 0, 0  # the same ids already passed this check in the plain forward pass
+        lo, hi = 0, 0
+        # Values cannot be read inside a CUDA graph capture (training rows, whose ids passed this
+        # check when they were chosen) nor inside torch.func.vmap (gradient features: the same ids
+        # already passed it in the plain forward pass).
+        if item_ids.numel() and not (item_ids.is_cuda and torch.cuda.is_current_stream_capturing()):
+            try:
+                lo, hi = int(item_ids.min()), int(item_ids.max())
+            except RuntimeError:  # vmap
+                pass
         if lo < 0 or hi >= n:
             raise ValueError(
                 f"MultiOutputMLP has {n} outputs (n_items={n}) but got item ids in "

@@ -27,7 +27,8 @@ class TFRMSprop(torch.optim.Optimizer):
         ms ← decay · ms + (1 − decay) · g²        (ms starts at 1)
         θ  ← θ − lr · g / √(ms + eps)
 
-    ``weight_decay`` adds ``weight_decay · θ`` to g first, as the torch optimizers do.
+    ``weight_decay`` adds ``weight_decay · θ`` to g first, as the torch optimizers do. The learning
+    rate may be a one-element tensor on the parameters' device (what a captured CUDA graph needs).
     """
 
     def __init__(self, params: Iterable, lr: float = 1e-3, decay: float = 0.9, eps: float = 1e-10,
@@ -65,15 +66,25 @@ class TFRMSprop(torch.optim.Optimizer):
             torch._foreach_addcmul_(squares, grads, grads, value=1.0 - group["decay"])
             denom = torch._foreach_add(squares, group["eps"])
             torch._foreach_sqrt_(denom)
-            torch._foreach_addcdiv_(params, grads, denom, value=-group["lr"])
+            lr = group["lr"]
+            if isinstance(lr, torch.Tensor):  # read on the device, so a CUDA graph can replay it
+                torch._foreach_div_(denom, -lr)
+                torch._foreach_addcdiv_(params, grads, denom)
+            else:
+                torch._foreach_addcdiv_(params, grads, denom, value=-lr)
         return loss
 
 
-def make_optimizer(name: str, params: Iterable, lr: float, weight_decay: float = 0.0) -> torch.optim.Optimizer:
-    """The optimizer called ``name`` (one of :data:`OPTIMIZERS`) over ``params``."""
+def make_optimizer(name: str, params: Iterable, lr: float, weight_decay: float = 0.0,
+                   capturable: bool = False) -> torch.optim.Optimizer:
+    """The optimizer called ``name`` (one of :data:`OPTIMIZERS`) over ``params``.
+
+    ``capturable=True`` builds Adam and RMSprop so that their steps can be captured in a CUDA graph
+    (step counts on the device, a tensor learning rate allowed); the other two need nothing."""
     if name == "rmsprop_tf":
         return TFRMSprop(params, lr=lr, weight_decay=weight_decay)
     classes = {"adam": torch.optim.Adam, "rmsprop": torch.optim.RMSprop, "sgd": torch.optim.SGD}
     if name not in classes:
         raise ValueError(f"optimizer must be one of {OPTIMIZERS}, got {name!r}")
-    return classes[name](params, lr=lr, weight_decay=weight_decay)
+    extra = {"capturable": True} if capturable and name != "sgd" else {}
+    return classes[name](params, lr=lr, weight_decay=weight_decay, **extra)

@@ -48,6 +48,7 @@ from banditrec.models.training import LOSSES, loss_function
 from banditrec.policies.base import Policy
 from banditrec.policies.device_head import DeviceLastLayerHead
 from banditrec.policies.exploration import UCB, EpsilonGreedy, Thompson
+from banditrec.policies.graphed_training import GRAPH_OPTIMIZERS, CapturedRounds, eager_round
 from banditrec.policies.linear import RidgeRegression
 from banditrec.policies.numpy_training import NumpyMLPTrainer
 from banditrec.policies.policy import BanditPolicy
@@ -110,6 +111,14 @@ class OnlineTraining:
         (:mod:`banditrec.policies.numpy_training`): about 4× faster per step at the wheel's
         sizes, the same arithmetic per step to rounding (not bit for bit, hence opt-in; long
         chaotic runs diverge, see the module's caveat).
+    cuda_graph : {"auto", "on", "off"}
+        Replay each training round from a captured CUDA graph
+        (:mod:`banditrec.policies.graphed_training`): one launch per round instead of dozens per
+        step, which is what makes many small steps fast on a GPU. ``"auto"`` does so when the
+        network is on CUDA, the engine is torch and the optimizer supports it (adam, rmsprop,
+        rmsprop_tf), and falls back to eager steps if the model cannot be captured; ``"on"``
+        requires it (an error otherwise). Only how the steps run changes: on CUDA the numbers
+        differ from eager steps by rounding; on the CPU nothing changes.
     """
 
     train_every: int = 32
@@ -123,6 +132,7 @@ class OnlineTraining:
     step_decay: float = 0.0
     max_grad_norm: float | None = None
     engine: str = "torch"
+    cuda_graph: str = "auto"
 
     def __post_init__(self) -> None:
         for name in ("train_every", "train_steps", "batch_size", "buffer_size"):
@@ -145,9 +155,32 @@ class OnlineTraining:
             isinstance(self.max_grad_norm, (int, float)) and self.max_grad_norm > 0
         ):
             raise ValueError(f"max_grad_norm must be > 0 or None, got {self.max_grad_norm!r}")
+        if self.cuda_graph not in ("auto", "on", "off"):
+            raise ValueError(f"cuda_graph must be 'auto', 'on' or 'off', got {self.cuda_graph!r}")
+        if self.cuda_graph == "on" and (self.engine != "torch" or self.optimizer not in GRAPH_OPTIMIZERS):
+            raise ValueError(
+                f"cuda_graph='on' needs engine='torch' and an optimizer in {GRAPH_OPTIMIZERS}, "
+                f"got engine={self.engine!r}, optimizer={self.optimizer!r}"
+            )
 
-    def make_optimizer(self, params) -> torch.optim.Optimizer:
-        return make_optimizer(self.optimizer, params, self.lr, self.weight_decay)
+    def make_optimizer(self, params, capturable: bool = False) -> torch.optim.Optimizer:
+        return make_optimizer(self.optimizer, params, self.lr, self.weight_decay, capturable)
+
+    def graphed_on(self, device: torch.device) -> bool:
+        """Whether training rounds on ``device`` replay from a CUDA graph."""
+        return (
+            self.cuda_graph != "off"
+            and device.type == "cuda"
+            and self.engine == "torch"
+            and self.optimizer in GRAPH_OPTIMIZERS
+        )
+
+    def round_lrs(self, round_: int) -> list[float]:
+        """The learning rate of each step of round ``round_``."""
+        lr = self.lr_at(round_)
+        if not self.step_decay:
+            return [lr] * self.train_steps
+        return [lr / (1.0 + self.step_decay * step) for step in range(self.train_steps)]
 
     def lr_at(self, round_: int) -> float:
         return self.lr / (1.0 + self.lr_decay * round_)
@@ -461,7 +494,9 @@ class NeuralEstimator:
             raise ValueError(f"posterior must be 'nig' or 'gaussian', got {posterior!r}")
         if not (v > 0 and a0 > 0 and b0 > 0):
             raise ValueError(f"v, a0 and b0 must be > 0, got v={v!r}, a0={a0!r}, b0={b0!r}")
-        resolve_device(device)  # fail early on an unknown device
+        resolved = resolve_device(device)  # fail early on an unknown device
+        if training.cuda_graph == "on" and resolved.type != "cuda":
+            raise ValueError(f"cuda_graph='on' needs a CUDA device; this estimator's device is {resolved}")
         if decide_on not in DECIDE_ON:
             raise ValueError(f"decide_on must be one of {DECIDE_ON}, got {decide_on!r}")
         if num_threads is not None and (
@@ -496,7 +531,15 @@ class NeuralEstimator:
             net = self.model
         self.model_ = net.to(self.device_)
         self.model_.eval()
-        self.optimizer_ = self.training.make_optimizer(self.model_.parameters())
+        graphed = self.training.graphed_on(self.device_)
+        self.optimizer_ = self.training.make_optimizer(self.model_.parameters(), capturable=graphed)
+        self.loss_fn_ = loss_function(self.loss)
+        self.graph_rounds_: CapturedRounds | None = None
+        if graphed:
+            self.graph_rounds_ = CapturedRounds(
+                self.optimizer_, self._train_step, self.training.train_steps, self.training.batch_size,
+                self.device_, required=self.training.cuda_graph == "on",
+            )
         self.buffer_ = _ReplayBuffer(self.training.buffer_size, user_dim, item_dim, self.device_)
         self.numpy_trainer_ = None
         if self.training.engine == "numpy":
@@ -545,11 +588,13 @@ class NeuralEstimator:
 
     def _tensors(self, obs: Observation) -> tuple[torch.Tensor, ...]:
         f32 = {"dtype": torch.float32, "device": self.device_}
+        # A device world's batch is used as it is; numpy ids are copied (the caller may reuse them).
+        ids = torch.as_tensor if obs.on_device else torch.tensor
         return (
             torch.as_tensor(obs.user_features, **f32),
             torch.as_tensor(obs.item_features, **f32),
-            torch.tensor(obs.item_ids, device=self.device_),
-            torch.tensor(obs.user_ids, device=self.device_),
+            ids(obs.item_ids, device=self.device_),
+            ids(obs.user_ids, device=self.device_),
         )
 
     def _predict(self, output: torch.Tensor) -> torch.Tensor:
@@ -564,7 +609,7 @@ class NeuralEstimator:
         who = type(self.model_).__name__
         out: dict[str, Any] = {"inputs": inputs}
         if self.on_device_:
-            out["mask"] = torch.tensor(obs.mask, device=self.device_)
+            out["mask"] = (torch.as_tensor if obs.on_device else torch.tensor)(obs.mask, device=self.device_)
         if self.uncertainty == "last_layer":
             with torch.no_grad():
                 out["embedding"] = check_embedding(self.model_.embed(*inputs), B, K, who)
@@ -712,58 +757,54 @@ class NeuralEstimator:
             self._train(rounds)
 
     def _train(self, rounds: int) -> None:
-        cfg, buf = self.training, self.buffer_
-        loss_fn = loss_function(self.loss)
-        net = self.model_
-        net.train()
+        cfg = self.training
+        self.model_.train()
         try:
             for _ in range(rounds):
-                lr = cfg.lr_at(self.n_rounds_)
-                for group in self.optimizer_.param_groups:
-                    group["lr"] = lr
+                lrs = cfg.round_lrs(self.n_rounds_)
                 # The round's minibatch indices in one draw (the same numbers as one draw per step)
                 # and one finiteness check per round: no host round trip inside the step loop.
-                indices = self.rng_.integers(0, buf.size, (cfg.train_steps, cfg.batch_size))
+                indices = self.rng_.integers(0, self.buffer_.size, (cfg.train_steps, cfg.batch_size))
                 if self.numpy_trainer_ is not None:
-                    self._numpy_round(indices, lr)
-                    self.n_rounds_ += 1
-                    continue
-                indices = torch.as_tensor(indices, device=self.device_)
-                losses = []
-                for step, index in enumerate(indices):
-                    if cfg.step_decay and step:
-                        for group in self.optimizer_.param_groups:
-                            group["lr"] = lr / (1.0 + cfg.step_decay * step)
-                    user, items, item_ids, user_ids, target = buf.rows(index)
-                    out = check_scores(
-                        net(user, items, item_ids, user_ids), index.numel(), 1, type(net).__name__
+                    losses = self._numpy_round(indices, lrs)
+                elif self.graph_rounds_ is not None:
+                    losses = self.graph_rounds_(indices, lrs)
+                else:
+                    losses = eager_round(
+                        self.optimizer_, self._train_step, torch.as_tensor(indices, device=self.device_), lrs
                     )
-                    value = loss_fn(out[:, 0], target)
-                    losses.append(value.detach())
-                    self.optimizer_.zero_grad()
-                    value.backward()
-                    if cfg.max_grad_norm is not None:
-                        nn.utils.clip_grad_norm_(net.parameters(), cfg.max_grad_norm, foreach=True)
-                    self.optimizer_.step()
-                self._check_losses(torch.stack(losses), lr)
+                self._check_losses(losses, lrs[0])
                 self.n_rounds_ += 1
         finally:
-            net.eval()
+            self.model_.eval()
             self.version_ += 1
         if self.uncertainty == "last_layer":
             self._refit_head()
 
-    def _numpy_round(self, indices: np.ndarray, lr: float) -> None:
-        """One training round on the numpy engine (same schedule as the torch loop)."""
-        cfg, buf = self.training, self.buffer_
+    def _train_step(self, index: torch.Tensor) -> torch.Tensor:
+        """One minibatch step on the buffer rows ``index`` at the optimizer's current learning rate
+        (the body that eager rounds run and CUDA graphs capture); the detached loss."""
+        net = self.model_
+        user, items, item_ids, user_ids, target = self.buffer_.rows(index)
+        out = check_scores(net(user, items, item_ids, user_ids), index.numel(), 1, type(net).__name__)
+        value = self.loss_fn_(out[:, 0], target)
+        self.optimizer_.zero_grad()
+        value.backward()
+        if self.training.max_grad_norm is not None:
+            nn.utils.clip_grad_norm_(net.parameters(), self.training.max_grad_norm, foreach=True)
+        self.optimizer_.step()
+        return value.detach()
+
+    def _numpy_round(self, indices: np.ndarray, lrs: list[float]) -> torch.Tensor:
+        """One training round on the numpy engine (same schedule as the torch loop); the losses."""
+        buf = self.buffer_
         user, item_id, reward = buf.user.numpy(), buf.item_id.numpy(), buf.reward.numpy()
         losses = np.empty(len(indices))
         self.numpy_trainer_.begin_round()
         with np.errstate(under="ignore"):  # squared-gradient averages of idle units decay to 0
-            for step, index in enumerate(indices):
-                step_lr = lr / (1.0 + cfg.step_decay * step) if cfg.step_decay else lr
-                losses[step] = self.numpy_trainer_.step(user[index], item_id[index], reward[index], step_lr)
-        self._check_losses(torch.from_numpy(losses), lr)
+            for step, (index, lr) in enumerate(zip(indices, lrs)):
+                losses[step] = self.numpy_trainer_.step(user[index], item_id[index], reward[index], lr)
+        return torch.from_numpy(losses)
 
     def _check_losses(self, losses: torch.Tensor, lr: float) -> None:
         """One finiteness check per round, naming the first step whose loss was not finite."""
@@ -867,6 +908,9 @@ class NeuralEstimator:
             state["params"]["training"].setdefault("step_decay", 0.0)
             state["params"]["training"].setdefault("max_grad_norm", None)  # ... or gradient clipping
             state["params"]["training"].setdefault("engine", "torch")  # ... or the numpy engine
+            state["params"]["training"].pop("cuda_graph", None)  # how steps run, not what they do
+        if isinstance(own.get("training"), dict):
+            own["training"].pop("cuda_graph", None)
         diff = {
             k: (state["params"].get(k), own[k])
             for k in own
@@ -884,6 +928,9 @@ class NeuralEstimator:
         check_state_compatible(self.model_, state["model"], "saved network state")
         self.model_.load_state_dict(state["model"])
         self.optimizer_.load_state_dict(state["optimizer"])
+        for group in self.optimizer_.param_groups:  # the saving estimator may have captured graphs
+            if "capturable" in group:
+                group["capturable"] = self.graph_rounds_ is not None
         self.buffer_.load_state_dict(state["buffer"])
         if self.head_ is not None:
             self.head_.load_state_dict(state["head"])
@@ -971,6 +1018,7 @@ def NeuralEpsilonGreedy(
     step_decay: float = 0.0,
     max_grad_norm: float | None = None,
     engine: str = "torch",
+    cuda_graph: str = "auto",
     device: str = "auto",
     decide_on: str = "auto",
     num_threads: int | None = 1,
@@ -1005,6 +1053,7 @@ def NeuralUCB(
     step_decay: float = 0.0,
     max_grad_norm: float | None = None,
     engine: str = "torch",
+    cuda_graph: str = "auto",
     device: str = "auto",
     decide_on: str = "auto",
     num_threads: int | None = 1,
@@ -1040,6 +1089,7 @@ def NeuralTS(
     step_decay: float = 0.0,
     max_grad_norm: float | None = None,
     engine: str = "torch",
+    cuda_graph: str = "auto",
     n_mc: int = 100,
     device: str = "auto",
     decide_on: str = "auto",
@@ -1076,6 +1126,7 @@ def NeuralLinear(
     step_decay: float = 0.0,
     max_grad_norm: float | None = None,
     engine: str = "torch",
+    cuda_graph: str = "auto",
     n_mc: int = 100,
     device: str = "auto",
     decide_on: str = "auto",
