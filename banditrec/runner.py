@@ -22,10 +22,12 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+import torch
 
 from banditrec.config import ConfigError, EnvironmentSpec, ExperimentConfig, PolicySpec
 from banditrec.environments.env import BanditVectorEnv
 from banditrec.environments.registration import make_simulator, make_vector_env
+from banditrec.environments.simulator import to_numpy
 from banditrec.policies.registry import make_policy
 from banditrec.sweep import execute_trials
 
@@ -111,6 +113,8 @@ def run_trial(
     report_every = max(1, n_steps // 100)
     obs = env.observation
     log: list[tuple[Any, ...]] | None = [] if log_feedback else None
+    # A device world's rewards and regrets stay on the device until the trial ends: no per-step read.
+    device_sums: list[Any] | None = [] if obs.on_device else None
     start = time.perf_counter()
     for t in range(n_steps):
         actions, propensities = policy.act(obs)
@@ -120,11 +124,16 @@ def run_trial(
         policy.update(obs, actions, rewards)
         if log is not None:
             log[-1] = log[-1] + (rewards,)
-        reward_sum[t] = rewards.sum()
-        regret_sum[t] = info["regret"].sum()
+        if device_sums is not None:
+            device_sums.append(torch.stack([rewards.sum(), info["regret"].sum()]))
+        else:
+            reward_sum[t] = rewards.sum()
+            regret_sum[t] = info["regret"].sum()
         obs = next_obs
         if progress is not None and (t + 1) % report_every == 0:
             progress(report_every)
+    if device_sums:
+        reward_sum, regret_sum = torch.stack(device_sums).double().cpu().numpy().T
     wall = time.perf_counter() - start
     if progress is not None:
         progress(n_steps % report_every)
@@ -154,7 +163,7 @@ def _feedback_from_log(log: list[tuple[Any, ...]], B: int, policy: str, seed: in
     from banditrec.ope.feedback import LoggedFeedback
 
     def stack(i: int, field: str | None = None) -> np.ndarray:
-        return np.concatenate([getattr(row[i], field) if field else row[i] for row in log])
+        return np.concatenate([to_numpy(getattr(row[i], field) if field else row[i]) for row in log])
 
     mask = stack(0, "mask")
     return LoggedFeedback(

@@ -15,12 +15,17 @@ policy's ``act``, the environment's ``step_batch`` and the policy's ``update`` (
 ``torch.cuda.max_memory_allocated`` over the whole run; peak RSS the process's high-water mark
 (``resource.getrusage``), also shown as the growth over the RSS before the world was built.
 
-With ``--device cuda`` (or ``auto`` on a machine with CUDA) every policy also runs on the CPU with
-the same settings, for the side-by-side, and on CUDA a second time with ``decide_on="host"``
-(posterior, draws and argmax in numpy on the host, the embedding copied back every step) to show
-what deciding on the device saves (``--no-host-rows`` skips those).
+On CUDA the default row is the whole GPU path: the world simulated on the device
+(``MovieLens100k-v0`` with ``device="cuda"``, a :class:`~banditrec.environments.DeviceWorld`),
+decisions on the device (``decide_on="auto"``) and training rounds replayed from CUDA graphs
+(``cuda_graph="auto"``). ``--compare`` adds rows that switch one piece back, to show what each
+saves: ``eager`` (``cuda_graph="off"``: every training step launched from Python), ``numpy-world``
+(the numpy world on the host, batches copied to the device and decisions back) and ``host``
+(``decide_on="host"``: posterior, draws and argmax in numpy on the host). With ``--device cuda``
+(or ``auto`` on a machine with CUDA) every policy also runs on the CPU with the same settings (the
+numpy world, the CPU's usual path), for the side-by-side.
 
-    python benchmarks/gpu.py [--device auto] [--steps 1] [--repeats 3] [--batch 4096]
+    python benchmarks/gpu.py [--device auto] [--steps 1] [--repeats 3] [--batch 4096] [--compare eager,numpy-world]
 """
 
 from __future__ import annotations
@@ -80,7 +85,9 @@ def measure(opts: dict[str, Any]) -> dict[str, Any]:
         torch.cuda.reset_peak_memory_stats(torch.device(device))
     rss_before = current_rss()
     start = time.perf_counter()
-    env = make_vector_env("banditrec/MovieLens100k-v0", num_envs=opts["batch"], n_candidates=opts["candidates"])
+    world_device = device if opts["world"] == "device" else "numpy"
+    env = make_vector_env("banditrec/MovieLens100k-v0", num_envs=opts["batch"], n_candidates=opts["candidates"],
+                          device=world_device)
     env.reset(seed=0)
     build_s = time.perf_counter() - start
     sim = env.simulator
@@ -92,6 +99,7 @@ def measure(opts: dict[str, Any]) -> dict[str, Any]:
         "train_steps": opts["train_steps"],
         "num_threads": opts["num_threads"],
         "decide_on": opts["decide_on"],
+        "cuda_graph": opts["cuda_graph"],
     }
     if opts["ids"]:
         params["model_options"] = {"n_users": sim.n_users, "n_items": sim.n_items}
@@ -141,28 +149,31 @@ def measure(opts: dict[str, Any]) -> dict[str, Any]:
         "peak_rss_delta_mb": (peak_rss() - rss_before) / MB,
         "device_name": device_name(device),
         "decide_on": "device" if policy.estimator.on_device_ else "host",
+        "graphs": policy.estimator.graph_rounds_ is not None and policy.estimator.graph_rounds_.graph is not None,
+        "world": "device" if env.core.device is not None else "numpy",
     }
 
 
 def table(rows: list[tuple[dict[str, Any], dict[str, Any]]]) -> str:
     lines = [
         (
-            "| policy | device | decisions on | device name | B | K | decisions/s (median) | min | max | act ms/step | "
-            "env ms/step | update ms/step | peak GPU MB | peak RSS MB | RSS growth MB | regret/decision |"
+            "| policy | device | world | decisions on | training | device name | B | K | decisions/s (median) | min | max | "
+            "act ms/step | env ms/step | update ms/step | peak GPU MB | peak RSS MB | RSS growth MB | regret/decision |"
         ),
-        "|---|---|---|---|" + "---:|" * 12,
+        "|---|---|---|---|---|---|" + "---:|" * 12,
     ]
     for opts, r in rows:
         gpu = f"{r['peak_gpu_mb']:,.0f}" if r["peak_gpu_mb"] is not None else "–"
         lines.append(
-            f"| {opts['policy']} | {opts['device']} | {r['decide_on']} | {r['device_name']} | {opts['batch']:,} | {opts['candidates']} | "
+            f"| {opts['policy']} | {opts['device']} | {r['world']} | {r['decide_on']} | "
+            f"{'CUDA graphs' if r['graphs'] else 'eager'} | {r['device_name']} | {opts['batch']:,} | {opts['candidates']} | "
             f"{r['median']:,.0f} | {min(r['rates']):,.0f} | {max(r['rates']):,.0f} | {r['act_ms']:,.0f} | "
             f"{r['env_ms']:,.0f} | {r['update_ms']:,.0f} | {gpu} | {r['peak_rss_mb']:,.0f} | "
             f"{r['peak_rss_delta_mb']:,.0f} | {r['regret_per_decision']:.4f} |"
         )
     by_policy: dict[str, dict[str, float]] = {}
     for opts, r in rows:
-        if opts["decide_on"] == "auto":
+        if opts["variant"] == "default":
             by_policy.setdefault(opts["policy"], {})[opts["device"]] = r["median"]
     for name, rates in by_policy.items():
         gpu = [v for k, v in rates.items() if k.startswith("cuda")]
@@ -184,8 +195,8 @@ def main() -> None:
     parser.add_argument("--num-threads", type=int, default=1, help="torch CPU threads inside the policy")
     parser.add_argument("--ids", action="store_true", help="add user and item id embeddings to the towers")
     parser.add_argument("--policies", default=",".join(POLICIES))
-    parser.add_argument("--no-host-rows", action="store_true",
-                        help="on CUDA, skip the rows that decide on the host (decide_on='host') for comparison")
+    parser.add_argument("--compare", default="eager,numpy-world",
+                        help="extra CUDA rows, comma-separated: eager, numpy-world, host (empty for none)")
     parser.add_argument("--child", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
@@ -198,14 +209,27 @@ def main() -> None:
         "hidden": [int(h) for h in args.hidden.split(",")], "train_every": args.train_every,
         "train_steps": args.train_steps, "num_threads": args.num_threads, "ids": args.ids,
     }
+    variants = {
+        "default": {"world": "device", "decide_on": "auto", "cuda_graph": "auto"},
+        "eager": {"world": "device", "decide_on": "auto", "cuda_graph": "off"},
+        "numpy-world": {"world": "numpy", "decide_on": "auto", "cuda_graph": "auto"},
+        "host": {"world": "numpy", "decide_on": "host", "cuda_graph": "auto"},
+    }
+    compare = [v for v in args.compare.split(",") if v]
+    unknown = set(compare) - set(variants) - {"default"}
+    if unknown:
+        parser.error(f"unknown --compare rows {sorted(unknown)}; choose from eager, numpy-world, host")
     rows = []
     # Each row is printed as it finishes (a run stopped early keeps what it measured), then the table.
     for name in args.policies.split(","):
         for dev in devices:
-            modes = ["auto"] if dev == "cpu" or args.no_host_rows else ["auto", "host"]
-            for mode in modes:
-                opts = dict(base, policy=name, device=dev, decide_on=mode)
-                rows.append((opts, run_child(__file__, opts, f"{name} on {dev} (decide_on={mode})")))
+            if dev == "cpu":  # the CPU's usual path: the numpy world, decisions in numpy
+                todo = [("default", {"world": "numpy", "decide_on": "auto", "cuda_graph": "auto"})]
+            else:
+                todo = [(v, variants[v]) for v in ["default", *compare]]
+            for variant, settings in todo:
+                opts = dict(base, policy=name, device=dev, variant=variant, **settings)
+                rows.append((opts, run_child(__file__, opts, f"{name} on {dev} ({variant})")))
                 print(table(rows[-1:]).splitlines()[-1], flush=True)
     cuda = f", CUDA {torch.version.cuda}" if torch.cuda.is_available() else ", no CUDA device"
     print(f"torch {torch.__version__}{cuda}, numpy {np.__version__}, Python {platform.python_version()}; "

@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
-# The one prepared call for a session lent a GPU (the `device` tool): the CUDA tests, then
-# gpu.py (MovieLens, B = 4,096, CUDA beside the CPU) and neural_speed.py on CUDA. Logs go to $OUT.
+# The one prepared call for a session lent a GPU (the `device` tool): the CUDA tests (CUDA-graph
+# training, the device world, device decisions), then gpu.py (MovieLens, B = 4,096: the whole GPU
+# path, each piece switched back for comparison, and the CPU beside it) and neural_speed.py on
+# CUDA. Logs go to $OUT; each stage has its own time limit (TEST_TIMEOUT, GPU_TIMEOUT, SPEED_TIMEOUT).
 #
 # The device image has PyTorch but not gymnasium, and no network: bring the wheels and the data
 # cache first, here, from the repo root (both paths are ignored by git; pass them as `carry`):
@@ -21,9 +23,12 @@ python3 -c "import torch, numpy; print('torch', torch.__version__, 'CUDA', torch
 torch.cuda.get_device_name(), 'numpy', numpy.__version__)" 2>&1 | tee -a "$out/gpu.txt"
 echo "== CUDA tests"
 timeout "${TEST_TIMEOUT:-150}" python3 -m pytest -q -p no:cacheprovider -rs \
-    tests/models/test_models.py tests/policies/test_device_decisions.py 2>&1 | tee "$out/pytest.txt" | tail -25
+    tests/policies/test_graphed_training.py tests/environments/test_device_world.py \
+    tests/policies/test_device_decisions.py tests/models/test_models.py -k "cuda or graph" 2>&1 \
+    | tee "$out/pytest.txt" | tail -25
 echo "== gpu.py"
-timeout "${GPU_TIMEOUT:-240}" python3 benchmarks/gpu.py --device cuda 2>&1 | tee "$out/gpu_py.txt"
+timeout "${GPU_TIMEOUT:-300}" python3 benchmarks/gpu.py --device cuda --compare "${GPU_COMPARE:-eager,numpy-world}" \
+    2>&1 | tee "$out/gpu_py.txt"
 echo "== neural_speed.py"
-timeout "${SPEED_TIMEOUT:-180}" python3 benchmarks/neural_speed.py --device cuda --decisions 2048 2>&1 \
+timeout "${SPEED_TIMEOUT:-120}" python3 benchmarks/neural_speed.py --device cuda --decisions 2048 2>&1 \
     | tee "$out/neural_speed.txt"

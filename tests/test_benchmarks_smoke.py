@@ -95,3 +95,15 @@ def test_space_bandits_benchmark_runs_banditrec_on_a_short_wheel(engine):
     actions, rate = bench.run_banditrec(obs, rewards, training, batch=5, n_mc=3)
     assert actions.shape == (300,) and set(np.unique(actions)) <= set(range(5)) and rate > 0
     assert bench.pseudo_regret(expected, actions) >= 0
+
+
+@pytest.mark.parametrize("world", ["device", "numpy"])
+def test_gpu_benchmark_measures_its_rows_on_the_cpu(world):
+    """benchmarks/gpu.py's measurement, tiny: the device world (here on the CPU) and the numpy one."""
+    gpu = _load("gpu")
+    opts = {"policy": "NeuralLinear", "device": "cpu", "world": world, "decide_on": "device", "cuda_graph": "auto",
+            "batch": 32, "candidates": 10, "steps": 1, "repeats": 2, "hidden": [8], "train_every": 32,
+            "train_steps": 2, "num_threads": 1, "ids": False}
+    r = gpu.measure(opts)
+    assert r["world"] == world and r["decide_on"] == "device" and not r["graphs"]
+    assert len(r["rates"]) == 2 and r["median"] > 0 and 0 <= r["regret_per_decision"] < 1

@@ -5,6 +5,7 @@ implement the same interface and are registered under the ``banditrec/`` namespa
 """
 
 from banditrec.environments.checks import SimulatorError
+from banditrec.environments.device_world import DeviceWorld
 from banditrec.environments.env import BanditEnv, BanditVectorEnv, InvalidActionError
 from banditrec.environments.linear import LinearWorld
 from banditrec.environments.nonlinear import NonlinearWorld
@@ -20,6 +21,7 @@ from banditrec.environments.wheel import WheelWorld
 __all__ = [
     "BanditEnv",
     "BanditVectorEnv",
+    "DeviceWorld",
     "InvalidActionError",
     "LinearWorld",
     "NonlinearWorld",

@@ -6,11 +6,14 @@ names the method and the problem, not as a broadcasting error three calls later.
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
+import torch
 
-from banditrec.environments.simulator import Observation, UserSimulator
+from banditrec.environments.simulator import Observation, UserSimulator, to_numpy
 
-__all__ = ["SimulatorError", "check_expected_rewards", "check_observation", "check_rewards"]
+__all__ = ["SimulatorError", "check_device_answer", "check_expected_rewards", "check_observation", "check_rewards"]
 
 
 class SimulatorError(ValueError):
@@ -121,3 +124,22 @@ def check_rewards(sim: UserSimulator, rewards: object, batch_size: int, binary: 
     if binary and not np.all((rewards == 0) | (rewards == 1)):
         raise SimulatorError(f"{where} returned non-binary rewards for a click world: {np.unique(rewards)[:5]}")
     return rewards
+
+
+def check_device_answer(sim: UserSimulator, method: str, values: dict[str, Any]) -> None:
+    """A simulator with a ``device`` must answer with torch tensors on that device (the values
+    themselves are then checked on a host copy by the functions above, when validating)."""
+    where, device = _where(sim, method), sim.device
+    for name, value in values.items():
+        if not isinstance(value, torch.Tensor):
+            raise SimulatorError(
+                f"{where} returned {name} as {type(value).__name__}; a simulator with device={device} "
+                "must return torch tensors on it"
+            )
+        if value.device.type != device.type or (device.index is not None and value.device.index != device.index):
+            raise SimulatorError(f"{where} returned {name} on {value.device}, expected the simulator's device {device}")
+
+
+def host_copy(obs: Observation, *arrays: Any) -> tuple[Any, ...]:
+    """``obs`` and ``arrays`` on the host, for the value checks of a device simulator's answers."""
+    return (obs.to_numpy(), *(to_numpy(a) for a in arrays))

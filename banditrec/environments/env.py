@@ -7,6 +7,12 @@ B users with array operations; the single env is the B = 1 special case.
 ``info`` after ``step`` holds, for the decision just made, ``expected_reward`` (of the chosen
 candidate), ``best_expected_reward`` (among valid candidates) and ``regret``; and for the
 observation returned, ``expected_rewards`` of every candidate (NaN on masked slots).
+
+With a simulator on a torch device (``simulator.device``, e.g. a
+:class:`~banditrec.environments.DeviceWorld`) the same step runs on tensors there: actions may be
+tensors on that device (or anything array-like), and observations, rewards and ``info`` are
+tensors on it. Checking the actions costs one host read per step; validating the simulator's
+answers (``validate=True``) checks host copies of them.
 """
 
 from __future__ import annotations
@@ -15,17 +21,20 @@ from typing import Any
 
 import gymnasium as gym
 import numpy as np
+import torch
 from gymnasium import spaces
 from gymnasium.utils import seeding
 from gymnasium.vector import AutoresetMode, VectorEnv
 
 from banditrec.environments.checks import (
+    check_device_answer,
     check_expected_rewards,
     check_observation,
     check_rewards,
     check_simulator_sizes,
+    host_copy,
 )
-from banditrec.environments.simulator import Observation, UserSimulator
+from banditrec.environments.simulator import Observation, UserSimulator, to_numpy
 
 __all__ = ["BanditCore", "BanditEnv", "BanditVectorEnv", "InvalidActionError", "observation_space"]
 
@@ -47,6 +56,11 @@ def observation_space(sim: UserSimulator) -> spaces.Dict:
             "user_id": spaces.Box(-1, max(n_users - 1, 0), shape=(), dtype=np.int64),
         }
     )
+
+
+def _host_expected(obs: Observation, expected: Any) -> np.ndarray:
+    """Every candidate's expected reward as numpy, NaN on masked slots (Gymnasium's ``info``)."""
+    return np.where(to_numpy(obs.mask), to_numpy(expected), np.nan)
 
 
 class BanditCore:
@@ -91,7 +105,11 @@ class BanditCore:
         self.obs: Observation | None = None
         self.expected: np.ndarray | None = None
         self.steps = 0
-        self._rows = np.arange(self.batch_size)
+        self.device: torch.device | None = getattr(simulator, "device", None)
+        if self.device is None:
+            self._rows = np.arange(self.batch_size)
+        else:
+            self._rows = torch.arange(self.batch_size, device=self.device)
 
     def reset(self, rng: np.random.Generator) -> tuple[Observation, np.ndarray]:
         self.rng = rng
@@ -102,6 +120,16 @@ class BanditCore:
     def _arrive(self) -> tuple[Observation, np.ndarray]:
         sim = self.simulator
         obs = sim.sample_users(self.batch_size, self.rng)
+        if self.validate and self.device is not None:
+            if not isinstance(obs, Observation):
+                obs = check_observation(sim, obs, self.batch_size)  # the error for a non-Observation
+            check_device_answer(sim, "sample_users", vars(obs))
+            expected = sim.expected_rewards(obs)
+            check_device_answer(sim, "expected_rewards", {"expected rewards": expected})
+            obs_host, expected_host = host_copy(obs, expected)
+            check_expected_rewards(sim, expected_host, check_observation(sim, obs_host, self.batch_size), self._binary)
+            self.obs, self.expected = obs, expected.to(torch.float64)
+            return obs, self.expected
         if self.validate:
             obs = check_observation(sim, obs, self.batch_size)
         expected = sim.expected_rewards(obs)
@@ -110,8 +138,11 @@ class BanditCore:
         self.obs, self.expected = obs, expected
         return obs, expected
 
-    def check_actions(self, actions: Any) -> np.ndarray:
-        """Actions as an int64 array of shape (B,), each on a valid candidate, or a clear error."""
+    def check_actions(self, actions: Any) -> np.ndarray | torch.Tensor:
+        """Actions as an int64 array of shape (B,), each on a valid candidate, or a clear error
+        (a tensor on the simulator's device when it has one)."""
+        if self.device is not None:
+            return self._check_device_actions(actions)
         arr = np.asarray(actions)
         if arr.shape != (self.batch_size,):
             if arr.size == self.batch_size and arr.ndim <= 1:
@@ -135,16 +166,49 @@ class BanditCore:
             raise InvalidActionError(f"action {int(arr[i])} for user {i} is a masked (unavailable) candidate")
         return arr
 
+    def _check_device_actions(self, actions: Any) -> torch.Tensor:
+        """:meth:`check_actions` on the device: shape and dtype from metadata, one host read for
+        the values (range and mask)."""
+        t = actions if isinstance(actions, torch.Tensor) else torch.as_tensor(np.asarray(actions))
+        B, K = self.batch_size, self.simulator.n_candidates
+        if tuple(t.shape) != (B,):
+            if t.numel() == B and t.ndim <= 1:
+                t = t.reshape(B)
+            else:
+                raise InvalidActionError(f"expected {B} actions (one per user), got shape {tuple(t.shape)}")
+        if t.dtype == torch.bool or t.is_complex():
+            raise InvalidActionError(f"actions must be integer candidate indices, got dtype {t.dtype}")
+        if t.is_floating_point():
+            if not bool((torch.isfinite(t) & (t == t.round())).all()):
+                raise InvalidActionError(f"actions must be integer candidate indices, got dtype {t.dtype}: {t[:5].tolist()}")
+        t = t.to(device=self.device, dtype=torch.int64)
+        in_range = (t >= 0) & (t < K)
+        valid = in_range & self.obs.mask[self._rows, t.clamp(0, K - 1)]
+        if not bool(valid.all()):  # the one read per step
+            i = int(torch.nonzero(~valid)[0, 0])
+            if not bool(in_range[i]):
+                raise InvalidActionError(f"action {int(t[i])} for user {i} is outside the candidates [0, {K})")
+            raise InvalidActionError(f"action {int(t[i])} for user {i} is a masked (unavailable) candidate")
+        return t
+
     def step(self, actions: Any) -> tuple[Observation, np.ndarray, bool, dict[str, np.ndarray]]:
         if self.obs is None:
             raise RuntimeError("call reset() before step()")
         actions = self.check_actions(actions)
         sim, obs, expected = self.simulator, self.obs, self.expected
+        where = np.where if self.device is None else torch.where
         chosen = expected[self._rows, actions]
-        best = np.where(obs.mask, expected, -np.inf).max(axis=1)
+        best = where(obs.mask, expected, -np.inf).max(axis=1)
+        if self.device is not None:
+            best = best.values
         rewards = sim.sample_rewards(obs, actions, chosen, self.rng)
         if self.validate:
-            rewards = check_rewards(sim, rewards, self.batch_size, self._binary)
+            if self.device is not None:
+                check_device_answer(sim, "sample_rewards", {"rewards": rewards})
+                check_rewards(sim, host_copy(obs, rewards)[1], self.batch_size, self._binary)
+                rewards = rewards.to(torch.float64)
+            else:
+                rewards = check_rewards(sim, rewards, self.batch_size, self._binary)
         sim.update(obs, actions, rewards)
         self.steps += 1
         truncated = self.max_episode_steps is not None and self.steps >= self.max_episode_steps
@@ -153,7 +217,7 @@ class BanditCore:
             "expected_reward": chosen,
             "best_expected_reward": best,
             "regret": best - chosen,
-            "expected_rewards": np.where(next_obs.mask, next_expected, np.nan),
+            "expected_rewards": where(next_obs.mask, next_expected, np.nan),
         }
         return next_obs, rewards, truncated, info
 
@@ -201,7 +265,7 @@ class BanditVectorEnv(VectorEnv):
             self._np_random, self._np_random_seed = seeding.np_random(seed)
         obs, expected = self.core.reset(self._np_random)
         self._autoreset = False
-        return obs.to_dict(), {"expected_rewards": np.where(obs.mask, expected, np.nan)}
+        return obs.to_dict(), {"expected_rewards": _host_expected(obs, expected)}
 
     def step_batch(self, actions: Any) -> tuple[Observation, np.ndarray, bool, dict[str, np.ndarray]]:
         """One step without Gymnasium packaging: (next observation, rewards, truncated, info)."""
@@ -215,7 +279,9 @@ class BanditVectorEnv(VectorEnv):
             return obs_dict, np.zeros(B), terminated, np.zeros(B, dtype=bool), info
         obs, rewards, truncated, info = self.core.step(actions)
         self._autoreset = truncated
-        return obs.to_dict(), rewards, terminated, np.full(B, truncated), info
+        # The Gymnasium API speaks numpy, also for a device world (step_batch keeps its tensors).
+        info = {k: to_numpy(v) for k, v in info.items()}
+        return obs.to_dict(), to_numpy(rewards), terminated, np.full(B, truncated), info
 
     @property
     def observation(self) -> Observation | None:
@@ -247,11 +313,11 @@ class BanditEnv(gym.Env):
     def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None):
         super().reset(seed=seed)
         obs, expected = self.core.reset(self.np_random)
-        return self._single(obs), {"expected_rewards": np.where(obs.mask[0], expected[0], np.nan)}
+        return self._single(obs), {"expected_rewards": _host_expected(obs, expected)[0]}
 
     def step(self, action: Any):
         obs, rewards, truncated, info = self.core.step(np.asarray(action).reshape(-1))
-        info = {k: v[0] for k, v in info.items()}
+        info = {k: to_numpy(v)[0] for k, v in info.items()}
         return self._single(obs), float(rewards[0]), False, bool(truncated), info
 
     @property

@@ -29,6 +29,7 @@ import numpy as np
 import pandas as pd
 
 from banditrec.data.movielens import MovieLens100k, load_movielens_100k
+from banditrec.environments.device_world import DeviceWorld
 from banditrec.environments.logged import LoggedDataWorld, _auc
 from banditrec.environments.simulator import Observation, UserSimulator
 
@@ -96,10 +97,15 @@ class MovieLens100kWorld(UserSimulator):
         Cache folder; empty for the default.
     cache : bool
         Cache the fitted truth and the feature embeddings.
+    device : str
+        ``"numpy"`` (the default): numpy arrays on the host. A torch device (``"cuda"``, ``"auto"``,
+        ``"cpu"``, ...): the world is simulated with tensors on it
+        (:class:`~banditrec.environments.DeviceWorld`, same truth, its own random stream), for
+        policies that run there.
 
     Attributes
     ----------
-    world : LoggedDataWorld
+    world : LoggedDataWorld or DeviceWorld
         The simulator everything is delegated to.
     data : MovieLens100k
     fidelity : dict
@@ -135,6 +141,7 @@ class MovieLens100kWorld(UserSimulator):
         path: str = "",
         cache_dir: str = "",
         cache: bool = True,
+        device: str = "numpy",
     ) -> None:
         for name, value in (
             ("popularity_features", popularity_features),
@@ -227,6 +234,11 @@ class MovieLens100kWorld(UserSimulator):
             cache=cache,
             cache_dir=cache_folder,
         )
+        if not isinstance(device, str):
+            raise TypeError(f"device must be 'numpy' or a torch device name, got {type(device).__name__}")
+        if device != "numpy":
+            self.world = DeviceWorld(self.world, device)
+            self.device = self.world.device
 
     # -- sizes and state, from the wrapped world -------------------------------------------------
     @property

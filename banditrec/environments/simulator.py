@@ -13,8 +13,16 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
+import torch
 
-__all__ = ["Observation", "UserSimulator"]
+__all__ = ["Observation", "UserSimulator", "to_numpy"]
+
+
+def to_numpy(value: Any) -> np.ndarray:
+    """A numpy array of ``value``, copying a torch tensor from its device (the one host round trip)."""
+    if isinstance(value, torch.Tensor):
+        return value.detach().cpu().numpy()
+    return np.asarray(value)
 
 
 @dataclass(frozen=True)
@@ -31,6 +39,11 @@ class Observation:
         True where the candidate is real; candidate sets may be smaller than K.
     user_ids : ndarray, shape (B,), int64
         Catalogue id of each user, -1 where users are anonymous.
+
+    A simulator on a device (``UserSimulator.device`` set, e.g.
+    :class:`~banditrec.environments.DeviceWorld`) fills the fields with torch tensors on that
+    device instead, features in float32 (:attr:`on_device` is then true, :meth:`to_numpy` copies
+    the batch to the host).
     """
 
     user_features: np.ndarray
@@ -50,6 +63,23 @@ class Observation:
     def __len__(self) -> int:
         return self.batch_size
 
+    @property
+    def on_device(self) -> bool:
+        """Whether the fields are torch tensors (a device world's batch) rather than numpy arrays."""
+        return isinstance(self.item_ids, torch.Tensor)
+
+    def to_numpy(self) -> Observation:
+        """The batch as numpy arrays with the contract's dtypes (itself when it already is)."""
+        if not self.on_device:
+            return self
+        return Observation(
+            user_features=to_numpy(self.user_features).astype(np.float64),
+            item_features=to_numpy(self.item_features).astype(np.float64),
+            item_ids=to_numpy(self.item_ids),
+            mask=to_numpy(self.mask),
+            user_ids=to_numpy(self.user_ids),
+        )
+
     def __getitem__(self, index: Any) -> Observation:
         """Rows of the batch (a slice, an integer array or a boolean mask) as a new Observation."""
         if isinstance(index, (int, np.integer)):
@@ -68,6 +98,8 @@ class Observation:
     def to_dict(self) -> dict[str, np.ndarray]:
         """The Gymnasium form: keys ``user``, ``items``, ``item_ids``, ``mask`` (int8), ``user_id``."""
         # Copies: Gymnasium callers keep what they are given, and simulators may reuse arrays.
+        if self.on_device:
+            return self.to_numpy().to_dict()
         return {
             "user": np.array(self.user_features, dtype=np.float64),
             "items": np.array(self.item_features, dtype=np.float64),
@@ -129,6 +161,11 @@ class UserSimulator(ABC):
     reward_type : {"binary", "real"}
         ``"binary"``: clicks, expected rewards are probabilities in [0, 1]; ``"real"``: ratings or
         any real value.
+    device : torch.device or None
+        None (the default): the methods take and return numpy arrays. A torch device: they take and
+        return torch tensors on it (observations, expected rewards (B, K) float64, rewards (B,)
+        float64, actions (B,) int64), so the environment and a policy deciding on that device
+        exchange no data with the host (see :class:`~banditrec.environments.DeviceWorld`).
     """
 
     n_candidates: int
@@ -137,6 +174,7 @@ class UserSimulator(ABC):
     n_items: int
     n_users: int | None = None
     reward_type: str = "binary"
+    device: torch.device | None = None
 
     @abstractmethod
     def sample_users(self, batch_size: int, rng: np.random.Generator) -> Observation:

@@ -13,11 +13,12 @@ from collections.abc import Mapping
 from typing import Any, NamedTuple
 
 import numpy as np
+import torch
 
 from banditrec._util import as_generator
-from banditrec.environments.simulator import Observation
+from banditrec.environments.simulator import Observation, to_numpy
 
-__all__ = ["Decision", "Policy", "argmax_random_ties", "check_feedback"]
+__all__ = ["Decision", "Policy", "argmax_random_ties", "check_feedback", "check_feedback_tensors"]
 
 
 class Decision(NamedTuple):
@@ -30,6 +31,8 @@ class Decision(NamedTuple):
     propensities : ndarray, shape (B,), float64
         Probability of the chosen action under the policy, in (0, 1]. Exact, except for
         Thompson sampling, where it is a Monte-Carlo estimate.
+
+    For a batch on a device (:attr:`Observation.on_device`) both are torch tensors there.
     """
 
     actions: np.ndarray
@@ -60,17 +63,37 @@ class Policy(ABC):
         """Learn from feedback; policies that do not learn keep the default."""
 
     def act(self, obs: Observation | Mapping[str, Any]) -> Decision:
-        """Choose one candidate per user of the batch."""
+        """Choose one candidate per user of the batch.
+
+        For a batch on a device (a device world's) the decision is tensors on that device too; a
+        policy that does not decide there gets a numpy copy of the batch and its decision is copied
+        back."""
         obs = Observation.coerce(obs)
-        decision = self._act(obs)
+        if obs.on_device and not self.decides_on_device(obs):
+            actions, p = self._act(obs.to_numpy())
+            device = obs.item_ids.device
+            decision = Decision(torch.as_tensor(actions, device=device), torch.as_tensor(p, device=device))
+        else:
+            decision = self._act(obs)
         self.n_decisions_ += obs.batch_size
         return decision
 
     def update(self, obs: Observation | Mapping[str, Any], actions: Any, rewards: Any) -> None:
         """Learn from the rewards of the actions taken for ``obs``."""
         obs = Observation.coerce(obs)
+        if obs.on_device:
+            if self.decides_on_device(obs):
+                actions, rewards = check_feedback_tensors(obs, actions, rewards, type(self).__name__)
+                self._learn(obs, actions, rewards)
+                return
+            obs, actions, rewards = obs.to_numpy(), to_numpy(actions), to_numpy(rewards)
         actions, rewards = check_feedback(obs, actions, rewards, type(self).__name__)
         self._learn(obs, actions, rewards)
+
+    def decides_on_device(self, obs: Observation) -> bool:
+        """Whether this policy takes ``obs``'s tensors as they are (a neural policy deciding on
+        its device); otherwise a device batch is copied to the host for it."""
+        return False
 
     def action_distribution(self, obs: Observation | Mapping[str, Any]) -> np.ndarray:
         """Probability of each candidate, shape (B, K); zero on masked slots, rows sum to one."""
@@ -128,8 +151,8 @@ def _argmax_ties(scores: np.ndarray, mask: np.ndarray, rng: np.random.Generator)
 def check_feedback(obs: Observation, actions: Any, rewards: Any, who: str) -> tuple[np.ndarray, np.ndarray]:
     """Validate ``update``'s arguments against the observation they belong to."""
     B, K = obs.item_ids.shape
-    actions = np.asarray(actions)
-    rewards = np.asarray(rewards)
+    actions = to_numpy(actions)
+    rewards = to_numpy(rewards)
     if actions.shape != (B,):
         raise ValueError(f"{who}.update: expected actions of shape ({B},), got {actions.shape}")
     if rewards.shape != (B,):
@@ -154,3 +177,33 @@ def check_feedback(obs: Observation, actions: Any, rewards: Any, who: str) -> tu
     if not obs.mask[np.arange(B), actions].all():
         raise ValueError(f"{who}.update: an action points at a masked candidate")
     return actions, rewards
+
+
+def check_feedback_tensors(obs: Observation, actions: Any, rewards: Any, who: str) -> tuple[torch.Tensor, torch.Tensor]:
+    """:func:`check_feedback` for a batch on a device: tensors there (int64 actions, float64
+    rewards), with one host read for all the value checks."""
+    B, K = obs.item_ids.shape
+    device = obs.item_ids.device
+    actions = torch.as_tensor(actions, device=device)
+    rewards = torch.as_tensor(rewards, device=device)
+    if tuple(actions.shape) != (B,):
+        raise ValueError(f"{who}.update: expected actions of shape ({B},), got {tuple(actions.shape)}")
+    if tuple(rewards.shape) != (B,):
+        raise ValueError(f"{who}.update: expected rewards of shape ({B},), got {tuple(rewards.shape)}")
+    if actions.is_floating_point() or actions.is_complex() or actions.dtype == torch.bool:
+        raise ValueError(f"{who}.update: actions must be integer candidate indices, got dtype {actions.dtype}")
+    if rewards.is_complex():
+        raise ValueError(f"{who}.update: rewards must be real numbers, got dtype {rewards.dtype}")
+    actions, rewards = actions.to(torch.int64), rewards.to(torch.float64)
+    in_range = (actions >= 0) & (actions < K)
+    on_valid = obs.mask[torch.arange(B, device=device), actions.clamp(0, K - 1)] & in_range
+    if bool(torch.isfinite(rewards).all() & on_valid.all()):  # the one read
+        return actions, rewards
+    if not bool(torch.isfinite(rewards).all()):
+        bad = torch.nonzero(~torch.isfinite(rewards))[:5, 0].tolist()
+        raise ValueError(f"{who}.update: rewards contain NaN or inf at rows {bad}")
+    if not bool(in_range.all()):
+        raise ValueError(
+            f"{who}.update: actions must lie in [0, {K}), got range [{int(actions.min())}, {int(actions.max())}]"
+        )
+    raise ValueError(f"{who}.update: an action points at a masked candidate")

@@ -11,7 +11,8 @@ An estimator whose ``device_decisions(obs)`` is true (a neural estimator with ``
 resolving to the device) also offers ``mean_tensor``, ``mean_and_width_tensor``,
 ``sample_tensor(obs, n)`` and ``mask_tensor`` on its device and a torch ``generator_``;
 ``choose`` then scores, breaks ties and estimates propensities there, and only the actions and
-their probabilities reach the host. ``distribution`` and ``explain`` stay on the host.
+their probabilities reach the host (nothing does when the batch itself is on the device, from a
+:class:`~banditrec.environments.DeviceWorld`). ``distribution`` and ``explain`` stay on the host.
 """
 
 from __future__ import annotations
@@ -59,13 +60,17 @@ def _greedy_distribution(ties: np.ndarray) -> np.ndarray:
     return ties / ties.sum(axis=1, keepdims=True)
 
 
-def _on_device(estimator: Any, obs: Observation) -> bool:
+def on_device(estimator: Any, obs: Observation) -> bool:
+    """Whether ``estimator`` decides for ``obs`` on its torch device."""
     decides = getattr(estimator, "device_decisions", None)
     return decides is not None and bool(decides(obs))
 
 
-def _to_host(actions: torch.Tensor, p: torch.Tensor) -> Decision:
-    """The only device → host copy of a decision: B actions and B probabilities."""
+def _decision(actions: torch.Tensor, p: torch.Tensor, obs: Observation) -> Decision:
+    """A decision made on the device: kept there for a device world's batch, else the only
+    device → host copy (B actions and B probabilities)."""
+    if obs.on_device:
+        return Decision(actions, p.to(torch.float64))
     return Decision(actions.cpu().numpy().astype(np.int64), p.to(torch.float64).cpu().numpy())
 
 
@@ -92,7 +97,7 @@ class EpsilonGreedy(Exploration):
         return eps * mask / mask.sum(axis=1, keepdims=True) + (1.0 - eps) * _greedy_distribution(ties)
 
     def choose(self, estimator, obs, rng, t):
-        if _on_device(estimator, obs):
+        if on_device(estimator, obs):
             return self._choose_on_device(estimator, obs, t)
         mask = obs.mask
         greedy, ties, n_tied = _argmax_ties(estimator.mean(obs), mask, rng)
@@ -126,7 +131,7 @@ class EpsilonGreedy(Exploration):
         actions = torch.where(explore, uniform, greedy)
         in_ties = ties.gather(1, actions[:, None])[:, 0].double()
         p = eps / mask.sum(1).double() + (1.0 - eps) * in_ties / n_tied.double()
-        return _to_host(actions, p)
+        return _decision(actions, p, obs)
 
     def distribution(self, estimator, obs, rng, t):
         _, ties = argmax_random_ties(estimator.mean(obs), obs.mask, rng)
@@ -158,10 +163,10 @@ class UCB(Exploration):
         return mean, self.alpha * width
 
     def choose(self, estimator, obs, rng, t):
-        if _on_device(estimator, obs):
+        if on_device(estimator, obs):
             mean, width = estimator.mean_and_width_tensor(obs)
             actions, _, n_tied = argmax_ties(mean + self.alpha * width, estimator.mask_tensor(obs), estimator.generator_)
-            return _to_host(actions, 1.0 / n_tied.double())
+            return _decision(actions, 1.0 / n_tied.double(), obs)
         mean, bonus = self._scores(estimator, obs)
         actions, _, n_tied = _argmax_ties(mean + bonus, obs.mask, rng)
         if isinstance(n_tied, int):  # a single winner in every row
@@ -198,11 +203,11 @@ class Thompson(Exploration):
         return argmax_random_ties(flat, np.tile(mask, (n, 1)), rng)[0].reshape(n, B)
 
     def choose(self, estimator, obs, rng, t):
-        if _on_device(estimator, obs):
+        if on_device(estimator, obs):
             draws = estimator.sample_tensor(obs, 1 + self.n_mc)
             winners = argmax_ties(draws, estimator.mask_tensor(obs), estimator.generator_)[0]  # (n, B)
             actions = winners[0]
-            return _to_host(actions, (winners == actions[None, :]).to(torch.float64).mean(0))
+            return _decision(actions, (winners == actions[None, :]).to(torch.float64).mean(0), obs)
         draws = estimator.sample(obs, rng, 1 + self.n_mc)
         winners = self._winners(draws, obs.mask, rng)
         actions = winners[0]

@@ -8,7 +8,7 @@ import numpy as np
 
 from banditrec.environments.simulator import Observation
 from banditrec.policies.base import Decision, Policy
-from banditrec.policies.exploration import Exploration
+from banditrec.policies.exploration import Exploration, on_device
 
 __all__ = ["BanditPolicy", "RandomPolicy"]
 
@@ -46,6 +46,9 @@ class BanditPolicy(Policy):
 
     def _act(self, obs: Observation) -> Decision:
         return self.exploration.choose(self.estimator, obs, self.rng, self.n_decisions_)
+
+    def decides_on_device(self, obs: Observation) -> bool:
+        return on_device(self.estimator, obs)
 
     def _distribution(self, obs: Observation) -> np.ndarray:
         return self.exploration.distribution(self.estimator, obs, self.rng, self.n_decisions_)
