@@ -50,6 +50,14 @@ def eager_round(optimizer: torch.optim.Optimizer, step: Step, indices: torch.Ten
     return torch.stack(losses)
 
 
+def _eager_round_of_capturable(optimizer, step: Step, indices: torch.Tensor, lrs: Sequence[float]) -> torch.Tensor:
+    """:func:`eager_round` for an optimizer built for capture (the warm-up round, or after a failed
+    capture), without torch's warning that a capturable optimizer is stepping outside a graph."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=".*capturable=True.*", category=UserWarning)
+        return eager_round(optimizer, step, indices, lrs)
+
+
 class CapturedRounds:
     """Runs training rounds of a fixed shape (steps × batch_size) from one captured CUDA graph.
 
@@ -90,17 +98,17 @@ class CapturedRounds:
         """One round: rows ``indices`` (steps, batch_size), learning rates ``lrs``; the losses."""
         self.indices.copy_(torch.from_numpy(np.ascontiguousarray(indices, dtype=np.int64)))
         if self.failed:
-            return eager_round(self.optimizer, self.step, self.indices, lrs)
+            return _eager_round_of_capturable(self.optimizer, self.step, self.indices, lrs)
         if not self.warmed_up:
             self.stream.wait_stream(torch.cuda.current_stream())
             with torch.cuda.stream(self.stream):
-                losses = eager_round(self.optimizer, self.step, self.indices, lrs)
+                losses = _eager_round_of_capturable(self.optimizer, self.step, self.indices, lrs)
             torch.cuda.current_stream().wait_stream(self.stream)
             self.warmed_up = True
             return losses
         self.lrs.copy_(torch.tensor(list(lrs), dtype=torch.float32))
         if self.graph is None and not self._capture():
-            return eager_round(self.optimizer, self.step, self.indices, lrs)
+            return _eager_round_of_capturable(self.optimizer, self.step, self.indices, lrs)
         self.graph.replay()
         set_lr(self.optimizer, lrs[-1])  # what an eager round leaves, for state_dict()
         return self.losses

@@ -927,10 +927,13 @@ class NeuralEstimator:
         self._build(*state["sizes"])
         check_state_compatible(self.model_, state["model"], "saved network state")
         self.model_.load_state_dict(state["model"])
-        self.optimizer_.load_state_dict(state["optimizer"])
-        for group in self.optimizer_.param_groups:  # the saving estimator may have captured graphs
-            if "capturable" in group:
-                group["capturable"] = self.graph_rounds_ is not None
+        # The saving estimator may have had CUDA graphs or not: load the state as this one's kind
+        # (torch then puts a capturable optimizer's step counts on the parameters' device).
+        graphed = self.graph_rounds_ is not None
+        saved = state["optimizer"]
+        saved = dict(saved, param_groups=[dict(g, capturable=graphed) if "capturable" in g else g
+                                          for g in saved["param_groups"]])
+        self.optimizer_.load_state_dict(saved)
         self.buffer_.load_state_dict(state["buffer"])
         if self.head_ is not None:
             self.head_.load_state_dict(state["head"])

@@ -181,7 +181,8 @@ def test_cuda_estimates_equal_host_estimates(options):
     trained on the same GPU (float32 network, float64 posterior on either side)."""
     est = {}
     for where in ("host", "auto"):
-        e = NeuralEstimator(hidden=(8,), device="cuda", seed=3, training=TRAINING, decide_on=where, **options)
+        e = NeuralEstimator(**({"hidden": (8,)} | options), device="cuda", seed=3, training=TRAINING,
+                            decide_on=where)
         for step in range(5):
             e.update(make_obs(B=8, seed=step), np.arange(8) % 3, np.random.default_rng(step).standard_normal(8))
         est[where] = e
