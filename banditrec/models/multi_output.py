@@ -7,6 +7,7 @@ from collections.abc import Sequence
 
 import torch
 from torch import nn
+from torch.nn import functional as F
 
 from banditrec.models.base import RecModel, check_hidden, check_size, mlp
 
@@ -57,7 +58,16 @@ class MultiOutputMLP(RecModel):
         return self.config["hidden"][-1]
 
     def embed(self, user, items, item_ids, user_ids):
-        phi = self.body(user)
+        # The body's Linear and ReLU layers run as the functions their forward calls: the same
+        # kernels without nn.Module's per-call machinery, a quarter of a one-user forward pass.
+        phi = user
+        for layer in self.body:
+            if type(layer) is nn.Linear:
+                phi = F.linear(phi, layer.weight, layer.bias)
+            elif type(layer) is nn.ReLU:
+                phi = torch.relu(phi)
+            else:
+                phi = layer(phi)
         return phi[:, None, :].expand(-1, item_ids.shape[1], -1)
 
     def head(self, embedding, item_ids, user_ids):

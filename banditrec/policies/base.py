@@ -125,7 +125,11 @@ def argmax_random_ties(scores: np.ndarray, mask: np.ndarray, rng: np.random.Gene
 def _argmax_ties(scores: np.ndarray, mask: np.ndarray, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray, Any]:
     """:func:`argmax_random_ties` plus the number of tied candidates per row: an int when every
     row has a single winner (that int is 1), else an array (B,)."""
-    s = np.where(mask, scores, -np.inf)
+    return _argmax_ties_masked(np.where(mask, scores, -np.inf), rng)
+
+
+def _argmax_ties_masked(s: np.ndarray, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray, Any]:
+    """:func:`_argmax_ties` on scores already set to -inf on masked candidates."""
     if s.shape[0] == 1:  # one row: the same result with fewer numpy calls
         actions = s.argmax(axis=1)
         best = s[0, actions[0]]
@@ -138,11 +142,11 @@ def _argmax_ties(scores: np.ndarray, mask: np.ndarray, rng: np.random.Generator)
         u = rng.random(s.shape)
         return np.where(ties, u, -1.0).argmax(axis=1), ties, ties.sum(axis=1)
     best = s.max(axis=1, keepdims=True)
-    if np.isneginf(best).any():
+    if (best == -np.inf).any():
         raise ValueError("a user has no valid candidate (mask all False)")
     # Infinite scores tie too (e.g. never-tried items under UCB); NaN scores are a bug upstream.
     ties = s == best
-    if ties.sum() == ties.shape[0]:  # one winner per row: nothing to break
+    if np.count_nonzero(ties) == ties.shape[0]:  # one winner per row: nothing to break
         return s.argmax(axis=1), ties, 1
     u = rng.random(s.shape)
     return np.where(ties, u, -1.0).argmax(axis=1), ties, ties.sum(axis=1)

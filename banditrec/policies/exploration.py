@@ -24,7 +24,7 @@ import numpy as np
 import torch
 
 from banditrec.environments.simulator import Observation
-from banditrec.policies.base import Decision, _argmax_ties, argmax_random_ties
+from banditrec.policies.base import Decision, _argmax_ties, _argmax_ties_masked, argmax_random_ties
 from banditrec.policies.tensor_ops import argmax_ties
 
 __all__ = ["UCB", "EpsilonGreedy", "Exploration", "Thompson"]
@@ -199,8 +199,8 @@ class Thompson(Exploration):
 
     def _winners(self, draws: np.ndarray, mask: np.ndarray, rng: np.random.Generator) -> np.ndarray:
         n, B, K = draws.shape
-        flat = draws.reshape(n * B, K)
-        return argmax_random_ties(flat, np.tile(mask, (n, 1)), rng)[0].reshape(n, B)
+        # The mask broadcasts over the draws: no n-fold copy of it.
+        return _argmax_ties_masked(np.where(mask, draws, -np.inf).reshape(n * B, K), rng)[0].reshape(n, B)
 
     def choose(self, estimator, obs, rng, t):
         if on_device(estimator, obs):
@@ -211,6 +211,8 @@ class Thompson(Exploration):
         draws = estimator.sample(obs, rng, 1 + self.n_mc)
         winners = self._winners(draws, obs.mask, rng)
         actions = winners[0]
+        if actions.shape[0] == 1:  # one user: the same share, counted without numpy's mean
+            return Decision(actions, np.array([np.count_nonzero(winners == actions[0]) / winners.shape[0]]))
         p = (winners == actions[None, :]).mean(axis=0)
         return Decision(actions, p)
 

@@ -21,7 +21,7 @@ import numpy as np
 from scipy.linalg.blas import dger as _dger
 
 from banditrec.environments.simulator import Observation
-from banditrec.policies.features import FEATURE_KINDS, joint_features
+from banditrec.policies.features import FEATURE_KINDS, _with_one, joint_features
 
 __all__ = ["RidgeRegression"]
 
@@ -140,15 +140,41 @@ class RidgeRegression:
         u = obs.user_features
         return np.concatenate([u, np.ones((u.shape[0], 1))], axis=1) if self.intercept else u
 
-    def _x_user_row(self, obs: Observation, row: int = 0) -> np.ndarray:
-        """One user's features (d,), with the constant appended when there is an intercept."""
-        u = obs.user_features[row]
+    def _x_row(self, obs: Observation, action: int = 0) -> np.ndarray:
+        """φ (d,) of the first user's candidate ``action``. For the user-only and item-only maps
+        one row with the constant appended: a one-row update or decision skips joint_features'
+        batch of index arrays and concatenations."""
+        if self.features == "user":
+            u = obs.user_features[0]
+        elif self.features == "item":
+            u = obs.item_features[0, action]
+        else:
+            return joint_features(obs, self.features, self.intercept, np.array([action]))[0]
         if not self.intercept:
             return u
         x = np.empty(u.shape[0] + 1)
         x[:-1] = u
         x[-1] = 1.0
         return x
+
+    @staticmethod
+    def _arm_index(ids: np.ndarray) -> np.ndarray | tuple[None, slice]:
+        """An index equivalent to ``ids`` (B, K) into the per-arm statistics: a view (None, slice)
+        when there is one user whose candidates are consecutive arms (e.g. every arm of a
+        multi-output network, in order), else ``ids``. Gathering K (d × d) inverses costs more
+        than the products that use them; a view gathers nothing."""
+        if ids.shape[0] == 1 and 0 < ids.shape[1] <= 256:
+            row = ids[0].tolist()
+            if row[0] >= 0 and row == list(range(row[0], row[0] + len(row))):
+                return None, slice(row[0], row[0] + len(row))
+        return ids
+
+    def _x_candidates(self, obs: Observation) -> np.ndarray:
+        """φ of every candidate (B, K, d); the item-only map (a neural head's embeddings) skips
+        joint_features' broadcast of the user features, which it does not use."""
+        if self.features == "item":
+            return _with_one(obs.item_features) if self.intercept else obs.item_features
+        return joint_features(obs, self.features, self.intercept)
 
     def mean(self, obs: Observation) -> np.ndarray:
         """Estimated reward of every candidate, shape (B, K)."""
@@ -157,14 +183,20 @@ class RidgeRegression:
             return joint_features(obs, self.features, self.intercept) @ self.theta_[0]
         if self._user_only():
             if obs.item_ids.shape[0] == 1:  # one user: a matrix-vector product over the arms
-                return self.theta_[: self.n_arms_].dot(self._x_user_row(obs))[obs.item_ids]
+                return self.theta_[: self.n_arms_].dot(self._x_row(obs))[obs.item_ids]
             return (self._x_user(obs) @ self.theta_[: self.n_arms_].T)[np.arange(obs.batch_size)[:, None], obs.item_ids]
-        X = joint_features(obs, self.features, self.intercept)
-        return np.einsum("bkd,bkd->bk", X, self.theta_[obs.item_ids])
+        return np.einsum("bkd,bkd->bk", self._x_candidates(obs), self.theta_[obs.item_ids])
 
     def mean_and_width(self, obs: Observation) -> tuple[np.ndarray, np.ndarray]:
         """Mean and width √(φᵀA⁻¹φ) of every candidate, each shape (B, K)."""
         self._prepare(obs)
+        return self._mean_and_width(obs)
+
+    def _mean_and_width(
+        self, obs: Observation, arms: np.ndarray | tuple | None = None
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """:meth:`mean_and_width` after ``_prepare``; ``arms``: the candidates' :meth:`_arm_index`
+        when the caller has it."""
         B, K = obs.item_ids.shape
         if self.form == "shared":
             X = joint_features(obs, self.features, self.intercept).reshape(B * K, -1)
@@ -178,7 +210,7 @@ class RidgeRegression:
             d, ids = self.d_, obs.item_ids
             Ainv = self.A_inv_[:m].reshape(m * d, d)
             if B == 1:  # one user: matrix-vector products only
-                x = self._x_user_row(obs)
+                x = self._x_row(obs)
                 w2 = Ainv.dot(x).reshape(m, d).dot(x)  # (m,)
                 return self.theta_[:m].dot(x)[ids], np.sqrt(np.maximum(w2, 0.0))[ids]
             x = self._x_user(obs)
@@ -186,21 +218,26 @@ class RidgeRegression:
             mean = x @ self.theta_[:m].T  # (B, m)
             rows = np.arange(B)[:, None]
             return mean[rows, ids], np.sqrt(np.maximum(w2[rows, ids], 0.0))
-        X = joint_features(obs, self.features, self.intercept)
-        ids = obs.item_ids
+        X = self._x_candidates(obs)
+        ids = self._arm_index(obs.item_ids) if arms is None else arms
         mean = np.einsum("bkd,bkd->bk", X, self.theta_[ids])
         # x A⁻¹ per candidate as batched (1 × d)(d × d) products: ~4× faster than a three-operand
         # einsum, which numpy evaluates as one unblocked loop.
         w2 = np.einsum("bkd,bkd->bk", (X[:, :, None, :] @ self.A_inv_[ids])[:, :, 0, :], X)
         return mean, np.sqrt(np.maximum(w2, 0.0))
 
-    def _noise_scale(self, arms: np.ndarray, size: tuple[int, ...], rng: np.random.Generator) -> np.ndarray | float:
-        """Posterior scale: v, or σ drawn from each arm's Inverse-Gamma."""
+    def _noise_scale(
+        self, arms: np.ndarray | tuple, size: tuple[int, ...], rng: np.random.Generator
+    ) -> np.ndarray | float:
+        """Posterior scale: v, or σ drawn from each arm's Inverse-Gamma; ``arms`` indexes the
+        statistics (ids, or an :meth:`_arm_index`)."""
         if self.posterior == "gaussian":
             return self.v
         a = self.a0 + 0.5 * self.count_[arms]
         b = self.b0 + 0.5 * np.maximum(self.yy_[arms] - np.einsum("...d,...d->...", self.b_[arms], self.theta_[arms]), 0.0)
-        return np.sqrt(b / rng.gamma(np.broadcast_to(a, size)))
+        # standard_gamma(a, size) draws what gamma(broadcast_to(a, size)) draws (same stream, scale
+        # 1 exactly) ~40% faster: numpy broadcasts the shapes itself.
+        return np.sqrt(b / rng.standard_gamma(a, size=size))
 
     def sample(self, obs: Observation, rng: np.random.Generator, n_draws: int) -> np.ndarray:
         """Draws of every candidate's reward under the posterior, shape (n_draws, B, K).
@@ -213,8 +250,9 @@ class RidgeRegression:
         if self.form == "disjoint":
             # One item per slot: the candidates' parameters are independent, so each draw is
             # mean + scale · width · z exactly.
-            mean, width = self.mean_and_width(obs)
-            scale = self._noise_scale(obs.item_ids, (n_draws, B, K), rng)
+            arms = self._arm_index(obs.item_ids)
+            mean, width = self._mean_and_width(obs, arms)
+            scale = self._noise_scale(arms, (n_draws, B, K), rng)
             return mean + scale * width * rng.standard_normal((n_draws, B, K))
         X = joint_features(obs, self.features, self.intercept)
         mean = X @ self.theta_[0]
@@ -246,7 +284,7 @@ class RidgeRegression:
         if B == 1:  # one row: Sherman–Morrison, with scalars where numpy would only add overhead
             arm = 0 if self.form == "shared" else int(obs.item_ids[0, actions[0]])
             self._prepare(obs, arm + 1)
-            x = self._x_user_row(obs) if self._user_only() else joint_features(obs, self.features, self.intercept, actions)[0]
+            x = self._x_row(obs, int(actions[0]))
             self._sherman_morrison(arm, x, float(rewards[0]))
             return
         arms = np.zeros(B, dtype=np.int64) if self.form == "shared" else obs.item_ids[np.arange(B), actions]

@@ -29,6 +29,7 @@ its seed; torch's global random state is never touched, so a run on the CPU is r
 from __future__ import annotations
 
 import copy
+import functools
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from typing import Any
@@ -200,9 +201,14 @@ class _ReplayBuffer:
         self.user_id = torch.zeros(capacity, dtype=torch.int64, device=device)
         self.reward = torch.zeros(capacity, **f32)
         self.capacity, self.size, self.next = capacity, 0, 0
+        # On the CPU the same storage as numpy arrays: rows from the host are written, and
+        # minibatches gathered, without a torch call each (the cost of one decision at a time).
+        self.host = {name: getattr(self, name).numpy() for name in self._FIELDS} if device.type == "cpu" else None
 
     def add(self, user, item, item_id, user_id, reward) -> None:
+        """Append rows: tensors on the buffer's device, or numpy arrays when it is on the CPU."""
         n = reward.shape[0]
+        host = isinstance(reward, np.ndarray)
         if n > self.capacity:  # only the newest rows fit
             user, item, item_id, user_id, reward = (
                 x[n - self.capacity :] for x in (user, item, item_id, user_id, reward)
@@ -211,9 +217,9 @@ class _ReplayBuffer:
         if self.next + n <= self.capacity:  # one contiguous block: slices, no index tensor
             rows = slice(self.next, self.next + n)
         else:
-            rows = (self.next + torch.arange(n, device=reward.device)) % self.capacity
+            rows = (self.next + (np.arange(n) if host else torch.arange(n, device=reward.device))) % self.capacity
         for name, value in zip(self._FIELDS, (user, item, item_id, user_id, reward)):
-            getattr(self, name)[rows] = value
+            (self.host[name] if host else getattr(self, name))[rows] = value
         self.next = (self.next + n) % self.capacity
         self.size = min(self.size + n, self.capacity)
 
@@ -251,17 +257,29 @@ class _ReplayBuffer:
 
 
 # --------------------------------------------------------------------------- uncertainty heads
+@functools.lru_cache(maxsize=16)
+def _embedding_fillers(B: int, K: int) -> tuple[np.ndarray, ...]:
+    """The constant fields of :func:`_embedding_observation` for B × K, made once (read-only):
+    the head builds such an observation twice per decision."""
+    fillers = (np.zeros((B, 0)), np.zeros((B, K), dtype=np.int64), np.ones((B, K), dtype=bool),
+               np.full(B, -1, dtype=np.int64))
+    for array in fillers:
+        array.flags.writeable = False
+    return fillers
+
+
 def _embedding_observation(embedding: np.ndarray, item_ids: np.ndarray | None = None) -> Observation:
     """Embeddings (B, K, h) dressed as an Observation whose item features are φ, so that the
     ridge regression with ``features="item"`` is Bayesian linear regression on φ (shared, or one
     per item id when ``item_ids`` (B, K) are given and the ridge is disjoint)."""
     B, K, _ = embedding.shape
+    user, ids, mask, user_ids = _embedding_fillers(B, K)
     return Observation(
-        user_features=np.zeros((B, 0)),
+        user_features=user,
         item_features=embedding,
-        item_ids=np.zeros((B, K), dtype=np.int64) if item_ids is None else item_ids,
-        mask=np.ones((B, K), dtype=bool),
-        user_ids=np.full(B, -1, dtype=np.int64),
+        item_ids=ids if item_ids is None else item_ids,
+        mask=mask,
+        user_ids=user_ids,
     )
 
 
@@ -613,6 +631,8 @@ class NeuralEstimator:
         if self.uncertainty == "last_layer":
             with torch.no_grad():
                 out["embedding"] = check_embedding(self.model_.embed(*inputs), B, K, who)
+            if not self.on_device_:  # the host head's float64 copy, made once per batch
+                out["host_embedding"] = self._numpy(out["embedding"])
         else:
             with torch.no_grad():
                 out["mean"] = self._predict(check_scores(self.model_(*inputs), B, K, who))
@@ -623,6 +643,8 @@ class NeuralEstimator:
 
     @staticmethod
     def _numpy(x: torch.Tensor) -> np.ndarray:
+        if x.device.type == "cpu" and x.dtype in (torch.float32, torch.float64):
+            return x.detach().numpy().astype(np.float64, copy=False)  # numpy's cast: a torch call fewer
         return x.detach().to("cpu", torch.float64).numpy()
 
     # ------------------------------------------------------------------ estimates
@@ -637,7 +659,7 @@ class NeuralEstimator:
                 return self._numpy(self.mean_tensor(obs))
             f = self._features(obs)
             if self.uncertainty == "last_layer":
-                return self.head_.mean(self._numpy(f["embedding"]), obs.item_ids)
+                return self.head_.mean(f["host_embedding"], obs.item_ids)
             return self._numpy(f["mean"])
 
     def mean_and_width(self, obs: Observation) -> tuple[np.ndarray, np.ndarray]:
@@ -649,7 +671,7 @@ class NeuralEstimator:
                 return tuple(self._numpy(x) for x in self.mean_and_width_tensor(obs))
             f = self._features(obs)
             if self.uncertainty == "last_layer":
-                return self.head_.mean_and_width(self._numpy(f["embedding"]), obs.item_ids)
+                return self.head_.mean_and_width(f["host_embedding"], obs.item_ids)
             return self._numpy(f["mean"]), self._numpy(self.head_.width(f["grad"]))
 
     def sample(self, obs: Observation, rng: np.random.Generator, n_draws: int) -> np.ndarray:
@@ -662,7 +684,7 @@ class NeuralEstimator:
                 return self._numpy(self.sample_tensor(obs, n_draws))
             f = self._features(obs)
             if self.uncertainty == "last_layer":
-                return self.head_.sample(self._numpy(f["embedding"]), obs.item_ids, rng, n_draws)
+                return self.head_.sample(f["host_embedding"], obs.item_ids, rng, n_draws)
             mean, width = self._numpy(f["mean"]), self._numpy(self.head_.width(f["grad"]))
         return mean + self.v * width * rng.standard_normal((n_draws,) + mean.shape)
 
@@ -732,26 +754,33 @@ class NeuralEstimator:
     def _update(self, obs: Observation, actions: np.ndarray, rewards: np.ndarray) -> None:
         self._prepare(obs)
         B = actions.shape[0]
-        rows = torch.arange(B, device=self.device_)
-        chosen = torch.as_tensor(actions, device=self.device_)
-        cached = self._cache is not None and self._cache[0] is obs  # the tensors act() already made
-        user, items, item_ids, user_ids = self._cache[2]["inputs"] if cached else self._tensors(obs)
-        r = torch.as_tensor(rewards, dtype=torch.float32, device=self.device_)
-        self.buffer_.add(user, items[rows, chosen], item_ids[rows, chosen], user_ids, r)
+        if self.buffer_.host is not None and not self.on_device_ and not obs.on_device:
+            # All on the CPU: the rows go into the buffer's numpy views (the same float32 values).
+            picked = np.arange(B), actions
+            self.buffer_.add(obs.user_features, obs.item_features[picked], obs.item_ids[picked], obs.user_ids,
+                             np.asarray(rewards, dtype=np.float64))
+        else:
+            rows = torch.arange(B, device=self.device_)
+            chosen = torch.as_tensor(actions, device=self.device_)
+            cached = self._cache is not None and self._cache[0] is obs  # the tensors act() already made
+            user, items, item_ids, user_ids = self._cache[2]["inputs"] if cached else self._tensors(obs)
+            r = torch.as_tensor(rewards, dtype=torch.float32, device=self.device_)
+            self.buffer_.add(user, items[rows, chosen], item_ids[rows, chosen], user_ids, r)
         every = self.training.train_every
         rounds = (self.n_seen_ + B) // every - self.n_seen_ // every
         # When this update retrains, the last-layer head is refitted from the whole buffer (these
         # rows included) right after, so adding them to it first would be work thrown away.
         if self.uncertainty == "last_layer" and not rounds:
-            emb = self._features(obs)["embedding"][rows, chosen]
+            f = self._features(obs)
             if self.on_device_:
-                self.head_.add(emb, r, item_ids[rows, chosen], self._n_sets(obs))
+                self.head_.add(f["embedding"][rows, chosen], r, item_ids[rows, chosen], self._n_sets(obs))
             else:
-                self.head_.add(
-                    self._numpy(emb), np.asarray(rewards, dtype=np.float64), obs.item_ids[np.arange(B), actions]
-                )
+                picked = np.arange(B), actions
+                rewards = np.asarray(rewards, dtype=np.float64)
+                self.head_.add(f["host_embedding"][picked], rewards, obs.item_ids[picked])
         elif self.uncertainty == "gradient_diag":
-            self.head_.add(self._features(obs)["grad"][rows, chosen])
+            picked = torch.arange(B, device=self.device_), torch.as_tensor(actions, device=self.device_)
+            self.head_.add(self._features(obs)["grad"][picked])
         self.n_seen_ += B
         if rounds:
             self._train(rounds)
@@ -797,13 +826,13 @@ class NeuralEstimator:
 
     def _numpy_round(self, indices: np.ndarray, lrs: list[float]) -> torch.Tensor:
         """One training round on the numpy engine (same schedule as the torch loop); the losses."""
-        buf = self.buffer_
-        user, item_id, reward = buf.user.numpy(), buf.item_id.numpy(), buf.reward.numpy()
+        user, item_id, reward = (self.buffer_.host[name] for name in ("user", "item_id", "reward"))
         losses = np.empty(len(indices))
         self.numpy_trainer_.begin_round()
         with np.errstate(under="ignore"):  # squared-gradient averages of idle units decay to 0
             for step, (index, lr) in enumerate(zip(indices, lrs)):
-                losses[step] = self.numpy_trainer_.step(user[index], item_id[index], reward[index], lr)
+                losses[step] = self.numpy_trainer_.step(user.take(index, axis=0), item_id.take(index),
+                                                        reward.take(index), lr)
         return torch.from_numpy(losses)
 
     def _check_losses(self, losses: torch.Tensor, lr: float) -> None:
