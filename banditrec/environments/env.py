@@ -178,9 +178,8 @@ class BanditCore:
                 raise InvalidActionError(f"expected {B} actions (one per user), got shape {tuple(t.shape)}")
         if t.dtype == torch.bool or t.is_complex():
             raise InvalidActionError(f"actions must be integer candidate indices, got dtype {t.dtype}")
-        if t.is_floating_point():
-            if not bool((torch.isfinite(t) & (t == t.round())).all()):
-                raise InvalidActionError(f"actions must be integer candidate indices, got dtype {t.dtype}: {t[:5].tolist()}")
+        if t.is_floating_point() and not bool((torch.isfinite(t) & (t == t.round())).all()):
+            raise InvalidActionError(f"actions must be integer candidate indices, got dtype {t.dtype}: {t[:5].tolist()}")
         t = t.to(device=self.device, dtype=torch.int64)
         in_range = (t >= 0) & (t < K)
         valid = in_range & self.obs.mask[self._rows, t.clamp(0, K - 1)]
