@@ -754,30 +754,28 @@ class NeuralEstimator:
     def _update(self, obs: Observation, actions: np.ndarray, rewards: np.ndarray) -> None:
         self._prepare(obs)
         B = actions.shape[0]
-        if self.buffer_.host is not None and not self.on_device_ and not obs.on_device:
-            # All on the CPU: the rows go into the buffer's numpy views (the same float32 values).
-            picked = np.arange(B), actions
-            self.buffer_.add(obs.user_features, obs.item_features[picked], obs.item_ids[picked], obs.user_ids,
-                             np.asarray(rewards, dtype=np.float64))
-        else:
+        if self.on_device_ or obs.on_device or self.buffer_.host is None:
             rows = torch.arange(B, device=self.device_)
             chosen = torch.as_tensor(actions, device=self.device_)
             cached = self._cache is not None and self._cache[0] is obs  # the tensors act() already made
             user, items, item_ids, user_ids = self._cache[2]["inputs"] if cached else self._tensors(obs)
             r = torch.as_tensor(rewards, dtype=torch.float32, device=self.device_)
             self.buffer_.add(user, items[rows, chosen], item_ids[rows, chosen], user_ids, r)
+        else:  # all on the CPU: the rows go into the buffer's numpy views (the same float32 values)
+            picked = np.arange(B), actions
+            rewards = np.asarray(rewards, dtype=np.float64)
+            self.buffer_.add(obs.user_features, obs.item_features[picked], obs.item_ids[picked], obs.user_ids, rewards)
         every = self.training.train_every
         rounds = (self.n_seen_ + B) // every - self.n_seen_ // every
         # When this update retrains, the last-layer head is refitted from the whole buffer (these
         # rows included) right after, so adding them to it first would be work thrown away.
         if self.uncertainty == "last_layer" and not rounds:
             f = self._features(obs)
-            if self.on_device_:
+            if self.on_device_:  # the tensors of the first branch above
                 self.head_.add(f["embedding"][rows, chosen], r, item_ids[rows, chosen], self._n_sets(obs))
-            else:
+            else:  # host decisions: ``obs`` is numpy here (a device batch was copied by the policy)
                 picked = np.arange(B), actions
-                rewards = np.asarray(rewards, dtype=np.float64)
-                self.head_.add(f["host_embedding"][picked], rewards, obs.item_ids[picked])
+                self.head_.add(f["host_embedding"][picked], np.asarray(rewards, dtype=np.float64), obs.item_ids[picked])
         elif self.uncertainty == "gradient_diag":
             picked = torch.arange(B, device=self.device_), torch.as_tensor(actions, device=self.device_)
             self.head_.add(self._features(obs)["grad"][picked])
