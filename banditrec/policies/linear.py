@@ -7,8 +7,11 @@ set of statistics per item id:
 - ``disjoint``: one parameter vector per item id over (by default) the user features, Li et al. 2010.
 
 For each parameter set it keeps A = λI + ΣxxT, its inverse, b = Σ r x and θ = A⁻¹b. Updates are
-exact and incremental: Sherman–Morrison for one row (two in-place BLAS rank-one updates), and for
-a batch one rank-m Woodbury update per touched parameter set, all done in a few batched products.
+exact and incremental: one Sherman–Morrison (rank-one) update per row, run as a compiled loop
+(:mod:`banditrec.policies.ridge_kernels`, numba) for one row or a batch, and scoring one user's
+candidates is one compiled loop too; a parameter set with more rows in a batch than features has
+its updated A inverted directly. Without numba the same updates run as numpy: two in-place BLAS
+rank-one updates for one row, one rank-m Woodbury update per touched parameter set for a batch.
 
 The posterior used by Thompson sampling is either Gaussian, θ ~ N(θ̂, v² A⁻¹), or the
 Normal-Inverse-Gamma of Riquelme et al. 2018 ("LinFullPost"): σ² ~ IG(a, b), θ ~ N(θ̂, σ² A⁻¹)
@@ -21,6 +24,7 @@ import numpy as np
 from scipy.linalg.blas import dger as _dger
 
 from banditrec.environments.simulator import Observation
+from banditrec.policies import ridge_kernels as kernels
 from banditrec.policies.features import FEATURE_KINDS, _with_one, joint_features
 
 __all__ = ["RidgeRegression"]
@@ -127,8 +131,14 @@ class RidgeRegression:
             n_arms = 1
         elif n_arms is None:
             ids = obs.item_ids
-            # For a few candidates a Python max over a list beats numpy's reduction overhead.
-            n_arms = (max(ids.ravel().tolist()) if 0 < ids.size <= 256 else int(ids.max())) + 1
+            # For a few candidates Python's min and max over a list beat numpy's reductions.
+            if 0 < ids.size <= 256:
+                listed = ids.ravel().tolist()
+                lowest, n_arms = min(listed), max(listed) + 1
+            else:
+                lowest, n_arms = int(ids.min()), int(ids.max()) + 1
+            if lowest < 0:
+                raise ValueError(f"item ids index the per-item parameters and must be >= 0, got {lowest}")
         if n_arms > self.n_arms_:
             self._grow(n_arms)
 
@@ -204,6 +214,13 @@ class RidgeRegression:
             w2 = np.einsum("nd,nd->n", X @ self.A_inv_[0], X)
             return mean.reshape(B, K), np.sqrt(np.maximum(w2, 0.0)).reshape(B, K)
         m = self.n_arms_
+        if B == 1 and kernels.AVAILABLE:  # one user: one compiled loop over the candidates
+            if self._user_only():
+                return self._score_user(obs)
+            mean, width = np.empty((1, K)), np.empty((1, K))
+            kernels.score_candidates(self.A_inv_, self.theta_, self._x_candidates(obs)[0], obs.item_ids[0],
+                                     mean[0], width[0])
+            return mean, width
         if self._user_only() and m <= B * K:
             # Every arm for every user, then pick the candidates. The widths x_bᵀ A_a⁻¹ x_b come
             # from one (B × d) · (d × m·d) product: the m inverses stacked as rows.
@@ -225,6 +242,14 @@ class RidgeRegression:
         # einsum, which numpy evaluates as one unblocked loop.
         w2 = np.einsum("bkd,bkd->bk", (X[:, :, None, :] @ self.A_inv_[ids])[:, :, 0, :], X)
         return mean, np.sqrt(np.maximum(w2, 0.0))
+
+    def _score_user(self, obs: Observation) -> tuple[np.ndarray, np.ndarray]:
+        """Mean and width of one user's candidates (the user-only disjoint model) in one compiled
+        loop: only the K candidates' parameter sets are read, however many arms there are."""
+        K = obs.item_ids.shape[1]
+        mean, width = np.empty((1, K)), np.empty((1, K))
+        kernels.score_user(self.A_inv_, self.theta_, self._x_row(obs), obs.item_ids[0], mean[0], width[0])
+        return mean, width
 
     def _noise_scale(
         self, arms: np.ndarray | tuple, size: tuple[int, ...], rng: np.random.Generator
@@ -283,13 +308,28 @@ class RidgeRegression:
         B = actions.size
         if B == 1:  # one row: Sherman–Morrison, with scalars where numpy would only add overhead
             arm = 0 if self.form == "shared" else int(obs.item_ids[0, actions[0]])
+            if arm < 0:
+                raise ValueError(f"item ids index the per-item parameters and must be >= 0, got {arm}")
             self._prepare(obs, arm + 1)
             x = self._x_row(obs, int(actions[0]))
-            self._sherman_morrison(arm, x, float(rewards[0]))
+            if kernels.AVAILABLE:
+                kernels.update_one(self.A_inv_, self.A_, self.b_, self.theta_, self.yy_, self.count_, arm, x,
+                                   float(rewards[0]))
+            else:
+                self._sherman_morrison(arm, x, float(rewards[0]))
             return
         arms = np.zeros(B, dtype=np.int64) if self.form == "shared" else obs.item_ids[np.arange(B), actions]
+        if arms.min() < 0:
+            raise ValueError(f"item ids index the per-item parameters and must be >= 0, got {arms.min()}")
         self._prepare(obs, int(arms.max()) + 1)
         X = joint_features(obs, self.features, self.intercept, actions)
+        # Up to d rows per parameter set, one compiled rank-one update per row does no more
+        # arithmetic than Woodbury; beyond that, inverting the updated A is cheaper (below).
+        rows_per_set = B if self.form == "shared" else int(np.bincount(arms).max())
+        if kernels.AVAILABLE and rows_per_set <= self.d_:
+            kernels.update_rows(self.A_inv_, self.A_, self.b_, self.theta_, self.yy_, self.count_, arms,
+                                np.ascontiguousarray(X, dtype=np.float64), rewards)
+            return
         # Rank-m Woodbury update of every touched arm at once: rows are grouped by arm and
         # zero-padded to the largest group (a zero row changes nothing), so a few batched products
         # replace a Python loop over arms. A⁻¹ is symmetric, so XA⁻¹ = (A⁻¹Xᵀ)ᵀ and every product
