@@ -34,16 +34,22 @@ else:
     AVAILABLE = True
 
     @njit(cache=True, inline="always")
+    def _symv(Ai, x, out):
+        """out = A⁻¹x for a symmetric A⁻¹, reading row j as column j (a contiguous inner loop)."""
+        d = x.shape[0]
+        out[:] = 0.0
+        for j in range(d):
+            xj = x[j]
+            for i in range(d):
+                out[i] += Ai[j, i] * xj
+
+    @njit(cache=True, inline="always")
     def _rank_one(A_inv, A, b, yy, count, arm, x, r, ax):
         """One observation (x, r) of ``arm``: A⁻¹ ← A⁻¹ − (A⁻¹x)(A⁻¹x)ᵀ/(1 + xᵀA⁻¹x), A ← A + xxᵀ,
         b ← b + r x; ``ax`` is scratch of length d."""
         d = x.shape[0]
         Ai, Aa, ba = A_inv[arm], A[arm], b[arm]
-        ax[:] = 0.0
-        for j in range(d):
-            xj = x[j]
-            for i in range(d):
-                ax[i] += Ai[j, i] * xj
+        _symv(Ai, x, ax)
         s = 0.0
         for i in range(d):
             s += x[i] * ax[i]
@@ -57,75 +63,47 @@ else:
         yy[arm] += r * r
         count[arm] += 1.0
 
-    @njit(cache=True, inline="always")
-    def _solve_theta(A_inv, b, theta, arm):
-        """θ = A⁻¹b for one arm."""
-        d = b.shape[1]
-        Ai, ba, th = A_inv[arm], b[arm], theta[arm]
-        th[:] = 0.0
-        for j in range(d):
-            bj = ba[j]
-            for i in range(d):
-                th[i] += Ai[j, i] * bj
-
     @njit(cache=True)
     def update_one(A_inv, A, b, theta, yy, count, arm, x, r):
-        """Learn one row: the Sherman–Morrison update of ``arm`` and its new θ."""
-        ax = np.empty(x.shape[0])
-        _rank_one(A_inv, A, b, yy, count, arm, x, r, ax)
-        _solve_theta(A_inv, b, theta, arm)
+        """Learn one row: the Sherman–Morrison update of ``arm`` and its new θ = A⁻¹b."""
+        _rank_one(A_inv, A, b, yy, count, arm, x, r, np.empty(x.shape[0]))
+        _symv(A_inv[arm], b[arm], theta[arm])
 
     @njit(cache=True)
     def update_rows(A_inv, A, b, theta, yy, count, arms, X, y):
         """Learn rows X (n, d) with rewards y (n,) of ``arms`` (n,), in order; θ of each touched arm
         once at the end."""
-        n, d = X.shape
-        ax = np.empty(d)
+        ax = np.empty(X.shape[1])
         touched = np.zeros(A_inv.shape[0], dtype=np.bool_)
-        for r in range(n):
+        for r in range(X.shape[0]):
             _rank_one(A_inv, A, b, yy, count, arms[r], X[r], y[r], ax)
             touched[arms[r]] = True
         for a in range(touched.shape[0]):
             if touched[a]:
-                _solve_theta(A_inv, b, theta, a)
+                _symv(A_inv[a], b[a], theta[a])
+
+    @njit(cache=True, inline="always")
+    def _score(Ai, th, x, ax):
+        """(θ·x, √(xᵀA⁻¹x)) of one parameter set; ``ax`` is scratch of length d."""
+        _symv(Ai, x, ax)
+        s = 0.0
+        mu = 0.0
+        for i in range(x.shape[0]):
+            s += x[i] * ax[i]
+            mu += th[i] * x[i]
+        return mu, (np.sqrt(s) if s > 0.0 else 0.0)
 
     @njit(cache=True)
     def score_user(A_inv, theta, x, arms, mean, width):
         """One user's features x (d,) against the parameter sets ``arms`` (K,): mean θ·x and width
         √(xᵀA⁻¹x) of each, written into ``mean`` and ``width`` (K,)."""
-        d = x.shape[0]
-        ax = np.empty(d)
+        ax = np.empty(x.shape[0])
         for k in range(arms.shape[0]):
-            a = arms[k]
-            ax[:] = 0.0
-            for j in range(d):
-                xj = x[j]
-                for i in range(d):
-                    ax[i] += A_inv[a, j, i] * xj
-            s = 0.0
-            mu = 0.0
-            for i in range(d):
-                s += x[i] * ax[i]
-                mu += theta[a, i] * x[i]
-            mean[k] = mu
-            width[k] = np.sqrt(s) if s > 0.0 else 0.0
+            mean[k], width[k] = _score(A_inv[arms[k]], theta[arms[k]], x, ax)
 
     @njit(cache=True)
     def score_candidates(A_inv, theta, X, arms, mean, width):
         """Rows X (K, d), each against its own parameter set ``arms[k]``: mean and width (K,)."""
-        K, d = X.shape
-        ax = np.empty(d)
-        for k in range(K):
-            a = arms[k]
-            ax[:] = 0.0
-            for j in range(d):
-                xj = X[k, j]
-                for i in range(d):
-                    ax[i] += A_inv[a, j, i] * xj
-            s = 0.0
-            mu = 0.0
-            for i in range(d):
-                s += X[k, i] * ax[i]
-                mu += theta[a, i] * X[k, i]
-            mean[k] = mu
-            width[k] = np.sqrt(s) if s > 0.0 else 0.0
+        ax = np.empty(X.shape[1])
+        for k in range(X.shape[0]):
+            mean[k], width[k] = _score(A_inv[arms[k]], theta[arms[k]], X[k], ax)
