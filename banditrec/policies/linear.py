@@ -213,15 +213,19 @@ class RidgeRegression:
             mean = X @ self.theta_[0]
             w2 = np.einsum("nd,nd->n", X @ self.A_inv_[0], X)
             return mean.reshape(B, K), np.sqrt(np.maximum(w2, 0.0)).reshape(B, K)
-        m = self.n_arms_
-        if B == 1 and kernels.AVAILABLE:  # one user: one compiled loop over the candidates
-            if self._user_only():
-                return self._score_user(obs)
-            mean, width = np.empty((1, K)), np.empty((1, K))
-            kernels.score_candidates(self.A_inv_, self.theta_, self._x_candidates(obs)[0], obs.item_ids[0],
-                                     mean[0], width[0])
+        m, user_only = self.n_arms_, self._user_only()
+        if kernels.AVAILABLE and (B == 1 or not user_only or m > 4 * K):
+            # A compiled loop over the candidates, reading only their parameter sets. For users who
+            # share their features across candidates and a catalogue not much larger than the
+            # candidates, one BLAS product over every arm (below) is faster.
+            mean, width = np.empty((B, K)), np.empty((B, K))
+            if user_only:
+                kernels.score_users(self.A_inv_, self.theta_, self._x_user(obs), obs.item_ids, mean, width)
+            else:
+                X = self._x_candidates(obs)
+                kernels.score_candidates(self.A_inv_, self.theta_, X, obs.item_ids, mean, width)
             return mean, width
-        if self._user_only() and m <= B * K:
+        if user_only and m <= B * K:
             # Every arm for every user, then pick the candidates. The widths x_bᵀ A_a⁻¹ x_b come
             # from one (B × d) · (d × m·d) product: the m inverses stacked as rows.
             d, ids = self.d_, obs.item_ids
@@ -242,14 +246,6 @@ class RidgeRegression:
         # einsum, which numpy evaluates as one unblocked loop.
         w2 = np.einsum("bkd,bkd->bk", (X[:, :, None, :] @ self.A_inv_[ids])[:, :, 0, :], X)
         return mean, np.sqrt(np.maximum(w2, 0.0))
-
-    def _score_user(self, obs: Observation) -> tuple[np.ndarray, np.ndarray]:
-        """Mean and width of one user's candidates (the user-only disjoint model) in one compiled
-        loop: only the K candidates' parameter sets are read, however many arms there are."""
-        K = obs.item_ids.shape[1]
-        mean, width = np.empty((1, K)), np.empty((1, K))
-        kernels.score_user(self.A_inv_, self.theta_, self._x_row(obs), obs.item_ids[0], mean[0], width[0])
-        return mean, width
 
     def _noise_scale(
         self, arms: np.ndarray | tuple, size: tuple[int, ...], rng: np.random.Generator

@@ -21,7 +21,7 @@ import os
 
 import numpy as np
 
-__all__ = ["AVAILABLE", "score_candidates", "score_user", "update_one", "update_rows"]
+__all__ = ["AVAILABLE", "score_candidates", "score_users", "update_one", "update_rows"]
 
 try:
     if os.environ.get("BANDITREC_NUMBA", "1").strip().lower() in ("0", "false", "no", "off"):
@@ -29,7 +29,7 @@ try:
     from numba import njit
 except ImportError:
     AVAILABLE = False
-    update_one = update_rows = score_user = score_candidates = None
+    update_one = update_rows = score_users = score_candidates = None
 else:
     AVAILABLE = True
 
@@ -94,16 +94,22 @@ else:
         return mu, (np.sqrt(s) if s > 0.0 else 0.0)
 
     @njit(cache=True)
-    def score_user(A_inv, theta, x, arms, mean, width):
-        """One user's features x (d,) against the parameter sets ``arms`` (K,): mean θ·x and width
-        √(xᵀA⁻¹x) of each, written into ``mean`` and ``width`` (K,)."""
-        ax = np.empty(x.shape[0])
-        for k in range(arms.shape[0]):
-            mean[k], width[k] = _score(A_inv[arms[k]], theta[arms[k]], x, ax)
+    def score_users(A_inv, theta, X, arms, mean, width):
+        """Users' features X (B, d), each against its candidates' parameter sets ``arms`` (B, K):
+        mean θ·x and width √(xᵀA⁻¹x) of each candidate, written into ``mean`` and ``width`` (B, K).
+        Only the candidates' sets are read, however many parameter sets there are."""
+        ax = np.empty(X.shape[1])
+        for u in range(arms.shape[0]):
+            for k in range(arms.shape[1]):
+                a = arms[u, k]
+                mean[u, k], width[u, k] = _score(A_inv[a], theta[a], X[u], ax)
 
     @njit(cache=True)
     def score_candidates(A_inv, theta, X, arms, mean, width):
-        """Rows X (K, d), each against its own parameter set ``arms[k]``: mean and width (K,)."""
-        ax = np.empty(X.shape[1])
-        for k in range(X.shape[0]):
-            mean[k], width[k] = _score(A_inv[arms[k]], theta[arms[k]], X[k], ax)
+        """Candidates with their own features X (B, K, d), each against its parameter set
+        ``arms[u, k]``: mean and width (B, K), without gathering the sets."""
+        ax = np.empty(X.shape[2])
+        for u in range(arms.shape[0]):
+            for k in range(arms.shape[1]):
+                a = arms[u, k]
+                mean[u, k], width[u, k] = _score(A_inv[a], theta[a], X[u, k], ax)
