@@ -47,6 +47,7 @@ import numpy as np
 import banditrec
 from banditrec import runner
 from banditrec.config import EnvironmentSpec, ExperimentConfig, PolicySpec
+from banditrec.policies import ridge_kernels
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))  # the shared benchmark helpers
 from _memory import MB, current_rss, peak_rss, run_child
@@ -122,6 +123,7 @@ def _trial(cfg: dict[str, Any], decisions: int, on_built=None):
 
 def measure(cfg: dict[str, Any], traced_steps: int = 2) -> dict[str, Any]:
     """Run one configuration (timed, then briefly under tracemalloc) and return its figures."""
+    ridge_kernels.warm_up()  # load the compiled loops (~0.3 s once per process) before the clock
     rss_before = current_rss()
     result, seen = _trial(cfg, cfg["decisions"])
     peak = peak_rss()

@@ -214,10 +214,11 @@ class RidgeRegression:
             w2 = np.einsum("nd,nd->n", X @ self.A_inv_[0], X)
             return mean.reshape(B, K), np.sqrt(np.maximum(w2, 0.0)).reshape(B, K)
         m, user_only = self.n_arms_, self._user_only()
-        if kernels.AVAILABLE and (B == 1 or not user_only or m > 4 * K):
-            # A compiled loop over the candidates, reading only their parameter sets. For users who
-            # share their features across candidates and a catalogue not much larger than the
-            # candidates, one BLAS product over every arm (below) is faster.
+        if kernels.AVAILABLE and (not user_only or m > 4 * K or (B == 1 and (K <= 64 or m > K))):
+            # A compiled loop over the candidates, reading only their parameter sets. When the users'
+            # features are shared by their candidates and the catalogue is not much larger than the
+            # slate, one BLAS product over every arm (below) is faster, except for a few candidates
+            # of one user, where the loop's single call beats numpy's several.
             mean, width = np.empty((B, K)), np.empty((B, K))
             if user_only:
                 kernels.score_users(self.A_inv_, self.theta_, self._x_user(obs), obs.item_ids, mean, width)

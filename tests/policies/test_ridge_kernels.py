@@ -135,3 +135,10 @@ def test_banditrec_numba_0_selects_the_numpy_code():
     env = {**os.environ, "BANDITREC_NUMBA": "0"}
     out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"
+
+
+def test_warm_up_leaves_the_kernels_ready():
+    ridge_kernels.warm_up()
+    for kernel in (ridge_kernels.update_one, ridge_kernels.update_rows, ridge_kernels.score_users,
+                   ridge_kernels.score_candidates):
+        assert kernel.signatures, kernel  # compiled (or loaded from the cache) for at least one signature
