@@ -123,7 +123,7 @@ def _trial(cfg: dict[str, Any], decisions: int, on_built=None):
 
 def measure(cfg: dict[str, Any], traced_steps: int = 2) -> dict[str, Any]:
     """Run one configuration (timed, then briefly under tracemalloc) and return its figures."""
-    ridge_kernels.warm_up()  # load the compiled loops (~0.3 s once per process) before the clock
+    ridge_kernels.warm_up()  # load the compiled loops (0.3–0.4 s once per process) before the clock
     rss_before = current_rss()
     result, seen = _trial(cfg, cfg["decisions"])
     peak = peak_rss()

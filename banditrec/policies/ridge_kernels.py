@@ -13,7 +13,7 @@ keeps the inner loops contiguous) and keep it exactly symmetric themselves.
 
 Without numba, or with the environment variable ``BANDITREC_NUMBA=0`` (read at import), the numpy
 code runs instead; :data:`AVAILABLE` says which. The kernels are compiled at their first call and
-cached on disk; loading them in a new process still takes ~0.3 s, which :func:`warm_up` pays up
+cached on disk; loading them in a new process still takes 0.3–0.4 s, which :func:`warm_up` pays up
 front (a benchmark's clock, a worker about to run many short trials).
 """
 
