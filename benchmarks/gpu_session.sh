@@ -8,6 +8,8 @@
 # cache first, here, from the repo root (both paths are ignored by git; pass them as `carry`):
 #   python3 -m pip download --no-deps --only-binary=:all: --python-version 3.12 --implementation cp \
 #       --platform manylinux2014_x86_64 -d .whl gymnasium==1.4.0 farama-notifications
+# (without numba there the linear models' compiled loops fall back to the numpy code; add
+# numba==0.68.1 llvmlite==0.50.0 to that download, with --platform manylinux_2_28_x86_64, for them.)
 #   mkdir -p .devcache && cp -r ~/.cache/banditrec/{movielens-100k-v1,worlds,features} .devcache/
 # then run `bash benchmarks/gpu_session.sh` there with carry [".whl", ".devcache"].
 set -u -o pipefail
