@@ -4,8 +4,10 @@ Why: at d ≈ 32 a Sherman–Morrison update is ~3d² multiply-adds, a microseco
 numpy spreads over a dozen calls whose overhead is most of its ~6 µs; compiled, the whole update
 is one call of ~1.4 µs. For a batch, one rank-one update per row in a compiled loop does no more
 arithmetic than the batched Woodbury update (3md² against 3md² + 2m²d + m³ for an arm with m rows)
-and pays no per-matrix dispatch of numpy's stacked products. Scoring the candidates of one user is
-one compiled loop too. Batched scoring stays a BLAS matrix product, which no loop beats.
+and pays no per-matrix dispatch of numpy's stacked products. Scoring reads only the candidates'
+parameter sets in one compiled loop (one user's few candidates, candidates with their own
+features, a slate from a much larger catalogue); users scored against nearly every arm keep one
+BLAS product over all arms, which the loop does not beat (RidgeRegression chooses).
 
 The kernels compute what the numpy code computes, in another order: statistics agree to rounding
 (~1e-15 relative), not bit for bit. They rely on A⁻¹ being symmetric (reading row j as column j
