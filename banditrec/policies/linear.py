@@ -248,6 +248,11 @@ class RidgeRegression:
         w2 = np.einsum("bkd,bkd->bk", (X[:, :, None, :] @ self.A_inv_[ids])[:, :, 0, :], X)
         return mean, np.sqrt(np.maximum(w2, 0.0))
 
+    @staticmethod
+    def warm_up() -> None:
+        """Load the compiled loops (:func:`ridge_kernels.warm_up`) now rather than at first use."""
+        kernels.warm_up()
+
     def _noise_scale(
         self, arms: np.ndarray | tuple, size: tuple[int, ...], rng: np.random.Generator
     ) -> np.ndarray | float:
@@ -322,8 +327,7 @@ class RidgeRegression:
         X = joint_features(obs, self.features, self.intercept, actions)
         # Up to d rows per parameter set, one compiled rank-one update per row does no more
         # arithmetic than Woodbury; beyond that, inverting the updated A is cheaper (below).
-        rows_per_set = B if self.form == "shared" else int(np.bincount(arms).max())
-        if kernels.AVAILABLE and rows_per_set <= self.d_:
+        if kernels.AVAILABLE and (B if self.form == "shared" else int(np.bincount(arms).max())) <= self.d_:
             kernels.update_rows(self.A_inv_, self.A_, self.b_, self.theta_, self.yy_, self.count_, arms,
                                 np.ascontiguousarray(X, dtype=np.float64), rewards)
             return

@@ -46,6 +46,7 @@ from banditrec.models.checkpoint import check_state_compatible
 from banditrec.models.device import resolve_device, torch_threads
 from banditrec.models.optim import OPTIMIZERS, make_optimizer
 from banditrec.models.training import LOSSES, loss_function
+from banditrec.policies import ridge_kernels
 from banditrec.policies.base import Policy
 from banditrec.policies.device_head import DeviceLastLayerHead
 from banditrec.policies.exploration import UCB, EpsilonGreedy, Thompson
@@ -844,6 +845,11 @@ class NeuralEstimator:
                 f"(after {self.n_seen_} decisions, lr={lr:g}); lower lr or check the rewards and "
                 "features"
             )
+
+    @staticmethod
+    def warm_up() -> None:
+        """Load the compiled loops the last-layer head uses (:func:`ridge_kernels.warm_up`) now."""
+        ridge_kernels.warm_up()
 
     def _refit_head(self) -> None:
         """Riquelme et al.: after the representation changes, recompute the posterior from the buffer
