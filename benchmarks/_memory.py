@@ -13,19 +13,29 @@ from typing import Any
 MB = 2**20
 
 
-def current_rss() -> int:
-    """Resident set size now, in bytes (Linux /proc; the high-water mark where it is missing)."""
+def _statm_rss() -> int | None:
+    """Resident set size now from Linux /proc, in bytes; None where it is missing."""
     try:
         with open("/proc/self/statm") as f:
             return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
     except OSError:
-        return peak_rss()
+        return None
+
+
+def current_rss() -> int:
+    """Resident set size now, in bytes (the high-water mark where /proc is missing)."""
+    now = _statm_rss()
+    return peak_rss() if now is None else now
 
 
 def peak_rss() -> int:
-    """RSS high-water mark of this process, in bytes (ru_maxrss is KiB on Linux, bytes on macOS)."""
+    """RSS high-water mark of this process, in bytes (ru_maxrss is KiB on Linux, bytes on macOS).
+
+    Linux updates ru_maxrss lazily, so right after RSS grows it can read a little below /proc's
+    current RSS; a high-water mark is never below the current value, so take the larger."""
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    return peak if sys.platform == "darwin" else peak * 1024
+    peak = peak if sys.platform == "darwin" else peak * 1024
+    return max(peak, _statm_rss() or 0)
 
 
 def run_child(script: str, payload: dict[str, Any], what: str) -> dict[str, Any]:
