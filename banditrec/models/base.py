@@ -46,26 +46,32 @@ def make_generator(seed: int | np.random.SeedSequence | np.random.Generator | No
     return torch.Generator(device="cpu").manual_seed(value)
 
 
-LINEAR_INITS = ("torch", "glorot")
+LINEAR_INITS = ("torch", "glorot", "uniform")
 
 
 def init_parameters(
-    module: nn.Module, generator: torch.Generator, embedding_std: float = 0.1, linear: str = "torch"
+    module: nn.Module, generator: torch.Generator, embedding_std: float = 0.1, linear: str = "torch",
+    scale: float = 0.3,
 ) -> None:
     """(Re)initialise every Linear and Embedding of ``module`` from ``generator``.
 
     Linear layers get PyTorch's default (``linear="torch"``: Kaiming-uniform weights, uniform
-    biases in ±1/√fan_in) or TensorFlow's (``"glorot"``: Glorot-uniform weights, zero biases — what
-    models published with TF1 started from); embeddings N(0, embedding_std²), except one-column
-    embeddings (per-id biases), which start at 0.
+    biases in ±1/√fan_in), TensorFlow's (``"glorot"``: Glorot-uniform weights, zero biases — what
+    models published with TF1 started from) or ``"uniform"`` (weights uniform in ±``scale``, zero
+    biases — Riquelme et al.'s ``init_scale``, 0.3 in their code); embeddings N(0, embedding_std²),
+    except one-column embeddings (per-id biases), which start at 0.
     """
     if linear not in LINEAR_INITS:
         raise ValueError(f"linear init must be one of {LINEAR_INITS}, got {linear!r}")
+    if not (isinstance(scale, (int, float)) and not isinstance(scale, bool) and scale > 0):
+        raise ValueError(f"init scale must be a number > 0, got {scale!r}")
     with torch.no_grad():
         for m in module.modules():
-            if isinstance(m, nn.Linear) and linear == "glorot":
-                if m.weight.numel():
+            if isinstance(m, nn.Linear) and linear in ("glorot", "uniform"):
+                if m.weight.numel() and linear == "glorot":
                     nn.init.xavier_uniform_(m.weight, generator=generator)
+                elif m.weight.numel():
+                    nn.init.uniform_(m.weight, -scale, scale, generator=generator)
                 if m.bias is not None:
                     nn.init.zeros_(m.bias)
             elif isinstance(m, nn.Linear):
@@ -147,9 +153,9 @@ class RecModel(nn.Module):
     def forward(self, user, items, item_ids, user_ids) -> torch.Tensor:
         return self.head(self.embed(user, items, item_ids, user_ids), item_ids, user_ids)
 
-    def _materialize(self, seed, linear: str = "torch") -> None:
+    def _materialize(self, seed, linear: str = "torch", scale: float = 0.3) -> None:
         self.to_empty(device="cpu")
-        init_parameters(self, make_generator(seed), linear=linear)
+        init_parameters(self, make_generator(seed), linear=linear, scale=scale)
 
     def extra_repr(self) -> str:
         return ", ".join(f"{k}={v!r}" for k, v in self.config.items() if k != "seed")

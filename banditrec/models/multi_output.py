@@ -31,15 +31,18 @@ class MultiOutputMLP(RecModel):
         Number of outputs (arms).
     hidden : int or sequence of int
         Hidden layer sizes; the last one is the embedding width h.
-    init : {"torch", "glorot"}
+    init : {"torch", "glorot", "uniform"}
         Initialisation of the linear layers (:func:`banditrec.models.base.init_parameters`);
-        "glorot" is TF1's default, what Riquelme et al.'s networks started from.
+        "glorot" is TF1's default; "uniform" (weights in ±``init_scale``, zero biases) is what
+        Riquelme et al.'s code gives every layer of its networks (``init_scale=0.3``).
+    init_scale : float
+        The bound of ``init="uniform"``; ignored otherwise.
     seed : int, SeedSequence, Generator or None
     """
 
     def __init__(
         self, user_dim: int, item_dim: int, hidden: Sequence[int] | int = (64,), n_items: int = 0,
-        init: str = "torch", seed=None,
+        init: str = "torch", init_scale: float = 0.3, seed=None,
     ) -> None:
         super().__init__()
         user_dim, item_dim = check_size(user_dim, "user_dim", 1), check_size(item_dim, "item_dim")
@@ -48,10 +51,12 @@ class MultiOutputMLP(RecModel):
         self.config = {"user_dim": user_dim, "item_dim": item_dim, "hidden": hidden, "n_items": n_items}
         if init != "torch":  # recorded only when set, so older checkpoints keep matching
             self.config["init"] = init
+        if init == "uniform":
+            self.config["init_scale"] = init_scale
         with torch.device("meta"):
             self.body = mlp((user_dim,) + hidden)
             self.out = nn.Linear(hidden[-1], n_items)
-        self._materialize(seed, linear=init)
+        self._materialize(seed, linear=init, scale=init_scale)
 
     @property
     def embedding_dim(self) -> int:

@@ -101,6 +101,12 @@ class OnlineTraining:
     step_decay : float
         Inverse-time decay within each round, reset at the next: step s (0-based) of round r uses
         ``lr_at(r) / (1 + step_decay · s)`` (Riquelme et al. retrain with 0.1 / (1 + 0.5 s)); 0 keeps it.
+    step_decay_reset : bool
+        Whether ``step_decay`` restarts at every round (True) or counts the steps of the whole run
+        (False: step s of round r decays by ``1 + step_decay · (r · train_steps + s)``). False is
+        what Riquelme et al.'s published code actually runs: its ``assign_lr`` "resets" the
+        schedule by rebinding a tensor the optimizer, built once, never reads, so their learning
+        rate decays with TensorFlow's global step and is ~1e-6 by the end of a wheel run.
     weight_decay : float
         L2 penalty of the optimizer.
     buffer_size : int
@@ -134,6 +140,7 @@ class OnlineTraining:
     step_decay: float = 0.0
     max_grad_norm: float | None = None
     engine: str = "torch"
+    step_decay_reset: bool = True
     cuda_graph: str = "auto"
 
     def __post_init__(self) -> None:
@@ -151,6 +158,8 @@ class OnlineTraining:
             raise ValueError(f"step_decay must be >= 0, got {self.step_decay!r}")
         if not self.weight_decay >= 0:
             raise ValueError(f"weight_decay must be >= 0, got {self.weight_decay!r}")
+        if not isinstance(self.step_decay_reset, (bool, np.bool_)):
+            raise ValueError(f"step_decay_reset must be True or False, got {self.step_decay_reset!r}")
         if self.engine not in ("torch", "numpy"):
             raise ValueError(f"engine must be 'torch' or 'numpy', got {self.engine!r}")
         if self.max_grad_norm is not None and not (
@@ -182,7 +191,8 @@ class OnlineTraining:
         lr = self.lr_at(round_)
         if not self.step_decay:
             return [lr] * self.train_steps
-        return [lr / (1.0 + self.step_decay * step) for step in range(self.train_steps)]
+        first = 0 if self.step_decay_reset else round_ * self.train_steps
+        return [lr / (1.0 + self.step_decay * (first + step)) for step in range(self.train_steps)]
 
     def lr_at(self, round_: int) -> float:
         return self.lr / (1.0 + self.lr_decay * round_)
@@ -941,6 +951,7 @@ class NeuralEstimator:
             state["params"]["training"].setdefault("step_decay", 0.0)
             state["params"]["training"].setdefault("max_grad_norm", None)  # ... or gradient clipping
             state["params"]["training"].setdefault("engine", "torch")  # ... or the numpy engine
+            state["params"]["training"].setdefault("step_decay_reset", True)  # ... or run-long decay
             state["params"]["training"].pop("cuda_graph", None)  # how steps run, not what they do
         if isinstance(own.get("training"), dict):
             own["training"].pop("cuda_graph", None)
@@ -1055,6 +1066,7 @@ def NeuralEpsilonGreedy(
     max_grad_norm: float | None = None,
     engine: str = "torch",
     cuda_graph: str = "auto",
+    step_decay_reset: bool = True,
     device: str = "auto",
     decide_on: str = "auto",
     num_threads: int | None = 1,
@@ -1090,6 +1102,7 @@ def NeuralUCB(
     max_grad_norm: float | None = None,
     engine: str = "torch",
     cuda_graph: str = "auto",
+    step_decay_reset: bool = True,
     device: str = "auto",
     decide_on: str = "auto",
     num_threads: int | None = 1,
@@ -1126,6 +1139,7 @@ def NeuralTS(
     max_grad_norm: float | None = None,
     engine: str = "torch",
     cuda_graph: str = "auto",
+    step_decay_reset: bool = True,
     n_mc: int = 100,
     device: str = "auto",
     decide_on: str = "auto",
@@ -1163,6 +1177,7 @@ def NeuralLinear(
     max_grad_norm: float | None = None,
     engine: str = "torch",
     cuda_graph: str = "auto",
+    step_decay_reset: bool = True,
     n_mc: int = 100,
     device: str = "auto",
     decide_on: str = "auto",

@@ -168,3 +168,20 @@ def test_glorot_init_is_tf1s_default():
     assert net.config["init"] == "glorot" and "init" not in MultiOutputMLP(2, 0, (50,), n_items=5).config
     with pytest.raises(ValueError, match="linear init must be one of"):
         MultiOutputMLP(2, 0, (50,), n_items=5, init="he")
+
+
+def test_uniform_init_is_riquelme_et_als_init_scale():
+    """MultiOutputMLP(init="uniform", init_scale=0.3): every layer's weights uniform in ±0.3 and
+    zero biases, as the paper's code builds its networks; scale recorded for checkpoints."""
+    from banditrec.models import MultiOutputMLP
+
+    net = MultiOutputMLP(2, 0, (50,), n_items=5, init="uniform", init_scale=0.3, seed=0)
+    for layer in (net.body[0], net.out):
+        top = float(layer.weight.detach().abs().max())
+        assert 0.25 < top <= 0.3
+        assert not layer.bias.detach().any()
+    assert net.config["init"] == "uniform" and net.config["init_scale"] == 0.3
+    wide = MultiOutputMLP(2, 0, (50,), n_items=5, init="uniform", init_scale=1.0, seed=0)
+    assert float(wide.body[0].weight.detach().abs().max()) > 0.9
+    with pytest.raises(ValueError, match="init scale must be a number > 0"):
+        MultiOutputMLP(2, 0, (50,), n_items=5, init="uniform", init_scale=0.0)

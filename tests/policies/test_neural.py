@@ -337,6 +337,26 @@ def test_learning_rate_decays_across_and_within_rounds():
         OnlineTraining(step_decay=-1.0)
 
 
+def test_step_decay_can_count_the_whole_runs_steps():
+    """step_decay_reset=False: step s of round r uses lr / (1 + step_decay · (r · train_steps + s)),
+    the schedule Riquelme et al.'s code runs (its reset never reaches the optimizer)."""
+    est = NeuralEstimator(
+        hidden=(4,), uncertainty="none", device="cpu", seed=0,
+        training=OnlineTraining(train_every=4, train_steps=3, batch_size=4, lr=0.1, step_decay=0.5,
+                                step_decay_reset=False, optimizer="sgd"),
+    )
+    obs = make_obs()
+    est.mean(obs)
+    seen = []
+    step = est.optimizer_.step
+    est.optimizer_.step = lambda *a, **k: (seen.append(est.optimizer_.param_groups[0]["lr"]), step(*a, **k))[1]
+    for _ in range(3):
+        est.update(obs, np.zeros(4, dtype=np.int64), np.ones(4))
+    np.testing.assert_allclose(seen, [0.1 / (1 + 0.5 * t) for t in range(9)])
+    with pytest.raises(ValueError, match="step_decay_reset must be True or False"):
+        OnlineTraining(step_decay_reset="no")
+
+
 def test_nan_training_loss_names_the_round_and_step():
     policy = NeuralEpsilonGreedy(model=_Diverging(), train_every=4, train_steps=3, device="cpu", seed=0)
     obs = make_obs()
