@@ -159,7 +159,7 @@ class OnlineTraining:
         if not self.weight_decay >= 0:
             raise ValueError(f"weight_decay must be >= 0, got {self.weight_decay!r}")
         if not isinstance(self.step_decay_reset, (bool, np.bool_)):
-            raise ValueError(f"step_decay_reset must be True or False, got {self.step_decay_reset!r}")
+            raise TypeError(f"step_decay_reset must be True or False, got {self.step_decay_reset!r}")
         if self.engine not in ("torch", "numpy"):
             raise ValueError(f"engine must be 'torch' or 'numpy', got {self.engine!r}")
         if self.max_grad_norm is not None and not (

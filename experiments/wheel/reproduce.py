@@ -108,6 +108,24 @@ ROWS: dict[str, tuple[str, dict, str]] = {
     # ... and starting from TF1's initialisation (Glorot-uniform weights, zero biases).
     "NeuralLinear-tf-glorot": ("NeuralLinear", {**PAPER_ARCHITECTURE, **TF1_STEP,
                                                 "model_options": {"n_items": 5, "init": "glorot"}}, "neural"),
+    # What the paper's published code actually runs (sixth session). Its `assign_lr` "resets" the
+    # decay before each retraining by rebinding `self.lr` to a new tensor, but the RMSProp
+    # optimizer was built once on the old one, which decays with the global step: lr =
+    # 0.1 / (1 + 0.5 · steps so far in the run), ~1.2e-6 by the end. And every layer's weights
+    # start uniform in ±0.3 (`init_scale`), biases at 0.
+    "NeuralLinear-tf-code": ("NeuralLinear", {**PAPER_ARCHITECTURE, **TF1_STEP, "engine": "numpy",
+                                              "step_decay_reset": False,
+                                              "model_options": {"n_items": 5, "init": "uniform", "init_scale": 0.3}},
+                             "neural"),
+    # The two differences of NeuralLinear-tf-code one at a time: the run-long decay alone, and the
+    # uniform ±0.3 initialisation alone (with the per-retraining reset).
+    "NeuralLinear-tf-global_decay": ("NeuralLinear", {**PAPER_ARCHITECTURE, **TF1_STEP, "engine": "numpy",
+                                                      "step_decay_reset": False}, "neural"),
+    "NeuralLinear-tf-uniform": ("NeuralLinear", {**PAPER_ARCHITECTURE, **TF1_STEP, "engine": "numpy",
+                                                 "model_options": {"n_items": 5, "init": "uniform",
+                                                                   "init_scale": 0.3}}, "neural"),
+    "NeuralLinear-tf-sd0.1": ("NeuralLinear", {**PAPER_ARCHITECTURE, **TF1_STEP, "engine": "numpy", "step_decay": 0.1}, "neural"),
+    "NeuralLinear-tf-sd0.2": ("NeuralLinear", {**PAPER_ARCHITECTURE, **TF1_STEP, "engine": "numpy", "step_decay": 0.2}, "neural"),
     # ε_t = 0.1 / (1 + t/1000): about 100/t exploration, untuned.
     "NeuralGreedy": ("NeuralEpsilonGreedy", {**NETWORK, "epsilon": 0.1, "decay": 1.0}, "neural"),
     # Neural-LinUCB (Xu et al. 2020): ridge regression on the last hidden layer, untuned alpha.

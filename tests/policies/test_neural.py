@@ -353,7 +353,7 @@ def test_step_decay_can_count_the_whole_runs_steps():
     for _ in range(3):
         est.update(obs, np.zeros(4, dtype=np.int64), np.ones(4))
     np.testing.assert_allclose(seen, [0.1 / (1 + 0.5 * t) for t in range(9)])
-    with pytest.raises(ValueError, match="step_decay_reset must be True or False"):
+    with pytest.raises(TypeError, match="step_decay_reset must be True or False"):
         OnlineTraining(step_decay_reset="no")
 
 
