@@ -124,8 +124,11 @@ ROWS: dict[str, tuple[str, dict, str]] = {
     "NeuralLinear-tf-uniform": ("NeuralLinear", {**PAPER_ARCHITECTURE, **TF1_STEP, "engine": "numpy",
                                                  "model_options": {"n_items": 5, "init": "uniform",
                                                                    "init_scale": 0.3}}, "neural"),
-    "NeuralLinear-tf-sd0.1": ("NeuralLinear", {**PAPER_ARCHITECTURE, **TF1_STEP, "engine": "numpy", "step_decay": 0.1}, "neural"),
-    "NeuralLinear-tf-sd0.2": ("NeuralLinear", {**PAPER_ARCHITECTURE, **TF1_STEP, "engine": "numpy", "step_decay": 0.2}, "neural"),
+    # How fast the per-retraining decay should be (sixth session, 4 seeds each at δ = 0.5, B = 1):
+    # the paper's 0.5 against 0.1, 0.2, 2 and 5 (lr 0.1 / (1 + step_decay · s), reset each time).
+    **{f"NeuralLinear-tf-sd{decay:g}": ("NeuralLinear", {**PAPER_ARCHITECTURE, **TF1_STEP, "engine": "numpy",
+                                                        "step_decay": decay}, "neural")
+       for decay in (0.1, 0.2, 2.0, 5.0)},
     # ε_t = 0.1 / (1 + t/1000): about 100/t exploration, untuned.
     "NeuralGreedy": ("NeuralEpsilonGreedy", {**NETWORK, "epsilon": 0.1, "decay": 1.0}, "neural"),
     # Neural-LinUCB (Xu et al. 2020): ridge regression on the last hidden layer, untuned alpha.
@@ -152,18 +155,23 @@ def seeds_of(row: str, args: Args) -> tuple[int, ...]:
 def run_one(delta: float, row: str, args: Args) -> tuple[float, str, pd.DataFrame, float]:
     """One (δ, row) run folder: every seed of that row at that δ, reusing finished trials."""
     kind, params, _ = ROWS[row]
+    folder = Path(args.out) / f"delta={delta}" / row
+    seeds = set(seeds_of(row, args))
+    if row == "Uniform":  # keep every seed already run: a smaller --cheap-seeds must not drop the
+        # denominator of seeds that other rows' saved trials use (results.csv is rewritten)
+        seeds |= {int(p.stem.rsplit("__seed", 1)[1]) for p in folder.glob("trials/*__seed*.csv")}
     config = ExperimentConfig(
         name=f"wheel-{delta}-{row}",
         horizon=args.horizon,
         batch_size=args.batch_size,
-        seeds=seeds_of(row, args),
+        seeds=tuple(sorted(seeds)),
         environment=EnvironmentSpec(id="banditrec/Wheel-v0", params={"delta": delta}),
         policies=(PolicySpec(row, kind, params),),
         n_checkpoints=100,
         jobs=1,  # parallelism is across (δ, row) folders, below
     )
     start = time.perf_counter()
-    result = run_experiment(config, Path(args.out) / f"delta={delta}" / row, progress=False, plot=False)
+    result = run_experiment(config, folder, progress=False, plot=False)
     return delta, row, result.results, time.perf_counter() - start
 
 
