@@ -26,12 +26,13 @@ _CHUNK_ELEMENTS = 1 << 25  # float64 elements per gathered (chunk, K, d, d) bloc
 
 
 class DeviceLastLayerHead:
-    """Ridge / Normal-Inverse-Gamma regression on φ = [embedding, 1], shared or per item id."""
+    """Ridge / Normal-Inverse-Gamma regression on φ = [embedding, 1] (or the embedding alone,
+    ``intercept=False``), shared or per item id."""
 
     def __init__(self, lam: float, posterior: str, v: float, a0: float, b0: float, per_item: bool,
-                 device: torch.device, generator: torch.Generator) -> None:
+                 device: torch.device, generator: torch.Generator, intercept: bool = True) -> None:
         self.lam, self.posterior, self.v, self.a0, self.b0 = lam, posterior, v, a0, b0
-        self.per_item, self.device, self.generator = per_item, device, generator
+        self.per_item, self.device, self.generator, self.intercept = per_item, device, generator, intercept
         self.reset()
 
     # ------------------------------------------------------------------ statistics
@@ -68,10 +69,9 @@ class DeviceLastLayerHead:
         self.A_inv = torch.cholesky_inverse(chol)
         self.theta = torch.cholesky_solve(self.b[..., None], chol)[..., 0]
 
-    @staticmethod
-    def _x(embedding: torch.Tensor) -> torch.Tensor:
+    def _x(self, embedding: torch.Tensor) -> torch.Tensor:
         e = embedding.to(torch.float64)
-        return torch.cat([e, torch.ones_like(e[..., :1])], dim=-1)
+        return torch.cat([e, torch.ones_like(e[..., :1])], dim=-1) if self.intercept else e
 
     def _sets(self, item_ids: torch.Tensor) -> torch.Tensor:
         return item_ids if self.per_item else torch.zeros_like(item_ids)
@@ -173,7 +173,7 @@ class DeviceLastLayerHead:
             return {"d_": None, "n_arms_": 0}
         cpu = {k: getattr(self, k).detach().cpu().clone() for k in ("A", "A_inv", "b", "theta", "yy", "count")}
         return {
-            "d_": self.d, "n_arms_": self.m, "feature_sizes_": (0, self.d - 1),
+            "d_": self.d, "n_arms_": self.m, "feature_sizes_": (0, self.d - int(self.intercept)),
             "A_": cpu["A"], "A_inv_": cpu["A_inv"], "b_": cpu["b"], "theta_": cpu["theta"],
             "yy_": cpu["yy"], "count_": cpu["count"],
         }

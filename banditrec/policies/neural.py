@@ -299,13 +299,14 @@ class _LastLayerHead:
     regression for all items (``per_item=False``), or one per item id, each with its own noise
     variance (``per_item=True``, Riquelme et al.'s per-arm posteriors)."""
 
-    def __init__(self, lam: float, posterior: str, v: float, a0: float, b0: float, per_item: bool = False) -> None:
-        self.per_item = per_item
+    def __init__(self, lam: float, posterior: str, v: float, a0: float, b0: float, per_item: bool = False,
+                 intercept: bool = True) -> None:
+        self.per_item, self.intercept = per_item, intercept
         self.options = {
             "form": "disjoint" if per_item else "shared",
             "features": "item",
             "lam": lam,
-            "intercept": True,
+            "intercept": intercept,
             "posterior": posterior,
             "v": v,
             "a0": a0,
@@ -328,7 +329,8 @@ class _LastLayerHead:
 
     def refit(self, gram: np.ndarray, xy: np.ndarray, yy: np.ndarray, counts: np.ndarray) -> None:
         """The posterior from sums over the rows of each parameter set s (one, or one per item
-        id): ``gram[s]`` = XᵀX (d, d) and ``xy[s]`` = Xᵀy (d,) over X = [φ, 1], ``yy[s]`` = yᵀy and
+        id): ``gram[s]`` = XᵀX (d, d) and ``xy[s]`` = Xᵀy (d,) over X = [φ, 1] (φ without an
+        intercept), ``yy[s]`` = yᵀy and
         ``counts[s]`` rows.
 
         Equivalent to ``reset()`` then ``add`` of the rows (a test holds the two together), but
@@ -340,7 +342,7 @@ class _LastLayerHead:
         if counts.sum() == 0:
             return
         # Let the ridge allocate statistics for this width and m parameter sets.
-        self.ridge._prepare(_embedding_observation(np.zeros((1, 1, d - 1)), np.array([[m - 1]])))
+        self.ridge._prepare(_embedding_observation(np.zeros((1, 1, d - int(self.intercept))), np.array([[m - 1]])))
         r = self.ridge
         r.A_[:m] = r.lam * np.eye(d) + gram
         r.b_[:m] = xy
@@ -461,6 +463,9 @@ class NeuralEstimator:
         Scale of the Gaussian draws (``posterior="gaussian"``, and ``gradient_diag``).
     a0, b0 : float
         Inverse-Gamma prior of the noise variance for ``posterior="nig"``.
+    intercept : bool
+        Whether the last-layer head regresses on [φ, 1] (True) or on φ alone (False, as Riquelme
+        et al.'s code does).
     device : "auto", "cpu", "cuda", "cuda:N" or torch.device
         Where the network, the buffer and the gradient statistics live.
     decide_on : {"auto", "host", "device"}
@@ -495,6 +500,7 @@ class NeuralEstimator:
         num_threads: int | None = 1,
         seed=None,
         decide_on: str = "auto",
+        intercept: bool = True,
     ) -> None:
         if isinstance(model, str):
             if model not in MODEL_KINDS:
@@ -526,6 +532,8 @@ class NeuralEstimator:
         resolved = resolve_device(device)  # fail early on an unknown device
         if training.cuda_graph == "on" and resolved.type != "cuda":
             raise ValueError(f"cuda_graph='on' needs a CUDA device; this estimator's device is {resolved}")
+        if not isinstance(intercept, (bool, np.bool_)):
+            raise TypeError(f"intercept must be True or False, got {intercept!r}")
         if decide_on not in DECIDE_ON:
             raise ValueError(f"decide_on must be one of {DECIDE_ON}, got {decide_on!r}")
         if num_threads is not None and (
@@ -535,7 +543,7 @@ class NeuralEstimator:
         self.model, self.hidden, self.model_options = model, hidden, dict(model_options or {})
         self.uncertainty, self.head, self.loss, self.training = uncertainty, head, loss, training
         self.lam, self.posterior = float(lam), posterior
-        self.v, self.a0, self.b0 = float(v), float(a0), float(b0)
+        self.v, self.a0, self.b0, self.intercept = float(v), float(a0), float(b0), bool(intercept)
         self.device, self.num_threads, self.seed, self.decide_on = device, num_threads, seed, decide_on
         self.sizes_: tuple[int, int] | None = None
 
@@ -594,9 +602,10 @@ class NeuralEstimator:
             per_item = self.head == "per_item"
             if self.on_device_:
                 self.head_ = DeviceLastLayerHead(self.lam, self.posterior, self.v, self.a0, self.b0,
-                                                 per_item, self.device_, self.generator_)
+                                                 per_item, self.device_, self.generator_, self.intercept)
             else:
-                self.head_ = _LastLayerHead(self.lam, self.posterior, self.v, self.a0, self.b0, per_item)
+                self.head_ = _LastLayerHead(self.lam, self.posterior, self.v, self.a0, self.b0, per_item,
+                                            self.intercept)
         elif self.uncertainty == "gradient_diag":
             self.head_ = _GradientDiagHead(self.lam, self.model_, sigmoid=self.loss == "bce")
         self.n_seen_ = 0  # decisions learned from
@@ -875,7 +884,7 @@ class NeuralEstimator:
             for start in range(0, buf.size, 8192):
                 user, items, item_ids, user_ids, y = buf.rows(slice(start, min(start + 8192, buf.size)))
                 phi = self.model_.embed(user, items, item_ids, user_ids)[:, 0, :].double()
-                x = torch.cat([phi, torch.ones_like(phi[:, :1])], dim=1)
+                x = torch.cat([phi, torch.ones_like(phi[:, :1])], dim=1) if self.intercept else phi
                 y = y.double()
                 if sums is None:
                     d = x.shape[1]
@@ -947,6 +956,7 @@ class NeuralEstimator:
         own = _plain(self.get_params())
         state["params"].setdefault("head", "shared")  # states saved before per-item heads existed
         state["params"].setdefault("decide_on", "auto")  # ... or device-side decisions
+        state["params"].setdefault("intercept", True)  # ... or heads without an intercept
         if isinstance(state["params"].get("training"), dict):  # ... or within-round decay
             state["params"]["training"].setdefault("step_decay", 0.0)
             state["params"]["training"].setdefault("max_grad_norm", None)  # ... or gradient clipping
@@ -1030,10 +1040,10 @@ def _neural_policy(exploration, name: str, options: dict[str, Any], drop: tuple[
     :class:`OnlineTraining`, the rest go to :class:`NeuralEstimator`; ``drop`` names the arguments
     the exploration strategy consumed."""
     options = {k: v for k, v in options.items() if k not in drop}
-    seed = options.pop("seed")
+    seed, initial_pulls = options.pop("seed"), options.pop("initial_pulls")
     training = OnlineTraining(**{k: options.pop(k) for k in _TRAINING})
     estimator = NeuralEstimator(training=training, seed=_estimator_seed(seed), **options)
-    return BanditPolicy(estimator, exploration, seed, name=name)
+    return BanditPolicy(estimator, exploration, seed, name=name, initial_pulls=initial_pulls)
 
 
 def _check_head(uncertainty: str, strategy: str) -> None:
@@ -1044,7 +1054,8 @@ def _check_head(uncertainty: str, strategy: str) -> None:
 
 
 # The factories spell out every hyperparameter (configs and ``policy_parameters`` read the
-# signatures); the shared ones mean what they mean in NeuralEstimator and OnlineTraining.
+# signatures); the shared ones mean what they mean in NeuralEstimator and OnlineTraining, and
+# ``initial_pulls`` what it means in BanditPolicy.
 
 
 def NeuralEpsilonGreedy(
@@ -1067,6 +1078,7 @@ def NeuralEpsilonGreedy(
     engine: str = "torch",
     cuda_graph: str = "auto",
     step_decay_reset: bool = True,
+    initial_pulls: int = 0,
     device: str = "auto",
     decide_on: str = "auto",
     num_threads: int | None = 1,
@@ -1086,6 +1098,7 @@ def NeuralUCB(
     uncertainty: str = "last_layer",
     head: str = "shared",
     lam: float = 1.0,
+    intercept: bool = True,
     model: str | nn.Module = "mlp",
     hidden: Sequence[int] = (64,),
     model_options: dict | None = None,
@@ -1103,6 +1116,7 @@ def NeuralUCB(
     engine: str = "torch",
     cuda_graph: str = "auto",
     step_decay_reset: bool = True,
+    initial_pulls: int = 0,
     device: str = "auto",
     decide_on: str = "auto",
     num_threads: int | None = 1,
@@ -1123,6 +1137,7 @@ def NeuralTS(
     uncertainty: str = "last_layer",
     head: str = "shared",
     lam: float = 1.0,
+    intercept: bool = True,
     model: str | nn.Module = "mlp",
     hidden: Sequence[int] = (64,),
     model_options: dict | None = None,
@@ -1140,6 +1155,7 @@ def NeuralTS(
     engine: str = "torch",
     cuda_graph: str = "auto",
     step_decay_reset: bool = True,
+    initial_pulls: int = 0,
     n_mc: int = 100,
     device: str = "auto",
     decide_on: str = "auto",
@@ -1161,6 +1177,7 @@ def NeuralLinear(
     b0: float = 6.0,
     head: str = "shared",
     lam: float = 1.0,
+    intercept: bool = True,
     model: str | nn.Module = "mlp",
     hidden: Sequence[int] = (64,),
     model_options: dict | None = None,
@@ -1178,6 +1195,7 @@ def NeuralLinear(
     engine: str = "torch",
     cuda_graph: str = "auto",
     step_decay_reset: bool = True,
+    initial_pulls: int = 0,
     n_mc: int = 100,
     device: str = "auto",
     decide_on: str = "auto",

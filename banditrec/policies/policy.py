@@ -5,8 +5,9 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
+import torch
 
-from banditrec.environments.simulator import Observation
+from banditrec.environments.simulator import Observation, to_numpy
 from banditrec.policies.base import Decision, Policy
 from banditrec.policies.exploration import Exploration, on_device
 
@@ -28,10 +29,20 @@ class BanditPolicy(Policy):
         estimator deciding on its device draws those from its own torch generator instead.
     name : str or None
         Display name (e.g. "LinUCB"); defaults to the class names.
+    initial_pulls : int
+        Start by playing every valid candidate this many times in turn: decision t of the run
+        (counting users) takes valid candidate ``t mod n_valid`` with probability 1 while
+        ``t < initial_pulls · K`` — the round-robin start of Riquelme et al.'s algorithms. The
+        strategy still runs on those decisions (so the random streams do not depend on it). 0
+        (default) does not.
     """
 
-    def __init__(self, estimator: Any, exploration: Exploration, seed=None, name: str | None = None) -> None:
+    def __init__(self, estimator: Any, exploration: Exploration, seed=None, name: str | None = None,
+                 initial_pulls: int = 0) -> None:
         super().__init__(seed)
+        if not isinstance(initial_pulls, (int, np.integer)) or isinstance(initial_pulls, bool) or initial_pulls < 0:
+            raise ValueError(f"initial_pulls must be an int >= 0, got {initial_pulls!r}")
+        self.initial_pulls = int(initial_pulls)
         if not isinstance(exploration, Exploration):
             raise TypeError(f"exploration must be an Exploration (EpsilonGreedy, UCB, Thompson), got {exploration!r}")
         for method in ("mean", "update"):
@@ -42,16 +53,48 @@ class BanditPolicy(Policy):
         self.name = name or f"{type(exploration).__name__}({type(estimator).__name__})"
 
     def get_params(self) -> dict[str, Any]:
-        return {"name": self.name, "exploration": self.exploration.get_params()}
+        params = {"name": self.name, "exploration": self.exploration.get_params()}
+        if self.initial_pulls:  # recorded only when set, so older states keep matching
+            params["initial_pulls"] = self.initial_pulls
+        return params
+
+    def _round_robin(self, obs: Observation) -> tuple[np.ndarray, np.ndarray] | None:
+        """(forced (B,), candidate (B,)) for the batch's round-robin decisions; None when none is."""
+        B, K = obs.item_ids.shape
+        if self.n_decisions_ >= self.initial_pulls * K:
+            return None
+        mask = to_numpy(obs.mask).astype(bool)
+        t = self.n_decisions_ + np.arange(B)
+        rank = t % np.maximum(mask.sum(axis=1), 1)
+        candidate = ((np.cumsum(mask, axis=1) - 1 == rank[:, None]) & mask).argmax(axis=1)
+        return t < self.initial_pulls * K, candidate
 
     def _act(self, obs: Observation) -> Decision:
-        return self.exploration.choose(self.estimator, obs, self.rng, self.n_decisions_)
+        decision = self.exploration.choose(self.estimator, obs, self.rng, self.n_decisions_)
+        forced = self._round_robin(obs)
+        if forced is None:
+            return decision
+        rows, candidate = forced
+        actions = np.where(rows, candidate, to_numpy(decision.actions))
+        propensities = np.where(rows, 1.0, to_numpy(decision.propensities))
+        if isinstance(decision.actions, torch.Tensor):
+            device = decision.actions.device
+            return Decision(torch.as_tensor(actions, device=device),
+                            torch.as_tensor(propensities, device=device, dtype=decision.propensities.dtype))
+        return Decision(actions, propensities)
 
     def decides_on_device(self, obs: Observation) -> bool:
         return on_device(self.estimator, obs)
 
     def _distribution(self, obs: Observation) -> np.ndarray:
-        return self.exploration.distribution(self.estimator, obs, self.rng, self.n_decisions_)
+        dist = self.exploration.distribution(self.estimator, obs, self.rng, self.n_decisions_)
+        forced = self._round_robin(obs)
+        if forced is not None:
+            rows, candidate = forced
+            dist = np.array(to_numpy(dist), dtype=np.float64)
+            dist[rows] = 0.0
+            dist[np.flatnonzero(rows), candidate[rows]] = 1.0
+        return dist
 
     def _learn(self, obs: Observation, actions: np.ndarray, rewards: np.ndarray) -> None:
         self.estimator.update(obs, actions, rewards)

@@ -117,6 +117,13 @@ ROWS: dict[str, tuple[str, dict, str]] = {
                                               "step_decay_reset": False,
                                               "model_options": {"n_items": 5, "init": "uniform", "init_scale": 0.3}},
                              "neural"),
+    # ... and with the two remaining differences from that code removed: the head's regression on
+    # φ alone (no intercept) and 2 round-robin pulls per arm before the first draw.
+    "NeuralLinear-tf-code-exact": ("NeuralLinear", {**PAPER_ARCHITECTURE, **TF1_STEP, "engine": "numpy",
+                                                    "step_decay_reset": False, "intercept": False,
+                                                    "initial_pulls": 2,
+                                                    "model_options": {"n_items": 5, "init": "uniform",
+                                                                      "init_scale": 0.3}}, "neural"),
     # The two differences of NeuralLinear-tf-code one at a time: the run-long decay alone, and the
     # uniform ±0.3 initialisation alone (with the per-retraining reset).
     "NeuralLinear-tf-global_decay": ("NeuralLinear", {**PAPER_ARCHITECTURE, **TF1_STEP, "engine": "numpy",

@@ -54,6 +54,7 @@ HEADS = {
     "last_layer-shared-nig": {},
     "last_layer-shared-nig-narrow": {"hidden": (3,)},  # h + 1 <= K: draws through the Cholesky of A⁻¹
     "last_layer-per_item-nig": {"head": "per_item"},
+    "last_layer-per_item-nig-no_intercept": {"head": "per_item", "intercept": False},
     "last_layer-shared-gaussian": {"posterior": "gaussian", "v": 0.5},
     "gradient_diag": {"uncertainty": "gradient_diag", "v": 0.5},
 }

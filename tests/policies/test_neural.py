@@ -142,11 +142,13 @@ def test_buffer_is_bounded_and_keeps_the_newest_rows():
     assert sorted(est.buffer_.reward.tolist()) == [1.0, 1.0, 2.0, 2.0, 2.0, 2.0]
 
 
-@pytest.mark.parametrize("head", ["shared", "per_item"])
-def test_last_layer_head_refit_equals_incremental_updates(head):
-    """The one-pass refit from the buffer gives the posterior of the ridge's own updates."""
+@pytest.mark.parametrize("head, intercept", [("shared", True), ("per_item", True), ("per_item", False)])
+def test_last_layer_head_refit_equals_incremental_updates(head, intercept):
+    """The one-pass refit from the buffer gives the posterior of the ridge's own updates, on
+    [φ, 1] or (``intercept=False``, Riquelme et al.'s regression) on φ alone."""
     est = NeuralEstimator(
-        hidden=(6,), head=head, device="cpu", seed=0, training=OnlineTraining(train_every=1000)
+        hidden=(6,), head=head, device="cpu", seed=0, training=OnlineTraining(train_every=1000),
+        intercept=intercept,
     )
     obs = make_obs(B=16)
     rng = np.random.default_rng(0)
@@ -159,6 +161,7 @@ def test_last_layer_head_refit_equals_incremental_updates(head):
     # Up to float32 rounding: the network embeds a batch of candidates and buffer rows in different shapes.
     np.testing.assert_allclose(before[0], after[0], rtol=1e-5)
     np.testing.assert_allclose(before[1], after[1], rtol=1e-5)
+    assert est.head_.ridge.A_.shape[-1] == 6 + intercept
     for name in ("A_", "b_", "yy_", "count_"):
         m = incremental.n_arms_
         np.testing.assert_allclose(
@@ -532,3 +535,29 @@ def test_max_grad_norm_clips_each_step():
     assert len(norms[1e-3]) == 3
     assert max(norms[1e-3]) <= 1e-3 * (1 + 1e-5)
     assert min(norms[None]) > 1e-2  # without clipping the same steps are far larger
+
+
+def test_initial_pulls_play_every_valid_candidate_in_turn():
+    """initial_pulls=2: decision t of the run (counting users) takes valid candidate t mod n_valid
+    with probability 1 while t < 2 · K; later decisions are the strategy's own."""
+    policy = NeuralLinear(hidden=(4,), initial_pulls=2, device="cpu", seed=0, train_every=1000)
+    obs = make_obs(B=4, K=5)  # user 0 has 3 valid candidates (positions 0-2), the others 5
+    n_valid = obs.mask.sum(axis=1)
+    for step in range(3):  # decisions 0-11; 0-9 are round robin
+        t = 4 * step + np.arange(4)
+        forced = t < 10
+        dist = policy.action_distribution(obs)
+        decision = policy.act(obs)
+        np.testing.assert_array_equal(decision.actions[forced], (t % n_valid)[forced])
+        np.testing.assert_array_equal(decision.propensities[forced], 1.0)
+        np.testing.assert_array_equal(dist[forced].argmax(axis=1), (t % n_valid)[forced])
+        np.testing.assert_array_equal(dist[forced].max(axis=1), 1.0)
+        np.testing.assert_allclose(dist.sum(axis=1), 1.0)
+        assert np.all(obs.mask[np.arange(4), decision.actions])
+        assert np.all((decision.propensities > 0) & (decision.propensities <= 1))
+        policy.update(obs, decision.actions, np.ones(4))
+    assert policy.get_params()["initial_pulls"] == 2
+    with pytest.raises(ValueError, match="initial_pulls must be an int >= 0"):
+        BanditPolicy(LinUCB().estimator, UCB(1.0), initial_pulls=-1)
+    with pytest.raises(TypeError, match="intercept must be True or False"):
+        NeuralLinear(intercept="no")
