@@ -60,6 +60,8 @@ class BanditPolicy(Policy):
 
     def _round_robin(self, obs: Observation) -> tuple[np.ndarray, np.ndarray] | None:
         """(forced (B,), candidate (B,)) for the batch's round-robin decisions; None when none is."""
+        if not self.initial_pulls:
+            return None
         B, K = obs.item_ids.shape
         if self.n_decisions_ >= self.initial_pulls * K:
             return None

@@ -55,29 +55,33 @@ def BernoulliTS(a: float = 1.0, b: float = 1.0, n_mc: int = 100, seed=None) -> P
 
 def LinUCB(
     alpha: float = 1.0, form: str = "disjoint", features: str | None = None, lam: float = 1.0,
-    intercept: bool = True, seed=None,
+    intercept: bool = True, initial_pulls: int = 0, seed=None,
 ) -> Policy:
-    """LinUCB (Li et al. 2010): ridge regression, choose mean + alpha · √(xᵀA⁻¹x)."""
-    return BanditPolicy(RidgeRegression(form, features, lam, intercept), UCB(alpha), seed, name="LinUCB")
+    """LinUCB (Li et al. 2010): ridge regression, choose mean + alpha · √(xᵀA⁻¹x).
+
+    ``initial_pulls`` (all linear and neural policies): round-robin over the valid candidates for
+    the first ``initial_pulls · K`` decisions (:class:`BanditPolicy`)."""
+    return BanditPolicy(RidgeRegression(form, features, lam, intercept), UCB(alpha), seed, name="LinUCB",
+                        initial_pulls=initial_pulls)
 
 
 def LinTS(
     v: float = 1.0, form: str = "disjoint", features: str | None = None, lam: float = 1.0,
     intercept: bool = True, posterior: str = "gaussian", a0: float = 6.0, b0: float = 6.0,
-    n_mc: int = 100, seed=None,
+    n_mc: int = 100, initial_pulls: int = 0, seed=None,
 ) -> Policy:
     """Linear Thompson sampling; posterior="nig" with a0, b0 is Riquelme et al.'s LinFullPost."""
     est = RidgeRegression(form, features, lam, intercept, posterior=posterior, v=v, a0=a0, b0=b0)
-    return BanditPolicy(est, Thompson(n_mc), seed, name="LinTS")
+    return BanditPolicy(est, Thompson(n_mc), seed, name="LinTS", initial_pulls=initial_pulls)
 
 
 def LinEpsilonGreedy(
     epsilon: float = 0.1, decay: float = 0.0, form: str = "disjoint", features: str | None = None,
-    lam: float = 1.0, intercept: bool = True, seed=None,
+    lam: float = 1.0, intercept: bool = True, initial_pulls: int = 0, seed=None,
 ) -> Policy:
     """Epsilon-greedy on a ridge-regression estimate."""
     return BanditPolicy(RidgeRegression(form, features, lam, intercept), EpsilonGreedy(epsilon, decay), seed,
-                        name="LinEpsilonGreedy")
+                        name="LinEpsilonGreedy", initial_pulls=initial_pulls)
 
 
 POLICIES: dict[str, Callable[..., Policy]] = {

@@ -561,3 +561,14 @@ def test_initial_pulls_play_every_valid_candidate_in_turn():
         BanditPolicy(LinUCB().estimator, UCB(1.0), initial_pulls=-1)
     with pytest.raises(TypeError, match="intercept must be True or False"):
         NeuralLinear(intercept="no")
+
+
+@pytest.mark.parametrize("name", ["LinUCB", "LinTS", "LinEpsilonGreedy"])
+def test_linear_policies_take_initial_pulls_too(name):
+    from banditrec.policies import make_policy
+
+    policy = make_policy(name, initial_pulls=1, seed=0)
+    obs = make_obs(B=4, K=5)
+    decision = policy.act(obs)
+    np.testing.assert_array_equal(decision.actions, np.arange(4) % obs.mask.sum(axis=1))
+    np.testing.assert_array_equal(decision.propensities, 1.0)
