@@ -106,6 +106,12 @@ class BanditPolicy(Policy):
         linear estimators ``contributions`` (B, K, d), each feature's share of the mean."""
         obs = Observation.coerce(obs)
         out = self.exploration.explain(self.estimator, obs, self.rng, self.n_decisions_)
+        forced = self._round_robin(obs)
+        if forced is not None:  # a round-robin pull is shown for that reason alone
+            rows, candidate = forced
+            out["probability"] = np.array(to_numpy(out["probability"]), dtype=np.float64)
+            out["probability"][rows] = 0.0
+            out["probability"][np.flatnonzero(rows), candidate[rows]] = 1.0
         if callable(getattr(self.estimator, "contributions", None)):
             out["contributions"] = self.estimator.contributions(obs)
         return out
