@@ -569,8 +569,8 @@ def test_linear_policies_take_initial_pulls_too(name):
 
     policy = make_policy(name, initial_pulls=1, seed=0)
     obs = make_obs(B=4, K=5)
+    explained = policy.explain(obs)["probability"]  # of the next decisions: the round robin's
     decision = policy.act(obs)
-    explained = policy.explain(obs)["probability"]
     np.testing.assert_array_equal(decision.actions, np.arange(4) % obs.mask.sum(axis=1))
     np.testing.assert_array_equal(decision.propensities, 1.0)
     np.testing.assert_array_equal(explained[np.arange(4), decision.actions], 1.0)
