@@ -71,6 +71,17 @@ class BanditPolicy(Policy):
         candidate = ((np.cumsum(mask, axis=1) - 1 == rank[:, None]) & mask).argmax(axis=1)
         return t < self.initial_pulls * K, candidate
 
+    def _with_round_robin(self, probability, obs: Observation):
+        """``probability`` (B, K) with each round-robin decision's row one-hot on its candidate."""
+        forced = self._round_robin(obs)
+        if forced is None:
+            return probability
+        rows, candidate = forced
+        probability = np.array(to_numpy(probability), dtype=np.float64)
+        probability[rows] = 0.0
+        probability[np.flatnonzero(rows), candidate[rows]] = 1.0
+        return probability
+
     def _act(self, obs: Observation) -> Decision:
         decision = self.exploration.choose(self.estimator, obs, self.rng, self.n_decisions_)
         forced = self._round_robin(obs)
@@ -90,13 +101,7 @@ class BanditPolicy(Policy):
 
     def _distribution(self, obs: Observation) -> np.ndarray:
         dist = self.exploration.distribution(self.estimator, obs, self.rng, self.n_decisions_)
-        forced = self._round_robin(obs)
-        if forced is not None:
-            rows, candidate = forced
-            dist = np.array(to_numpy(dist), dtype=np.float64)
-            dist[rows] = 0.0
-            dist[np.flatnonzero(rows), candidate[rows]] = 1.0
-        return dist
+        return self._with_round_robin(dist, obs)
 
     def _learn(self, obs: Observation, actions: np.ndarray, rewards: np.ndarray) -> None:
         self.estimator.update(obs, actions, rewards)
@@ -106,12 +111,7 @@ class BanditPolicy(Policy):
         linear estimators ``contributions`` (B, K, d), each feature's share of the mean."""
         obs = Observation.coerce(obs)
         out = self.exploration.explain(self.estimator, obs, self.rng, self.n_decisions_)
-        forced = self._round_robin(obs)
-        if forced is not None:  # a round-robin pull is shown for that reason alone
-            rows, candidate = forced
-            out["probability"] = np.array(to_numpy(out["probability"]), dtype=np.float64)
-            out["probability"][rows] = 0.0
-            out["probability"][np.flatnonzero(rows), candidate[rows]] = 1.0
+        out["probability"] = self._with_round_robin(out["probability"], obs)
         if callable(getattr(self.estimator, "contributions", None)):
             out["contributions"] = self.estimator.contributions(obs)
         return out
