@@ -70,6 +70,11 @@ PAPER_ARCHITECTURE = {**NETWORK, "model": "multi_output", "model_options": {"n_i
                       "a0": 6.0, "b0": 6.0, "lam": 0.25, "n_mc": 1}
 # The paper's training step: TF1's RMSProp at 0.1 / (1 + 0.5 s) within each retraining, clipped at 5.
 TF1_STEP = {"optimizer": "rmsprop_tf", "lr": 0.1, "step_decay": 0.5, "max_grad_norm": 5.0}
+# ... on the numpy training engine; and what the paper's released code does besides (sixth
+# session): its decay never resets (see NeuralLinear-tf-code) and its layers start uniform in ±0.3.
+TF1_NUMPY = {**PAPER_ARCHITECTURE, **TF1_STEP, "engine": "numpy"}
+CODE_SCHEDULE = {"step_decay_reset": False}
+CODE_INIT = {"model_options": {"n_items": 5, "init": "uniform", "init_scale": 0.3}}
 
 # name -> (policy type, hyperparameters, cost class)
 ROWS: dict[str, tuple[str, dict, str]] = {
@@ -104,7 +109,7 @@ ROWS: dict[str, tuple[str, dict, str]] = {
     "NeuralLinear-tf": ("NeuralLinear", {**PAPER_ARCHITECTURE, **TF1_STEP}, "neural"),
     # The same on the numpy training engine (same arithmetic per step to rounding, ~2.4x faster
     # trials), which is what makes ten seeds at every δ affordable on two cores.
-    "NeuralLinear-tf-numpy": ("NeuralLinear", {**PAPER_ARCHITECTURE, **TF1_STEP, "engine": "numpy"}, "neural"),
+    "NeuralLinear-tf-numpy": ("NeuralLinear", TF1_NUMPY, "neural"),
     # ... and starting from TF1's initialisation (Glorot-uniform weights, zero biases).
     "NeuralLinear-tf-glorot": ("NeuralLinear", {**PAPER_ARCHITECTURE, **TF1_STEP,
                                                 "model_options": {"n_items": 5, "init": "glorot"}}, "neural"),
@@ -113,28 +118,18 @@ ROWS: dict[str, tuple[str, dict, str]] = {
     # optimizer was built once on the old one, which decays with the global step: lr =
     # 0.1 / (1 + 0.5 · steps so far in the run), ~1.2e-6 by the end. And every layer's weights
     # start uniform in ±0.3 (`init_scale`), biases at 0.
-    "NeuralLinear-tf-code": ("NeuralLinear", {**PAPER_ARCHITECTURE, **TF1_STEP, "engine": "numpy",
-                                              "step_decay_reset": False,
-                                              "model_options": {"n_items": 5, "init": "uniform", "init_scale": 0.3}},
-                             "neural"),
+    "NeuralLinear-tf-code": ("NeuralLinear", {**TF1_NUMPY, **CODE_SCHEDULE, **CODE_INIT}, "neural"),
     # ... and with the two remaining differences from that code removed: the head's regression on
     # φ alone (no intercept) and 2 round-robin pulls per arm before the first draw.
-    "NeuralLinear-tf-code-exact": ("NeuralLinear", {**PAPER_ARCHITECTURE, **TF1_STEP, "engine": "numpy",
-                                                    "step_decay_reset": False, "intercept": False,
-                                                    "initial_pulls": 2,
-                                                    "model_options": {"n_items": 5, "init": "uniform",
-                                                                      "init_scale": 0.3}}, "neural"),
+    "NeuralLinear-tf-code-exact": ("NeuralLinear", {**TF1_NUMPY, **CODE_SCHEDULE, **CODE_INIT,
+                                                    "intercept": False, "initial_pulls": 2}, "neural"),
     # The two differences of NeuralLinear-tf-code one at a time: the run-long decay alone, and the
     # uniform ±0.3 initialisation alone (with the per-retraining reset).
-    "NeuralLinear-tf-global_decay": ("NeuralLinear", {**PAPER_ARCHITECTURE, **TF1_STEP, "engine": "numpy",
-                                                      "step_decay_reset": False}, "neural"),
-    "NeuralLinear-tf-uniform": ("NeuralLinear", {**PAPER_ARCHITECTURE, **TF1_STEP, "engine": "numpy",
-                                                 "model_options": {"n_items": 5, "init": "uniform",
-                                                                   "init_scale": 0.3}}, "neural"),
+    "NeuralLinear-tf-global_decay": ("NeuralLinear", {**TF1_NUMPY, **CODE_SCHEDULE}, "neural"),
+    "NeuralLinear-tf-uniform": ("NeuralLinear", {**TF1_NUMPY, **CODE_INIT}, "neural"),
     # How fast the per-retraining decay should be (sixth session, 4 seeds each at δ = 0.5, B = 1):
     # the paper's 0.5 against 0.1, 0.2, 2 and 5 (lr 0.1 / (1 + step_decay · s), reset each time).
-    **{f"NeuralLinear-tf-sd{decay:g}": ("NeuralLinear", {**PAPER_ARCHITECTURE, **TF1_STEP, "engine": "numpy",
-                                                        "step_decay": decay}, "neural")
+    **{f"NeuralLinear-tf-sd{decay:g}": ("NeuralLinear", {**TF1_NUMPY, "step_decay": decay}, "neural")
        for decay in (0.1, 0.2, 2.0, 5.0)},
     # ε_t = 0.1 / (1 + t/1000): about 100/t exploration, untuned.
     "NeuralGreedy": ("NeuralEpsilonGreedy", {**NETWORK, "epsilon": 0.1, "decay": 1.0}, "neural"),
