@@ -52,3 +52,22 @@ def test_checkpoint_of_another_policy_is_rejected(tmp_path):
     (tmp_path / "junk.pt").write_bytes(b"not a checkpoint")
     with pytest.raises(ValueError, match="not a readable"):
         load_policy(p, tmp_path / "junk.pt")
+
+
+def test_neural_states_saved_before_the_sixth_sessions_options_still_load():
+    """States without ``intercept`` or ``step_decay_reset`` (saved before they existed) load into a
+    policy with the defaults they meant, and are refused by one configured otherwise."""
+    from banditrec.policies.checkpoint import load_policy_state, policy_state
+
+    policy = make_policy("NeuralLinear", hidden=(4,), train_every=8, train_steps=2, seed=5)
+    _play(policy, _env(), 5)
+    state = policy_state(policy)
+    params = state["estimator"]["__state_dict__"]["params"]
+    del params["intercept"], params["training"]["step_decay_reset"]
+    resumed = load_policy_state(make_policy("NeuralLinear", hidden=(4,), train_every=8, train_steps=2), state)
+    env = _env()
+    obs = env.observation
+    np.testing.assert_array_equal(resumed.action_distribution(obs), policy.action_distribution(obs))
+    with pytest.raises(ValueError, match="intercept"):
+        load_policy_state(make_policy("NeuralLinear", hidden=(4,), train_every=8, train_steps=2,
+                                      intercept=False), state)
