@@ -79,10 +79,16 @@ CODE_INIT = {"model_options": {"n_items": 5, "init": "uniform", "init_scale": 0.
 # name -> (policy type, hyperparameters, cost class)
 ROWS: dict[str, tuple[str, dict, str]] = {
     "Uniform": ("Random", {}, "cheap"),
-    # LinFullPost: NIG posterior per arm on the raw context, no intercept (as in the paper's code).
-    # n_mc only sets the Monte-Carlo draws for logged propensities, unused here.
+    # LinFullPost as the paper's code runs it (linear_full_posterior_sampling.py, hparams_linear in
+    # main.py): a NIG posterior per arm on the context *with* an intercept (its ContextualDataset
+    # appends a 1; "intercept is last component of beta"), a0 = b0 = 6, λ = 0.25, and 2
+    # round-robin pulls per arm first. n_mc only sets the Monte-Carlo draws for logged
+    # propensities, unused here.
     "LinFullPost": ("LinTS", {"posterior": "nig", "a0": 6.0, "b0": 6.0, "lam": 0.25,
-                              "intercept": False, "n_mc": 1}, "cheap"),
+                              "intercept": True, "initial_pulls": 2, "n_mc": 1}, "cheap"),
+    # Our rows before the seventh session: no intercept and no initial pulls (kept for comparison).
+    "LinFullPost-no_intercept": ("LinTS", {"posterior": "nig", "a0": 6.0, "b0": 6.0, "lam": 0.25,
+                                           "intercept": False, "n_mc": 1}, "cheap"),
     # The paper's architecture: one network over the context with one output per arm, and one
     # Bayesian linear regression (with its own noise variance) per arm on its last hidden layer.
     "NeuralLinear": ("NeuralLinear", PAPER_ARCHITECTURE, "neural"),
