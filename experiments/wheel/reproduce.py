@@ -139,6 +139,14 @@ ROWS: dict[str, tuple[str, dict, str]] = {
        for decay in (0.1, 0.2, 2.0, 5.0)},
     # ε_t = 0.1 / (1 + t/1000): about 100/t exploration, untuned.
     "NeuralGreedy": ("NeuralEpsilonGreedy", {**NETWORK, "epsilon": 0.1, "decay": 1.0}, "neural"),
+    # The other two neural rows on NeuralLinear-tf-numpy's network and training (the paper's
+    # architecture, TF1 step, numpy engine) instead of the shared MLP (seventh session): the same
+    # ε schedule; Neural-LinUCB with one ridge regression per arm on the last layer, λ = 0.25.
+    "NeuralGreedy-tf": ("NeuralEpsilonGreedy", {**{k: v for k, v in TF1_NUMPY.items()
+                                                   if k not in ("head", "a0", "b0", "lam", "n_mc")},
+                                                "epsilon": 0.1, "decay": 1.0}, "neural"),
+    "Neural-LinUCB-tf": ("NeuralUCB", {**{k: v for k, v in TF1_NUMPY.items() if k not in ("a0", "b0", "n_mc")},
+                                       "uncertainty": "last_layer", "alpha": 1.0}, "neural"),
     # Neural-LinUCB (Xu et al. 2020): ridge regression on the last hidden layer, untuned alpha.
     "Neural-LinUCB": ("NeuralUCB", {**NETWORK, "uncertainty": "last_layer", "alpha": 1.0, "lam": 0.25},
                       "neural"),
