@@ -25,6 +25,29 @@ def to_numpy(value: Any) -> np.ndarray:
     return np.asarray(value)
 
 
+def _integral(value: Any, name: str) -> np.ndarray:
+    """An observation field of ids as int64; floats only when whole (0.5 is not an id)."""
+    array = np.asarray(value)
+    if array.dtype.kind in "iu":
+        return array.astype(np.int64, copy=False)
+    if array.dtype.kind == "f" and np.isfinite(array).all() and (array == np.round(array)).all():
+        return array.astype(np.int64)
+    raise ValueError(f"observation {name} must be integer ids, got dtype {array.dtype} with values like {array.ravel()[:3]}")
+
+
+def _finite(value: Any, name: str) -> np.ndarray:
+    """An observation's features as float64, rejecting NaN and inf (they poison every estimator)."""
+    try:
+        array = np.asarray(value, dtype=np.float64)
+    except (TypeError, ValueError) as err:
+        raise ValueError(f"observation {name} must be numeric features: {err}") from None
+    if not np.isfinite(array).all():
+        bad = ~np.isfinite(array)
+        first = tuple(int(i) for i in np.argwhere(bad)[0])
+        raise ValueError(f"observation {name} contains {int(bad.sum())} NaN or inf value(s), the first at index {first}")
+    return array
+
+
 @dataclass(frozen=True)
 class Observation:
     """A batch of B arriving users and their K candidate items.
@@ -114,17 +137,35 @@ class Observation:
         missing = {"user", "items", "item_ids", "mask"} - set(obs)
         if missing:
             raise KeyError(f"observation dict lacks keys {sorted(missing)}; got {sorted(obs)}")
-        item_ids = np.asarray(obs["item_ids"], dtype=np.int64)
+        # A dict is user-built (a Gymnasium loop, a hand-made batch): check it here, where the
+        # mistake can still be named, not as a broadcasting error or a NaN propensity later.
+        item_ids = _integral(obs["item_ids"], "item_ids")
         single = item_ids.ndim == 1
-        user = np.asarray(obs["user"], dtype=np.float64)
-        items = np.asarray(obs["items"], dtype=np.float64)
+        user = _finite(obs["user"], "user")
+        items = _finite(obs["items"], "items")
         mask = np.asarray(obs["mask"]).astype(bool)
-        user_ids = np.asarray(obs.get("user_id", -1), dtype=np.int64)
+        user_ids = _integral(obs.get("user_id", -1), "user_id")
         if single:
             user, items, item_ids, mask = user[None], items[None], item_ids[None], mask[None]
             user_ids = user_ids.reshape(1)
-        else:
+        elif user_ids.ndim == 0:
             user_ids = np.broadcast_to(user_ids, item_ids.shape[:1]).copy()
+        if item_ids.ndim != 2 or min(item_ids.shape) < 1:
+            raise ValueError(
+                f"observation item_ids must have shape (B, K) or (K,) with B, K >= 1, got {np.shape(obs['item_ids'])}"
+            )
+        B, K = item_ids.shape
+        checks = (
+            ("user", user, user.ndim == 2 and user.shape[0] == B, f"({B}, d_u)"),
+            ("items", items, items.ndim == 3 and items.shape[:2] == (B, K), f"({B}, {K}, d_i)"),
+            ("mask", mask, mask.shape == (B, K), f"({B}, {K})"),
+            ("user_id", user_ids, user_ids.shape == (B,), f"({B},)"),
+        )
+        for name, value, ok, shape in checks:
+            if not ok:
+                raise ValueError(f"observation {name} must have shape {shape} to match item_ids, got {value.shape}")
+        if item_ids.min() < 0:
+            raise ValueError(f"observation item_ids must be >= 0 (catalogue ids), got {item_ids.min()}")
         return cls(user, items, item_ids, mask, user_ids)
 
     @classmethod

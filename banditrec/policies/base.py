@@ -175,6 +175,8 @@ def check_feedback(obs: Observation, actions: Any, rewards: Any, who: str) -> tu
         return actions, rewards
     if not np.isfinite(rewards.sum()):
         bad = np.flatnonzero(~np.isfinite(rewards))[:5].tolist()
+        if not bad:  # every reward finite, but their sum overflows float64
+            raise ValueError(f"{who}.update: rewards are too large (up to {np.abs(rewards).max():.3g}; their sum overflows)")
         raise ValueError(f"{who}.update: rewards contain NaN or inf at rows {bad}")
     if actions.min() < 0 or actions.max() >= K:
         raise ValueError(f"{who}.update: actions must lie in [0, {K}), got range [{actions.min()}, {actions.max()}]")

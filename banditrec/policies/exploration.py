@@ -17,6 +17,7 @@ their probabilities reach the host (nothing does when the batch itself is on the
 
 from __future__ import annotations
 
+import math
 from abc import ABC, abstractmethod
 from typing import Any
 
@@ -85,8 +86,8 @@ class EpsilonGreedy(Exploration):
         epsilon, decay = _real("epsilon", epsilon), _real("decay", decay)
         if not 0.0 <= epsilon <= 1.0:
             raise ValueError(f"epsilon must lie in [0, 1], got {epsilon!r}")
-        if not decay >= 0.0:
-            raise ValueError(f"decay must be >= 0, got {decay!r}")
+        if not 0.0 <= decay < math.inf:
+            raise ValueError(f"decay must be >= 0 and finite, got {decay!r}")
         self.epsilon, self.decay = float(epsilon), float(decay)
 
     def epsilon_at(self, t: int) -> float:
@@ -154,8 +155,8 @@ class UCB(Exploration):
 
     def __init__(self, alpha: float = 1.0) -> None:
         alpha = _real("alpha", alpha)
-        if not alpha >= 0.0:
-            raise ValueError(f"alpha must be >= 0, got {alpha!r}")
+        if not 0.0 <= alpha < math.inf:
+            raise ValueError(f"alpha must be >= 0 and finite, got {alpha!r}")
         self.alpha = float(alpha)
 
     def _scores(self, estimator, obs):

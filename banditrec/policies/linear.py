@@ -20,6 +20,8 @@ with a = a0 + n/2 and b = b0 + (yᵀy − bᵀθ̂)/2.
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 from scipy.linalg.blas import dger as _dger
 
@@ -76,12 +78,14 @@ class RidgeRegression:
         features = features if features is not None else ("user" if form == "disjoint" else "outer")
         if features not in FEATURE_KINDS:
             raise ValueError(f"features must be one of {FEATURE_KINDS}, got {features!r}")
-        if not lam > 0:
-            raise ValueError(f"lam (ridge penalty) must be > 0, got {lam!r}")
+        if not 0 < lam < math.inf:
+            raise ValueError(f"lam (ridge penalty) must be > 0 and finite, got {lam!r}")
+        if not isinstance(intercept, (bool, np.bool_)):
+            raise TypeError(f"intercept must be True or False, got {intercept!r}")
         if posterior not in ("gaussian", "nig"):
             raise ValueError(f"posterior must be 'gaussian' or 'nig', got {posterior!r}")
-        if not (v > 0 and a0 > 0 and b0 > 0):
-            raise ValueError(f"v, a0 and b0 must be > 0, got v={v!r}, a0={a0!r}, b0={b0!r}")
+        if not all(0 < x < math.inf for x in (v, a0, b0)):
+            raise ValueError(f"v, a0 and b0 must be > 0 and finite, got v={v!r}, a0={a0!r}, b0={b0!r}")
         self.form, self.features, self.lam, self.intercept = form, features, float(lam), bool(intercept)
         self.posterior, self.v, self.a0, self.b0 = posterior, float(v), float(a0), float(b0)
         self.d_: int | None = None

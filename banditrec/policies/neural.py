@@ -148,16 +148,17 @@ class OnlineTraining:
             value = getattr(self, name)
             if not isinstance(value, (int, np.integer)) or isinstance(value, bool) or value < 1:
                 raise ValueError(f"{name} must be a positive int, got {value!r}")
-        if not (isinstance(self.lr, (int, float)) and self.lr > 0):
-            raise ValueError(f"lr must be > 0, got {self.lr!r}")
+        for name in ("lr", "lr_decay", "step_decay", "weight_decay"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)):
+                raise TypeError(f"{name} must be a number, got {value!r}")
+        if not 0 < self.lr < float("inf"):
+            raise ValueError(f"lr must be > 0 and finite, got {self.lr!r}")
         if self.optimizer not in OPTIMIZERS:
             raise ValueError(f"optimizer must be one of {OPTIMIZERS}, got {self.optimizer!r}")
-        if not self.lr_decay >= 0:
-            raise ValueError(f"lr_decay must be >= 0, got {self.lr_decay!r}")
-        if not self.step_decay >= 0:
-            raise ValueError(f"step_decay must be >= 0, got {self.step_decay!r}")
-        if not self.weight_decay >= 0:
-            raise ValueError(f"weight_decay must be >= 0, got {self.weight_decay!r}")
+        for name in ("lr_decay", "step_decay", "weight_decay"):
+            if not 0 <= getattr(self, name) < float("inf"):
+                raise ValueError(f"{name} must be >= 0 and finite, got {getattr(self, name)!r}")
         if not isinstance(self.step_decay_reset, (bool, np.bool_)):
             raise TypeError(f"step_decay_reset must be True or False, got {self.step_decay_reset!r}")
         if self.engine not in ("torch", "numpy"):
@@ -523,12 +524,13 @@ class NeuralEstimator:
         training = OnlineTraining() if training is None else training
         if not isinstance(training, OnlineTraining):
             raise TypeError(f"training must be an OnlineTraining or None, got {type(training).__name__}")
-        if not lam > 0:
-            raise ValueError(f"lam must be > 0, got {lam!r}")
+        for name, value in (("lam", lam), ("v", v), ("a0", a0), ("b0", b0)):
+            if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)):
+                raise TypeError(f"{name} must be a number, got {value!r}")
+            if not 0 < value < float("inf"):
+                raise ValueError(f"{name} must be > 0 and finite, got {value!r}")
         if posterior not in ("nig", "gaussian"):
             raise ValueError(f"posterior must be 'nig' or 'gaussian', got {posterior!r}")
-        if not (v > 0 and a0 > 0 and b0 > 0):
-            raise ValueError(f"v, a0 and b0 must be > 0, got v={v!r}, a0={a0!r}, b0={b0!r}")
         resolved = resolve_device(device)  # fail early on an unknown device
         if training.cuda_graph == "on" and resolved.type != "cuda":
             raise ValueError(f"cuda_graph='on' needs a CUDA device; this estimator's device is {resolved}")

@@ -125,6 +125,8 @@ class RandomPolicy(Policy):
     def _act(self, obs: Observation) -> Decision:
         mask = obs.mask
         n_valid = mask.sum(axis=1)
+        if not n_valid.all():
+            raise ValueError("a user has no valid candidate (mask all False)")
         if (n_valid == mask.shape[1]).all():
             actions = self.rng.integers(0, mask.shape[1], size=mask.shape[0])
         else:
@@ -132,4 +134,7 @@ class RandomPolicy(Policy):
         return Decision(actions, 1.0 / n_valid)
 
     def _distribution(self, obs: Observation) -> np.ndarray:
-        return obs.mask / obs.mask.sum(axis=1, keepdims=True)
+        n_valid = obs.mask.sum(axis=1, keepdims=True)
+        if not n_valid.all():
+            raise ValueError("a user has no valid candidate (mask all False)")
+        return obs.mask / n_valid

@@ -1,0 +1,130 @@
+"""Mistakes in what a user hands a policy surface as errors that name the mistake, not as NaN
+propensities, silently misread rows or a numpy broadcasting error (an audit found each of these
+passing silently before)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from banditrec.environments import make_vector_env
+from banditrec.policies import (
+    EpsilonGreedyPolicy,
+    LinEpsilonGreedy,
+    LinTS,
+    LinUCB,
+    NeuralLinear,
+    RandomPolicy,
+)
+from banditrec.policies.neural import OnlineTraining
+
+POLICIES = {
+    "LinUCB": lambda: LinUCB(seed=0),
+    "LinTS": lambda: LinTS(seed=0),
+    "LinEpsilonGreedy": lambda: LinEpsilonGreedy(seed=0),
+    "EpsilonGreedy": lambda: EpsilonGreedyPolicy(seed=0),
+    "Random": lambda: RandomPolicy(seed=0),
+}
+
+
+@pytest.fixture
+def batch():
+    env = make_vector_env("banditrec/Linear-v0", num_envs=4, n_items=5, context_dim=3)
+    env.reset(seed=0)
+    return env.observation.to_dict()
+
+
+def _with(batch, **fields):
+    return {**batch, **fields}
+
+
+@pytest.mark.parametrize("name", POLICIES)
+def test_nan_features_are_rejected_by_act_and_update(name, batch):
+    user = batch["user"].copy()
+    user[1, 0] = np.nan
+    items = batch["items"].copy()
+    items[2, 3, 1] = np.inf
+    policy = POLICIES[name]()
+    with pytest.raises(ValueError, match=r"observation user contains 1 NaN or inf value\(s\), the first at index \(1, 0\)"):
+        policy.act(_with(batch, user=user))
+    with pytest.raises(ValueError, match=r"observation items .* index \(2, 3, 1\)"):
+        policy.update(_with(batch, items=items), np.zeros(4, dtype=np.int64), np.ones(4))
+    # nothing was learned from the rejected batch: the policy still acts on clean input
+    decision = policy.act(batch)
+    assert np.isfinite(decision.propensities).all() and (decision.propensities > 0).all()
+
+
+@pytest.mark.parametrize(
+    ("field", "value", "message"),
+    [
+        ("user", lambda b: b["user"][:2], r"user must have shape \(4, d_u\) to match item_ids, got \(2, 3\)"),
+        ("mask", lambda b: np.ones((4, 6)), r"mask must have shape \(4, 5\) to match item_ids, got \(4, 6\)"),
+        ("items", lambda b: b["items"][:, :3], r"items must have shape \(4, 5, d_i\)"),
+        ("item_ids", lambda b: b["item_ids"] - b["item_ids"] - 1, r"item_ids must be >= 0"),
+        ("item_ids", lambda b: b["item_ids"] + 0.5, r"item_ids must be integer ids"),
+        ("item_ids", lambda b: b["item_ids"][:0], r"item_ids must have shape \(B, K\)"),
+        ("user", lambda b: np.full(b["user"].shape, "a"), r"user must be numeric features"),
+    ],
+)
+def test_malformed_batches_name_the_field(batch, field, value, message):
+    for make in POLICIES.values():
+        with pytest.raises(ValueError, match=message):
+            make().update(_with(batch, **{field: value(batch)}), np.zeros(4, dtype=np.int64), np.ones(4))
+
+
+def test_short_feature_rows_no_longer_train_on_part_of_the_batch(batch):
+    # LinUCB used to learn rows 0-1 of a 4-action batch whose user array had 2 rows.
+    policy = LinUCB(seed=0)
+    with pytest.raises(ValueError, match="user must have shape"):
+        policy.update(_with(batch, user=batch["user"][:2]), np.arange(4), np.ones(4))
+    assert policy.estimator.d_ is None  # nothing allocated, nothing learned
+
+
+def test_whole_float_ids_and_single_users_still_work(batch):
+    policy = LinUCB(seed=0)
+    decision = policy.act(_with(batch, item_ids=batch["item_ids"].astype(float)))
+    assert decision.actions.shape == (4,)
+    single = {k: v[0] for k, v in batch.items()}
+    assert policy.act(single).actions.shape == (1,)
+
+
+def test_random_with_no_valid_candidate_raises_like_every_other_policy(batch):
+    mask = batch["mask"].copy()
+    mask[2] = 0
+    with pytest.raises(ValueError, match="no valid candidate"):
+        RandomPolicy(seed=0).act(_with(batch, mask=mask))
+    with pytest.raises(ValueError, match="no valid candidate"):
+        RandomPolicy(seed=0).action_distribution(_with(batch, mask=mask))
+
+
+def test_huge_finite_rewards_get_their_own_message(batch):
+    with pytest.raises(ValueError, match="rewards are too large"):
+        EpsilonGreedyPolicy(seed=0).update(batch, np.zeros(4, dtype=np.int64), np.full(4, 1.5e308))
+
+
+@pytest.mark.parametrize(
+    ("factory", "kwargs", "error", "message"),
+    [
+        (LinUCB, {"intercept": "false"}, TypeError, "intercept must be True or False"),
+        (LinTS, {"intercept": 0}, TypeError, "intercept must be True or False"),
+        (LinUCB, {"alpha": float("inf")}, ValueError, "alpha must be >= 0 and finite"),
+        (LinUCB, {"lam": float("inf")}, ValueError, r"lam \(ridge penalty\) must be > 0 and finite"),
+        (LinTS, {"v": float("inf")}, ValueError, "v, a0 and b0 must be > 0 and finite"),
+        (LinTS, {"posterior": "nig", "b0": float("inf")}, ValueError, "v, a0 and b0 must be > 0 and finite"),
+        (LinEpsilonGreedy, {"decay": float("inf")}, ValueError, "decay must be >= 0 and finite"),
+        (EpsilonGreedyPolicy, {"decay": float("inf")}, ValueError, "decay must be >= 0 and finite"),
+        (NeuralLinear, {"a0": "6"}, TypeError, "a0 must be a number"),
+        (NeuralLinear, {"b0": float("inf")}, ValueError, "b0 must be > 0 and finite"),
+        (NeuralLinear, {"lr": float("inf")}, ValueError, "lr must be > 0 and finite"),
+        (NeuralLinear, {"lr_decay": None}, TypeError, "lr_decay must be a number"),
+        (NeuralLinear, {"step_decay": float("inf")}, ValueError, "step_decay must be >= 0 and finite"),
+    ],
+)
+def test_hyperparameters_that_would_silently_misbehave_are_rejected(factory, kwargs, error, message):
+    with pytest.raises(error, match=message):
+        factory(**kwargs, seed=0)
+
+
+def test_online_training_checks_its_numbers():
+    with pytest.raises(TypeError, match="weight_decay must be a number"):
+        OnlineTraining(weight_decay="0")
