@@ -6,6 +6,8 @@ import argparse
 import sys
 from pathlib import Path
 
+from banditrec.data.cache import DataUnavailableError
+
 __all__ = ["main"]
 
 
@@ -91,9 +93,9 @@ def build_parser() -> argparse.ArgumentParser:
     run = sub.add_parser("run", help="run an experiment from a TOML config")
     run.add_argument("config", help="experiment TOML file")
     run.add_argument("--out", help="output folder (default: runs/<experiment name>)")
-    run.add_argument("--seeds", type=int, help="override the number of seeds (seeds 0..N-1)")
-    run.add_argument("--horizon", type=int, help="override the number of decisions per trial")
-    run.add_argument("--jobs", type=int, help="trials to run in parallel processes")
+    run.add_argument("--seeds", type=_positive_int, help="override the number of seeds (seeds 0..N-1)")
+    run.add_argument("--horizon", type=_positive_int, help="override the number of decisions per trial")
+    run.add_argument("--jobs", type=_positive_int, help="trials to run in parallel processes")
     run.add_argument("--quiet", action="store_true", help="no progress bar")
     run.add_argument("--backend", choices=["local", "ray"], default="local",
                      help="where trials run: local processes (--jobs) or a Ray cluster")
@@ -119,6 +121,17 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _positive_int(text: str) -> int:
+    """argparse type for counts: the same rule as the config file's (an int >= 1)."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {value}")
+    return value
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
@@ -126,7 +139,7 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("\ninterrupted: finished trials are saved; rerun the same command to resume", file=sys.stderr)
         return 130
-    except (ValueError, TypeError, FileNotFoundError, ImportError) as exc:
+    except (ValueError, TypeError, FileNotFoundError, ImportError, DataUnavailableError) as exc:
         print(f"banditrec: error: {exc}", file=sys.stderr)
         return 2
 

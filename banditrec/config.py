@@ -130,6 +130,8 @@ class ExperimentConfig:
         for key, value in (("id", env_id), ("simulator", simulator)):
             if value is not None and not isinstance(value, str):
                 raise ConfigError(f"{source}: [environment] {key} must be a string, got {value!r}")
+        if "num_envs" in env:
+            raise ConfigError(f"{source}: [environment] num_envs is the batch size; set [experiment] batch_size instead")
         environment = EnvironmentSpec(env_id, simulator, {k: v for k, v in env.items() if k not in ("id", "simulator")})
         policies = parse_policies(pols, source)
         return cls(name, horizon, batch_size, seeds, environment, tuple(policies), n_checkpoints, jobs)
@@ -146,13 +148,37 @@ def parse_policies(tables: Mapping[str, Any], source: str = "config") -> list[Po
         if "type" not in body or not isinstance(body["type"], str):
             raise ConfigError(f"{source}: [policies.{pname}] needs a string 'type' (e.g. type = \"LinUCB\")")
         params = {k: v for k, v in body.items() if k != "type"}
-        policies.extend(_expand_grid(pname, body["type"], params))
+        if "seed" in params:
+            raise ConfigError(f"{source}: [policies.{pname}] seed is set per trial from [experiment] seeds; remove it")
+        policies.extend(_expand_grid(pname, body["type"], params, source))
     return policies
 
 
-def _expand_grid(name: str, type_: str, params: dict[str, Any]) -> list[PolicySpec]:
-    """A parameter given as a list becomes a grid: one policy per combination, named by its values."""
+def _sequence_parameters(type_: str) -> set[str]:
+    """Parameters of a built-in policy type whose value is itself a list (e.g. ``hidden``)."""
+    from banditrec.policies.registry import POLICIES, policy_parameters
+
+    if type_ not in POLICIES:
+        return set()
+    return {k for k, v in policy_parameters(type_).items() if isinstance(v, (list, tuple))}
+
+
+def _expand_grid(name: str, type_: str, params: dict[str, Any], source: str = "config") -> list[PolicySpec]:
+    """A parameter given as a list becomes a grid: one policy per combination, named by its values.
+
+    A parameter whose value is a list (``hidden``) takes a list of lists as its grid; a flat list
+    there is an error, not a grid of one-layer networks the user did not ask for."""
     grid = {k: v for k, v in params.items() if isinstance(v, list)}
+    for key, values in grid.items():
+        if not values:
+            raise ConfigError(f"{source}: [policies.{name}] {key} = [] is an empty grid; give at least one value")
+    flat = [k for k in grid if k in _sequence_parameters(type_) and not all(isinstance(v, list) for v in grid[k])]
+    if flat:
+        key = flat[0]
+        raise ConfigError(
+            f"{source}: [policies.{name}] {key} takes a list: write {key} = [{grid[key]}] for one value, "
+            f"or a list of lists such as {key} = [[16], [32]] for a grid"
+        )
     if not grid:
         return [PolicySpec(name, type_, params)]
     specs = []

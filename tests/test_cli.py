@@ -55,3 +55,26 @@ def test_errors_are_one_line_not_tracebacks(tmp_path, capsys):
     assert main(["run", str(cfg), "--quiet"]) == 2
     assert "unknown policy type 'LinUBC'" in capsys.readouterr().err
     assert main(["plot", str(tmp_path)]) == 2
+
+
+def test_count_overrides_are_checked_like_the_config_file(tmp_path, capsys):
+    # --seeds 0 used to reach pandas ("No objects to concatenate") and --horizon 0 an IndexError.
+    cfg = tmp_path / "ok.toml"
+    cfg.write_text(CONFIG)
+    for flag, value in (("--seeds", "0"), ("--horizon", "0"), ("--horizon", "-5"), ("--jobs", "0"), ("--seeds", "x")):
+        try:
+            code = main(["run", str(cfg), "--quiet", "--out", str(tmp_path / "runs"), flag, value])
+        except SystemExit as exit_:  # argparse rejects the value before anything runs
+            code = exit_.code
+        assert code == 2, (flag, value)
+        assert "expected a positive integer" in capsys.readouterr().err, (flag, value)
+    assert not (tmp_path / "runs").exists()
+
+
+def test_missing_data_is_an_error_line_not_a_traceback(tmp_path, capsys):
+    cfg = tmp_path / "ml.toml"
+    cfg.write_text(CONFIG.replace('id = "banditrec/Linear-v0"\nn_items = 8\ncontext_dim = 4',
+                                  f'id = "banditrec/MovieLens100k-v0"\npath = "{tmp_path / "no_such_ml100k"}"'))
+    assert main(["run", str(cfg), "--quiet", "--out", str(tmp_path / "runs")]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("banditrec: error:") and "no_such_ml100k" in err

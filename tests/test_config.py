@@ -62,3 +62,27 @@ def test_load_config_errors(tmp_path):
     bad.write_text("[experiment\nname=")
     with pytest.raises(ConfigError, match="not valid TOML"):
         load_config(bad)
+
+
+@pytest.mark.parametrize(
+    "section, key, value, match",
+    [
+        # these used to surface as "make_policy() got multiple values for keyword argument 'seed'",
+        # pandas' "No objects to concatenate", or a silent grid of one-layer networks
+        ("policies", "net", {"type": "LinUCB", "seed": 5}, r"\[policies.net\] seed is set per trial"),
+        ("environment", "num_envs", 8, r"num_envs is the batch size; set \[experiment\] batch_size"),
+        ("policies", "net", {"type": "LinUCB", "alpha": []}, r"alpha = \[\] is an empty grid"),
+        ("policies", "net", {"type": "NeuralEpsilonGreedy", "hidden": [16, 32]},
+         r"hidden takes a list: write hidden = \[\[16, 32\]\] for one value"),
+    ],
+)
+def test_reserved_keys_empty_grids_and_flat_lists_are_rejected(section, key, value, match):
+    with pytest.raises(ConfigError, match=match):
+        ExperimentConfig.from_dict(_with(section, key, value))
+
+
+def test_list_valued_parameters_take_a_list_of_lists():
+    one = ExperimentConfig.from_dict(_with("policies", "net", {"type": "NeuralEpsilonGreedy", "hidden": [[16, 32]]}))
+    assert [p.params["hidden"] for p in one.policies if p.type == "NeuralEpsilonGreedy"] == [[16, 32]]
+    grid = ExperimentConfig.from_dict(_with("policies", "net", {"type": "NeuralEpsilonGreedy", "hidden": [[16], [32]]}))
+    assert [p.params["hidden"] for p in grid.policies if p.type == "NeuralEpsilonGreedy"] == [[16], [32]]

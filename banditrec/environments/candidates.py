@@ -22,6 +22,13 @@ def check_world_sizes(n_items: int, n_candidates: int | None, min_candidates: in
     return int(K), int(lo)
 
 
+def check_world_seed(world_seed: object) -> int:
+    """A synthetic world's fixed seed: an int >= 0 (numpy's own error would not name it)."""
+    if not isinstance(world_seed, (int, np.integer)) or isinstance(world_seed, bool) or world_seed < 0:
+        raise ValueError(f"world_seed must be an int >= 0, got {world_seed!r}")
+    return int(world_seed)
+
+
 def sample_candidates(
     rng: np.random.Generator,
     batch_size: int,

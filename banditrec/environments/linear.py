@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from banditrec.environments.candidates import check_world_sizes, sample_candidates
+from banditrec.environments.candidates import check_world_seed, check_world_sizes, sample_candidates
 from banditrec.environments.simulator import Observation, UserSimulator
 
 __all__ = ["LinearWorld"]
@@ -69,8 +69,9 @@ class LinearWorld(UserSimulator):
             raise ValueError(f"context_dim must be a positive int, got {context_dim!r}")
         if reward not in ("logistic", "gaussian"):
             raise ValueError(f"reward must be 'logistic' or 'gaussian', got {reward!r}")
-        if not scale > 0 or not noise >= 0:
-            raise ValueError(f"scale must be > 0 and noise >= 0, got scale={scale!r}, noise={noise!r}")
+        if not (0 < scale < np.inf and 0 <= noise < np.inf):
+            raise ValueError(f"scale must be > 0 and noise >= 0, both finite, got scale={scale!r}, noise={noise!r}")
+        world_seed = check_world_seed(world_seed)
         self.n_items, self.user_dim, self.item_dim = int(n_items), int(context_dim), int(context_dim)
         self.reward, self.scale, self.noise = reward, float(scale), float(noise)
         self.reward_type = "binary" if reward == "logistic" else "real"

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from banditrec.environments.candidates import check_world_sizes, sample_candidates
+from banditrec.environments.candidates import check_world_seed, check_world_sizes, sample_candidates
 from banditrec.environments.simulator import Observation, UserSimulator
 
 __all__ = ["NonlinearWorld"]
@@ -54,8 +54,9 @@ class NonlinearWorld(UserSimulator):
                 raise ValueError(f"{name} must be a positive int, got {v!r}")
         if user_dim != item_dim:
             raise ValueError(f"user_dim and item_dim must be equal (the truth uses user ⊙ item), got {user_dim}, {item_dim}")
-        if not scale > 0:
-            raise ValueError(f"scale must be > 0, got {scale!r}")
+        if not 0 < scale < np.inf:
+            raise ValueError(f"scale must be > 0 and finite, got {scale!r}")
+        world_seed = check_world_seed(world_seed)
         self.n_items, self.user_dim, self.item_dim = int(n_items), int(user_dim), int(item_dim)
         self.scale = float(scale)
         rng = np.random.default_rng(world_seed)
