@@ -37,6 +37,19 @@ def _in_place_ok(a: np.ndarray) -> bool:
     return a.flags.c_contiguous and a.dtype == np.float64
 
 
+def _cholesky(matrix: np.ndarray, lam: float) -> np.ndarray:
+    """Cholesky factor of a posterior covariance, with an error that says what went wrong: it
+    loses positive definiteness when the features (or a network's last layer) grow so large
+    against the ridge penalty that float64 cannot hold A⁻¹."""
+    try:
+        return np.linalg.cholesky(matrix)
+    except np.linalg.LinAlgError:
+        raise FloatingPointError(
+            f"the posterior covariance is not positive definite (ridge penalty lam={lam!r}): the features "
+            "are too large or too collinear for it; raise lam, rescale the features, or lower a network's lr"
+        ) from None
+
+
 class RidgeRegression:
     """Ridge regression with the statistics UCB and Thompson sampling need.
 
@@ -289,14 +302,14 @@ class RidgeRegression:
         mean = X @ self.theta_[0]
         d = self.d_
         if d <= K:
-            L = np.linalg.cholesky(self.A_inv_[0] + 1e-12 * np.eye(d))
+            L = _cholesky(self.A_inv_[0] + 1e-12 * np.eye(d), self.lam)
             z = rng.standard_normal((n_draws, B, d))
             noise = np.einsum("bkd,nbd->nbk", X @ L, z)
         else:
             # Sample the K correlated candidate rewards directly: cov_b = X_b A⁻¹ X_bᵀ (K × K).
             cov = np.einsum("bkd,bjd->bkj", X @ self.A_inv_[0], X)
             cov += (1e-10 * np.abs(np.diagonal(cov, axis1=1, axis2=2)).max() + 1e-12) * np.eye(K)
-            L = np.linalg.cholesky(cov)
+            L = _cholesky(cov, self.lam)
             z = rng.standard_normal((n_draws, B, K))
             noise = np.einsum("bkj,nbj->nbk", L, z)
         scale = self._noise_scale(np.zeros((n_draws, B), dtype=np.int64), (n_draws, B), rng)

@@ -128,3 +128,17 @@ def test_hyperparameters_that_would_silently_misbehave_are_rejected(factory, kwa
 def test_online_training_checks_its_numbers():
     with pytest.raises(TypeError, match="weight_decay must be a number"):
         OnlineTraining(weight_decay="0")
+
+
+def test_a_degenerate_posterior_is_named_not_a_numpy_linalg_error():
+    # lam = 1e-20 against unit-scale features: A⁻¹ is not positive definite in float64, and
+    # numpy's "Matrix is not positive definite" used to escape from deep inside sample().
+    env = make_vector_env("banditrec/Linear-v0", num_envs=4, n_items=5, context_dim=3)
+    env.reset(seed=0)
+    policy = LinTS(form="shared", lam=1e-20, seed=0)
+    with pytest.raises(FloatingPointError, match=r"posterior covariance is not positive definite \(ridge penalty lam=1e-20\)"):
+        for _ in range(30):
+            obs = env.observation
+            actions, _ = policy.act(obs)
+            _, rewards, *_ = env.step(actions)
+            policy.update(obs, actions, rewards)
