@@ -69,6 +69,9 @@ def compare_policies(
         raise TypeError(f"feedback must be a LoggedFeedback, got {type(feedback).__name__}")
     if not isinstance(policies, Mapping) or not policies:
         raise ValueError(f"policies must be a non-empty dict of name -> policy, got {policies!r:.80}")
+    if isinstance(estimators, BaseEstimator):
+        kind = type(estimators).__name__
+        raise TypeError(f"estimators must be a list of estimators, got one {kind}; write [{kind}(...)]")
     estimators = tuple(default_estimators() if estimators is None else estimators)
     for est in estimators:
         if not isinstance(est, BaseEstimator):
@@ -82,6 +85,9 @@ def compare_policies(
             raise ValueError(
                 f"true_values names policies that are not compared: {unknown}; policies: {sorted(policies)}"
             )
+        for name, value in true_values.items():
+            if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)):
+                raise TypeError(f"true_values[{name!r}] must be a number, got {value!r}")
 
     if estimated_rewards is None and any(est.needs_reward_model for est in estimators):
         estimated_rewards = fit_reward_model(feedback, model=reward_model, n_folds=n_folds, seed=seed)

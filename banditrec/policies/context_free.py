@@ -26,8 +26,9 @@ class ItemStatistics:
 
     def __init__(self, prior_mean: float = 0.0, beta_prior: tuple[float, float] = (1.0, 1.0)) -> None:
         a, b = beta_prior
-        if not (a > 0 and b > 0):
-            raise ValueError(f"beta_prior must be two positive numbers, got {beta_prior!r}")
+        if not all(isinstance(x, (int, float, np.integer, np.floating)) and not isinstance(x, bool) and 0 < x < np.inf
+                   for x in (a, b)):
+            raise ValueError(f"beta_prior (a, b) must be two positive finite numbers, got {beta_prior!r}")
         self.prior_mean = float(prior_mean)
         self.beta_prior = (float(a), float(b))
         self.counts_ = np.zeros(0)

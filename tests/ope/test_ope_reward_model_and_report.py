@@ -156,3 +156,12 @@ def test_plot_comparison_writes_an_image(world, tmp_path):
     assert path.exists() and path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     with pytest.raises(ValueError, match="df must be compare_policies' table"):
         plot_comparison(pd.DataFrame({"x": [1]}), tmp_path / "bad.png")
+
+
+def test_compare_policies_names_a_lone_estimator_and_non_numeric_truths(world):
+    # These used to fail as "'IPS' object is not iterable" and "could not convert string to float".
+    fb, pi_e = world.sample(200, seed=2)
+    with pytest.raises(TypeError, match=r"estimators must be a list of estimators, got one IPS; write \[IPS\(...\)\]"):
+        compare_policies(fb, {"target": pi_e}, estimators=IPS())
+    with pytest.raises(TypeError, match=r"true_values\['target'\] must be a number, got 'x'"):
+        compare_policies(fb, {"target": pi_e}, estimators=[IPS()], true_values={"target": "x"})

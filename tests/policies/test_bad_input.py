@@ -142,3 +142,11 @@ def test_a_degenerate_posterior_is_named_not_a_numpy_linalg_error():
             actions, _ = policy.act(obs)
             _, rewards, *_ = env.step(actions)
             policy.update(obs, actions, rewards)
+
+
+@pytest.mark.parametrize("prior", [{"a": "1"}, {"b": None}, {"a": float("inf")}, {"a": 0.0}])
+def test_bernoulli_ts_prior_is_checked(prior):
+    from banditrec.policies import BernoulliTS
+
+    with pytest.raises(ValueError, match=r"beta_prior \(a, b\) must be two positive finite numbers"):
+        BernoulliTS(**prior, seed=0)
