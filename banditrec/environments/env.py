@@ -89,7 +89,7 @@ class BanditCore:
             raise TypeError(
                 f"simulator must implement banditrec.environments.UserSimulator, got {type(simulator).__name__}"
             )
-        if not isinstance(batch_size, (int, np.integer)) or batch_size < 1:
+        if not isinstance(batch_size, (int, np.integer)) or isinstance(batch_size, bool) or batch_size < 1:
             raise ValueError(f"batch_size (num_envs) must be a positive int, got {batch_size!r}")
         if max_episode_steps is not None and (not isinstance(max_episode_steps, (int, np.integer)) or max_episode_steps < 1):
             raise ValueError(f"max_episode_steps must be a positive int or None, got {max_episode_steps!r}")

@@ -194,7 +194,7 @@ class Thompson(Exploration):
     """
 
     def __init__(self, n_mc: int = 100) -> None:
-        if not isinstance(n_mc, (int, np.integer)) or n_mc < 1:
+        if not isinstance(n_mc, (int, np.integer)) or isinstance(n_mc, bool) or n_mc < 1:
             raise ValueError(f"n_mc (Monte-Carlo draws for propensities) must be a positive int, got {n_mc!r}")
         self.n_mc = int(n_mc)
 

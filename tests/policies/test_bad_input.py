@@ -150,3 +150,10 @@ def test_bernoulli_ts_prior_is_checked(prior):
 
     with pytest.raises(ValueError, match=r"beta_prior \(a, b\) must be two positive finite numbers"):
         BernoulliTS(**prior, seed=0)
+
+
+def test_booleans_are_not_counts():
+    with pytest.raises(ValueError, match="n_mc"):
+        LinTS(n_mc=True, seed=0)
+    with pytest.raises(ValueError, match=r"batch_size \(num_envs\) must be a positive int, got True"):
+        make_vector_env("banditrec/Linear-v0", num_envs=True)
