@@ -78,6 +78,8 @@ def bootstrap_interval(
         raise ValueError(f"n_bootstrap must be a positive integer, got {n_bootstrap!r}")
     rng = as_generator(seed)
     n = columns.shape[0]
+    if n < 2:  # one round resampled is always itself: a zero-width interval that means nothing
+        raise ValueError(f"a bootstrap interval needs at least 2 rounds, got {n}")
     block = max(1, _BLOCK_CELLS // max(n, 1))
     values = np.empty(int(n_bootstrap))
     for start in range(0, int(n_bootstrap), block):

@@ -237,6 +237,10 @@ def test_bad_interval_arguments():
         IPS().estimate_interval(fb, uniform_dist(), method="bayes")
     with pytest.raises(ValueError, match=r"n_bootstrap must be a positive integer, got 0"):
         IPS().estimate_interval(fb, uniform_dist(), n_bootstrap=0)
+    one = LoggedFeedback(**{k: v[:1] for k, v in log_kwargs().items()})
+    for method in ("bootstrap", "normal"):  # the bootstrap used to return a zero-width interval
+        with pytest.raises(ValueError, match=rf"a {method} interval needs at least 2 rounds, got 1"):
+            IPS().estimate_interval(one, uniform_dist()[:1], method=method)
 
 
 def test_estimators_need_a_logged_feedback():
