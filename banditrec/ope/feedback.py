@@ -182,6 +182,13 @@ class LoggedFeedback:
             raise ValueError(
                 f"propensities must lie in (0, 1] ({counts}); offending {describe_bad(bad_p, propensities)}"
             )
+        # Below the smallest normal float, 1 / propensity overflows to inf in every importance weight.
+        tiny = propensities < np.finfo(np.float64).tiny
+        if tiny.any():
+            raise ValueError(
+                f"propensities below {np.finfo(np.float64).tiny:.3g} make importance weights overflow; "
+                f"offending {describe_bad(tiny, propensities)}"
+            )
 
         positions = timestamps = expected = logging = None
         if self.positions is not None:

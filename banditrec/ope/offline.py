@@ -349,6 +349,15 @@ def evaluate_offline(
     if method not in ("bootstrap", "normal"):
         raise ValueError(f"method must be 'bootstrap' or 'normal', got {method!r}")
     train, evaluation = split_by_time(feedback, train_fraction)
+    chosen = default_estimators() if estimators is None else estimators
+    model_based = isinstance(chosen, (list, tuple)) and any(
+        isinstance(est, BaseEstimator) and est.needs_reward_model for est in chosen
+    )
+    if model_based and isinstance(n_folds, (int, np.integer)) and evaluation.n_rounds < n_folds:
+        raise ValueError(
+            f"train_fraction={train_fraction} leaves {evaluation.n_rounds} rounds for evaluation, fewer than "
+            f"n_folds={n_folds} for cross-fitting the reward model; lower train_fraction or n_folds"
+        )
     trained = train_offline(policies, train, seed, pretrained=pretrained, batch_size=train_batch_size)
     # Distributions are computed once and passed as tables: a Monte-Carlo policy (Thompson
     # sampling) must be scored and given its true value on the very same table.

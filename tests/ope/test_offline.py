@@ -236,6 +236,8 @@ def test_specs_and_objects_give_the_same_table():
         ({"policies": {"a": 3}}, TypeError, "policy 'a' must be a banditrec Policy"),
         ({"train_fraction": 1.0}, ValueError, r"train_fraction must be a number in \[0, 1\)"),
         ({"train_fraction": 0.95}, ValueError, "at least 2 are needed"),
+        ({"feedback": simple_log(60), "train_fraction": 0.95}, ValueError,
+         r"leaves 3 rounds for evaluation, fewer than n_folds=5 for cross-fitting the reward model"),
         ({"pretrained": ("zzz",)}, ValueError, "pretrained names policies that are not given"),
         ({"alpha": 0.0}, ValueError, "alpha must be"),
         ({"seed": -1}, ValueError, "seed must be a non-negative integer"),

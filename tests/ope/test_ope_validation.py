@@ -56,8 +56,10 @@ def test_valid_table_is_accepted():
         ([0.5, 0.5, -0.2, 0.5, 0.5], r"propensities.*1 zero or negative.*first at index 2 \(value -0\.2\)"),
         ([0.5, 0.5, 0.5, 1.5, 2.0], r"propensities.*2 above 1.*2 row\(s\), first at index 3 \(value 1\.5\)"),
         ([np.nan, 0.5, 0.5, 0.5, 0.5], r"propensities.*1 NaN.*first at index 0 \(value nan\)"),
+        # subnormal: IPS used to return inf with only a RuntimeWarning
+        ([0.5, 1e-320, 0.5, 0.5, 0.5], r"propensities below 2\.23e-308 make importance weights overflow.*index 1"),
     ],
-    ids=["zero", "negative", "above-one", "nan"],
+    ids=["zero", "negative", "above-one", "nan", "subnormal"],
 )
 def test_bad_propensities(propensities, match):
     with pytest.raises(ValueError, match=match):
