@@ -1,4 +1,4 @@
-"""Small shared helpers: random generators and import paths."""
+"""Small shared helpers: random generators, import paths and number checks."""
 
 from __future__ import annotations
 
@@ -7,7 +7,19 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["as_generator", "load_object"]
+__all__ = ["as_generator", "check_real", "is_real", "load_object"]
+
+
+def is_real(value: Any) -> bool:
+    """Whether ``value`` is a real number (bools excluded: ``True`` is not a learning rate)."""
+    return isinstance(value, (int, float, np.integer, np.floating)) and not isinstance(value, bool)
+
+
+def check_real(name: str, value: Any) -> float:
+    """``value`` as a float, or a TypeError that quotes the parameter and what was given."""
+    if not is_real(value):
+        raise TypeError(f"{name} must be a number, got {value!r}")
+    return float(value)
 
 
 def as_generator(seed: int | np.random.SeedSequence | np.random.Generator | None) -> np.random.Generator:

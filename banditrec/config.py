@@ -172,7 +172,8 @@ def _expand_grid(name: str, type_: str, params: dict[str, Any], source: str = "c
     for key, values in grid.items():
         if not values:
             raise ConfigError(f"{source}: [policies.{name}] {key} = [] is an empty grid; give at least one value")
-    flat = [k for k in grid if k in _sequence_parameters(type_) and not all(isinstance(v, list) for v in grid[k])]
+    sequences = _sequence_parameters(type_) if grid else set()
+    flat = [k for k in grid if k in sequences and not all(isinstance(v, list) for v in grid[k])]
     if flat:
         key = flat[0]
         raise ConfigError(

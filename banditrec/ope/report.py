@@ -10,6 +10,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from banditrec._util import check_real
 from banditrec.ope.action_dist import action_dist_from_policy
 from banditrec.ope.estimators import BaseEstimator, default_estimators
 from banditrec.ope.feedback import LoggedFeedback
@@ -86,8 +87,7 @@ def compare_policies(
                 f"true_values names policies that are not compared: {unknown}; policies: {sorted(policies)}"
             )
         for name, value in true_values.items():
-            if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)):
-                raise TypeError(f"true_values[{name!r}] must be a number, got {value!r}")
+            check_real(f"true_values[{name!r}]", value)
 
     if estimated_rewards is None and any(est.needs_reward_model for est in estimators):
         estimated_rewards = fit_reward_model(feedback, model=reward_model, n_folds=n_folds, seed=seed)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from banditrec._util import is_real
 from banditrec.environments.simulator import Observation
 
 __all__ = ["ItemStatistics"]
@@ -26,8 +27,7 @@ class ItemStatistics:
 
     def __init__(self, prior_mean: float = 0.0, beta_prior: tuple[float, float] = (1.0, 1.0)) -> None:
         a, b = beta_prior
-        if not all(isinstance(x, (int, float, np.integer, np.floating)) and not isinstance(x, bool) and 0 < x < np.inf
-                   for x in (a, b)):
+        if not all(is_real(x) and 0 < x < np.inf for x in (a, b)):
             raise ValueError(f"beta_prior (a, b) must be two positive finite numbers, got {beta_prior!r}")
         self.prior_mean = float(prior_mean)
         self.beta_prior = (float(a), float(b))

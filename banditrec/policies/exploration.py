@@ -24,18 +24,12 @@ from typing import Any
 import numpy as np
 import torch
 
+from banditrec._util import check_real
 from banditrec.environments.simulator import Observation
 from banditrec.policies.base import Decision, _argmax_ties, _argmax_ties_masked, argmax_random_ties
 from banditrec.policies.tensor_ops import argmax_ties
 
 __all__ = ["UCB", "EpsilonGreedy", "Exploration", "Thompson"]
-
-
-def _real(name: str, value: Any) -> float:
-    """A hyperparameter that must be a real number, with an error that quotes it."""
-    if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)):
-        raise TypeError(f"{name} must be a number, got {value!r}")
-    return float(value)
 
 
 class Exploration(ABC):
@@ -83,7 +77,7 @@ class EpsilonGreedy(Exploration):
     """
 
     def __init__(self, epsilon: float = 0.1, decay: float = 0.0) -> None:
-        epsilon, decay = _real("epsilon", epsilon), _real("decay", decay)
+        epsilon, decay = check_real("epsilon", epsilon), check_real("decay", decay)
         if not 0.0 <= epsilon <= 1.0:
             raise ValueError(f"epsilon must lie in [0, 1], got {epsilon!r}")
         if not 0.0 <= decay < math.inf:
@@ -154,7 +148,7 @@ class UCB(Exploration):
     """
 
     def __init__(self, alpha: float = 1.0) -> None:
-        alpha = _real("alpha", alpha)
+        alpha = check_real("alpha", alpha)
         if not 0.0 <= alpha < math.inf:
             raise ValueError(f"alpha must be >= 0 and finite, got {alpha!r}")
         self.alpha = float(alpha)

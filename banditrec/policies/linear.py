@@ -25,6 +25,7 @@ import math
 import numpy as np
 from scipy.linalg.blas import dger as _dger
 
+from banditrec._util import check_real
 from banditrec.environments.simulator import Observation
 from banditrec.policies import ridge_kernels as kernels
 from banditrec.policies.features import FEATURE_KINDS, _with_one, joint_features
@@ -84,8 +85,7 @@ class RidgeRegression:
         b0: float = 6.0,
     ) -> None:
         for name, value in (("lam", lam), ("v", v), ("a0", a0), ("b0", b0)):
-            if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)):
-                raise TypeError(f"{name} must be a number, got {value!r}")
+            check_real(name, value)
         if form not in ("disjoint", "shared"):
             raise ValueError(f"form must be 'disjoint' or 'shared', got {form!r}")
         features = features if features is not None else ("user" if form == "disjoint" else "outer")

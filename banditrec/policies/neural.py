@@ -38,7 +38,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from banditrec._util import as_generator
+from banditrec._util import as_generator, check_real
 from banditrec.environments.simulator import Observation
 from banditrec.models.base import check_embedding, check_hidden, check_scores
 from banditrec.models.build import MODEL_KINDS, build_model
@@ -149,9 +149,7 @@ class OnlineTraining:
             if not isinstance(value, (int, np.integer)) or isinstance(value, bool) or value < 1:
                 raise ValueError(f"{name} must be a positive int, got {value!r}")
         for name in ("lr", "lr_decay", "step_decay", "weight_decay"):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)):
-                raise TypeError(f"{name} must be a number, got {value!r}")
+            check_real(name, getattr(self, name))
         if not 0 < self.lr < float("inf"):
             raise ValueError(f"lr must be > 0 and finite, got {self.lr!r}")
         if self.optimizer not in OPTIMIZERS:
@@ -525,9 +523,7 @@ class NeuralEstimator:
         if not isinstance(training, OnlineTraining):
             raise TypeError(f"training must be an OnlineTraining or None, got {type(training).__name__}")
         for name, value in (("lam", lam), ("v", v), ("a0", a0), ("b0", b0)):
-            if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)):
-                raise TypeError(f"{name} must be a number, got {value!r}")
-            if not 0 < value < float("inf"):
+            if not 0 < check_real(name, value) < float("inf"):
                 raise ValueError(f"{name} must be > 0 and finite, got {value!r}")
         if posterior not in ("nig", "gaussian"):
             raise ValueError(f"posterior must be 'nig' or 'gaussian', got {posterior!r}")
