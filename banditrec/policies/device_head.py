@@ -86,7 +86,19 @@ class DeviceLastLayerHead:
         self.b.index_add_(0, sets, x * y[:, None])
         self.yy.index_add_(0, sets, y * y)
         self.count.index_add_(0, sets, torch.ones_like(y))
-        self._solve()
+        if x.shape[0] == 1:  # one row (one decision at a time): Sherman–Morrison, as the host head
+            self._sherman_morrison(sets, x[0])
+        else:
+            self._solve()
+
+    def _sherman_morrison(self, sets: torch.Tensor, x: torch.Tensor) -> None:
+        """A⁻¹ and θ of set ``sets`` (1,) after its A gained xxᵀ: a few small kernels and no
+        factorisation, so no device read (a Cholesky on a GPU reads its status back)."""
+        A_inv = self.A_inv.index_select(0, sets)[0]
+        ax = A_inv @ x
+        A_inv = A_inv - torch.outer(ax, ax) / (1.0 + x @ ax)
+        self.A_inv.index_copy_(0, sets, A_inv[None])
+        self.theta.index_copy_(0, sets, (A_inv @ self.b.index_select(0, sets)[0])[None])
 
     def refit(self, gram: torch.Tensor, xy: torch.Tensor, yy: torch.Tensor, counts: torch.Tensor) -> None:
         """The posterior from sums over each parameter set's rows (see ``_LastLayerHead.refit``)."""
@@ -139,7 +151,7 @@ class DeviceLastLayerHead:
         a = self.a0 + 0.5 * self.count[sets]
         resid = self.yy[sets] - (self.b[sets] * self.theta[sets]).sum(-1)
         b = self.b0 + 0.5 * torch.clamp(resid, min=0.0)
-        g = standard_gamma(a.expand(shape), self.generator)
+        g = standard_gamma(a.expand(shape), self.generator, lower_bound=self.a0)  # a ≥ a0 > 0
         return torch.sqrt(b.expand(shape) / g)
 
     def sample(self, embedding: torch.Tensor, item_ids: torch.Tensor, n_sets: int, n: int) -> torch.Tensor:

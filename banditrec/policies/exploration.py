@@ -27,7 +27,7 @@ import torch
 from banditrec._util import check_real
 from banditrec.environments.simulator import Observation
 from banditrec.policies.base import Decision, _argmax_ties, _argmax_ties_masked, argmax_random_ties
-from banditrec.policies.tensor_ops import argmax_ties
+from banditrec.policies.tensor_ops import argmax_ties, require_valid_candidates
 
 __all__ = ["UCB", "EpsilonGreedy", "Exploration", "Thompson"]
 
@@ -56,17 +56,22 @@ def _greedy_distribution(ties: np.ndarray) -> np.ndarray:
 
 
 def on_device(estimator: Any, obs: Observation) -> bool:
-    """Whether ``estimator`` decides for ``obs`` on its torch device."""
+    """Whether ``estimator`` decides for ``obs`` on its torch device; if so, also checks that every
+    user has a valid candidate (on the host's mask when the batch came from the host)."""
     decides = getattr(estimator, "device_decisions", None)
-    return decides is not None and bool(decides(obs))
+    if decides is None or not bool(decides(obs)):
+        return False
+    require_valid_candidates(obs.mask)
+    return True
 
 
 def _decision(actions: torch.Tensor, p: torch.Tensor, obs: Observation) -> Decision:
     """A decision made on the device: kept there for a device world's batch, else the only
-    device → host copy (B actions and B probabilities)."""
+    device → host copy (B actions and B probabilities, stacked: one copy, one wait)."""
     if obs.on_device:
         return Decision(actions, p.to(torch.float64))
-    return Decision(actions.cpu().numpy().astype(np.int64), p.to(torch.float64).cpu().numpy())
+    both = torch.stack([actions.to(torch.float64), p.to(torch.float64)]).cpu().numpy()
+    return Decision(both[0].astype(np.int64), both[1])  # ids < 2**53 are exact in float64
 
 
 class EpsilonGreedy(Exploration):

@@ -622,16 +622,51 @@ class NeuralEstimator:
                 f"was built for, {self.sizes_}"
             )
 
-    def _tensors(self, obs: Observation) -> tuple[torch.Tensor, ...]:
-        f32 = {"dtype": torch.float32, "device": self.device_}
-        # A device world's batch is used as it is; numpy ids are copied (the caller may reuse them).
-        ids = torch.as_tensor if obs.on_device else torch.tensor
-        return (
-            torch.as_tensor(obs.user_features, **f32),
-            torch.as_tensor(obs.item_features, **f32),
-            ids(obs.item_ids, device=self.device_),
-            ids(obs.user_ids, device=self.device_),
+    def _tensors(self, obs: Observation, mask: bool = False) -> tuple[torch.Tensor, ...]:
+        """(user features, item features, item ids, user ids) on the device, and the mask last when
+        ``mask``. A device world's batch is used as it is; a host batch bound for an accelerator
+        travels as two copies (the float features, the integer ids and mask packed), since each
+        copy from pageable host memory makes the host wait for the device."""
+        if obs.on_device or not self._packs_transfers(obs):
+            f32 = {"dtype": torch.float32, "device": self.device_}
+            ids = torch.as_tensor if obs.on_device else torch.tensor  # numpy ids are copied: the caller may reuse them
+            out = (
+                torch.as_tensor(obs.user_features, **f32),
+                torch.as_tensor(obs.item_features, **f32),
+                ids(obs.item_ids, device=self.device_),
+                ids(obs.user_ids, device=self.device_),
+            )
+            return out + (ids(obs.mask, device=self.device_),) if mask else out
+        B, K = obs.item_ids.shape
+        user, items = np.asarray(obs.user_features), np.asarray(obs.item_features)
+        floats = np.empty(user.size + items.size, dtype=np.float32)  # filled in one pass each, cast included
+        floats[: user.size], floats[user.size :] = user.ravel(), items.ravel()
+        parts = [obs.item_ids, obs.user_ids] + ([obs.mask] if mask else [])
+        ints = np.empty(sum(part.size for part in parts), dtype=np.int64)
+        start = 0
+        for part in parts:
+            ints[start : start + part.size] = part.ravel()
+            start += part.size
+        floats, ints = torch.from_numpy(floats).to(self.device_), torch.from_numpy(ints).to(self.device_)
+        out = (
+            floats[: user.size].view(user.shape),
+            floats[user.size :].view(items.shape),
+            ints[: B * K].view(B, K),
+            ints[B * K : B * K + B],
         )
+        return out + (ints[B * K + B :].view(B, K).bool(),) if mask else out
+
+    _PACK_ON_CPU = False  # tests set it to run the accelerator's transfer path on the CPU
+    _PACK_LIMIT = 1 << 18  # float features per batch (1 MB) up to which packing pays
+
+    def _packs_transfers(self, obs: Observation | None = None) -> bool:
+        """Whether a host batch travels packed (:meth:`_tensors`): on an accelerator, where each copy
+        costs a wait (on the CPU torch shares numpy's memory instead), and only for small batches,
+        whose time goes in waits rather than bytes: for a large one, the host's extra pass over
+        the arrays costs more than the waits it saves."""
+        if self.device_.type == "cpu" and not self._PACK_ON_CPU:
+            return False
+        return obs is None or obs.user_features.size + obs.item_features.size <= self._PACK_LIMIT
 
     def _predict(self, output: torch.Tensor) -> torch.Tensor:
         return torch.sigmoid(output) if self.loss == "bce" else output
@@ -640,12 +675,13 @@ class NeuralEstimator:
         """What the head needs for every candidate, computed once per (batch, network version)."""
         if self._cache is not None and self._cache[0] is obs and self._cache[1] == self.version_:
             return self._cache[2]
-        inputs = self._tensors(obs)
+        inputs = self._tensors(obs, mask=self.on_device_)
         B, K = obs.item_ids.shape
         who = type(self.model_).__name__
-        out: dict[str, Any] = {"inputs": inputs}
+        out: dict[str, Any] = {"inputs": inputs[:4]}
         if self.on_device_:
-            out["mask"] = (torch.as_tensor if obs.on_device else torch.tensor)(obs.mask, device=self.device_)
+            out["mask"] = inputs[4]
+        inputs = inputs[:4]
         if self.uncertainty == "last_layer":
             with torch.no_grad():
                 out["embedding"] = check_embedding(self.model_.embed(*inputs), B, K, who)
@@ -774,10 +810,14 @@ class NeuralEstimator:
         B = actions.shape[0]
         if self.on_device_ or obs.on_device or self.buffer_.host is None:
             rows = torch.arange(B, device=self.device_)
-            chosen = torch.as_tensor(actions, device=self.device_)
+            if isinstance(actions, np.ndarray) and self._packs_transfers():  # one copy for both
+                both = torch.from_numpy(np.stack([actions, rewards]).astype(np.float64)).to(self.device_)
+                chosen, r = both[0].long(), both[1].float()  # ids < 2**53 are exact in float64
+            else:
+                chosen = torch.as_tensor(actions, device=self.device_)
+                r = torch.as_tensor(rewards, dtype=torch.float32, device=self.device_)
             cached = self._cache is not None and self._cache[0] is obs  # the tensors act() already made
             user, items, item_ids, user_ids = self._cache[2]["inputs"] if cached else self._tensors(obs)
-            r = torch.as_tensor(rewards, dtype=torch.float32, device=self.device_)
             self.buffer_.add(user, items[rows, chosen], item_ids[rows, chosen], user_ids, r)
         else:  # all on the CPU: the rows go into the buffer's numpy views (the same float32 values)
             picked = np.arange(B), actions

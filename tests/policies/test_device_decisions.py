@@ -17,7 +17,7 @@ from banditrec.environments import Observation
 from banditrec.policies import make_policy
 from banditrec.policies.checkpoint import load_policy, save_policy
 from banditrec.policies.neural import NeuralEstimator, OnlineTraining
-from banditrec.policies.tensor_ops import argmax_ties, standard_gamma
+from banditrec.policies.tensor_ops import argmax_ties, require_valid_candidates, standard_gamma
 
 TRAINING = OnlineTraining(train_every=16, train_steps=3, batch_size=8, buffer_size=200)
 
@@ -69,6 +69,24 @@ def test_device_estimates_equal_host_estimates(options):
         np.testing.assert_allclose(d, h, rtol=1e-6, atol=1e-8)
     mean_t = device.mean_tensor(obs)
     assert isinstance(mean_t, torch.Tensor) and mean_t.shape == (6, 5) and mean_t.dtype == torch.float64
+
+
+@pytest.mark.parametrize("head", ["shared", "per_item"])
+def test_one_row_updates_match_the_host_head(head):
+    """One decision at a time the device head takes Sherman–Morrison steps (no factorisation);
+    after 30 of them (and no retraining) its estimates still equal the host head's."""
+    training = OnlineTraining(train_every=1000, train_steps=1, batch_size=8, buffer_size=200)
+    pair = {}
+    for where in ("host", "device"):
+        est = NeuralEstimator(hidden=(8,), head=head, device="cpu", seed=3, training=training, decide_on=where)
+        for step in range(30):
+            obs = make_obs(B=1, seed=step)
+            reward = np.random.default_rng(step).standard_normal(1).astype(np.float32)  # the buffer's precision
+            est.update(obs, np.array([step % 3]), reward.astype(np.float64))
+        pair[where] = est
+    obs = make_obs(seed=11)
+    for d, h in zip(pair["device"].mean_and_width(obs), pair["host"].mean_and_width(obs)):
+        np.testing.assert_allclose(d, h, rtol=1e-9, atol=1e-12)
 
 
 @pytest.mark.parametrize("options", list(HEADS.values()), ids=list(HEADS))
@@ -157,8 +175,50 @@ def test_argmax_ties_breaks_ties_uniformly_and_respects_the_mask():
     assert set(actions.tolist()) == {1, 2}
     assert abs(float((actions == 1).double().mean()) - 0.5) < 0.02
     assert n_tied.unique().tolist() == [2] and ties[0].tolist() == [False, True, True, False, False]
+
+
+@pytest.mark.parametrize("as_tensor", [False, True], ids=["numpy", "tensor"])
+def test_a_mask_with_an_empty_row_is_rejected(as_tensor):
+    mask = np.array([[True] * 3, [False] * 3])
     with pytest.raises(ValueError, match="no valid candidate"):
-        argmax_ties(torch.zeros(2, 3), torch.tensor([[True] * 3, [False] * 3]), gen)
+        require_valid_candidates(torch.from_numpy(mask) if as_tensor else mask)
+    require_valid_candidates(torch.ones(2, 3, dtype=torch.bool) if as_tensor else np.ones((2, 3), bool))
+
+
+@pytest.mark.parametrize("name,options", [("NeuralEpsilonGreedy", {}), ("NeuralUCB", {}), ("NeuralLinear", {}),
+                                          ("NeuralTS", {"uncertainty": "gradient_diag"})])
+def test_device_decisions_reject_a_user_without_valid_candidates(name, options):
+    policy = make_policy(name, seed=0, device="cpu", decide_on="device", hidden=(8,), **options)
+    obs = make_obs()
+    obs.mask[2] = False
+    with pytest.raises(ValueError, match="no valid candidate"):
+        policy.act(obs)
+
+
+def _decisions(name, options, steps=12):
+    policy = make_policy(name, seed=0, device="cpu", decide_on="device", hidden=(8,), train_every=8,
+                         train_steps=2, batch_size=8, **options)
+    out = []
+    for step in range(steps):
+        obs = make_obs(seed=step)
+        decision = policy.act(obs)
+        policy.update(obs, decision.actions, np.random.default_rng(step).standard_normal(6))
+        out.append((decision.actions, decision.propensities))
+    return out
+
+
+@pytest.mark.parametrize("name,options", [("NeuralEpsilonGreedy", {}), ("NeuralLinear", {}),
+                                          ("NeuralLinear", {"head": "per_item"})])
+def test_packed_transfers_give_the_same_decisions(monkeypatch, name, options):
+    """On an accelerator a host batch travels packed into two copies (features; ids and mask) and
+    actions and rewards into one; run on the CPU, that path must decide exactly as the plain one."""
+    plain = _decisions(name, options)
+    monkeypatch.setattr(NeuralEstimator, "_PACK_ON_CPU", True)
+    packed = _decisions(name, options)
+    for (a, p), (a2, p2) in zip(plain, packed):
+        assert a2.dtype == np.int64 and p2.dtype == np.float64
+        np.testing.assert_array_equal(a, a2)
+        np.testing.assert_array_equal(p, p2)
 
 
 @pytest.mark.parametrize("alpha", [0.3, 1.0, 6.0, 250.0])
@@ -167,6 +227,9 @@ def test_standard_gamma_has_the_gamma_distribution(alpha):
     assert stats.kstest(draws, stats.gamma(alpha).cdf).pvalue > 1e-3
     again = standard_gamma(torch.full((40_000,), alpha), torch.Generator().manual_seed(1)).numpy()
     np.testing.assert_array_equal(draws, again)
+    # a caller's known bound skips the positivity read (and, at 1 or more, the a < 1 branch)
+    bounded = standard_gamma(torch.full((40_000,), alpha), torch.Generator().manual_seed(2), lower_bound=alpha)
+    assert stats.kstest(bounded.numpy(), stats.gamma(alpha).cdf).pvalue > 1e-3
     with pytest.raises(ValueError, match="must be > 0"):
         standard_gamma(torch.tensor([1.0, 0.0]), torch.Generator())
 
