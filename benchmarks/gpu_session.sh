@@ -2,7 +2,8 @@
 # The one prepared call for a session lent a GPU (the `device` tool): the CUDA tests (CUDA-graph
 # training, the device world, device decisions), then gpu.py (MovieLens, B = 4,096: the whole GPU
 # path, each piece switched back for comparison, and the CPU beside it) and neural_speed.py on
-# CUDA. Logs go to $OUT; each stage has its own time limit (TEST_TIMEOUT, GPU_TIMEOUT, SPEED_TIMEOUT).
+# CUDA, then decision_profile.py at B = 1 (host waits and launches per decision). Logs go to $OUT; each
+# stage has its own time limit (TEST_TIMEOUT, GPU_TIMEOUT, SPEED_TIMEOUT, PROFILE_TIMEOUT).
 #
 # The device image has PyTorch but not gymnasium, and no network: bring the wheels and the data
 # cache first, here, from the repo root (both paths are ignored by git; pass them as `carry`):
@@ -34,3 +35,7 @@ timeout "${GPU_TIMEOUT:-300}" python3 benchmarks/gpu.py --device cuda --compare 
 echo "== neural_speed.py"
 timeout "${SPEED_TIMEOUT:-120}" python3 benchmarks/neural_speed.py --device cuda --decisions 2048 2>&1 \
     | tee "$out/neural_speed.txt"
+echo "== decision_profile.py"
+timeout "${PROFILE_TIMEOUT:-60}" python3 benchmarks/decision_profile.py --device cuda --batch 1 --decisions 256 \
+    --policies NeuralEpsilonGreedy,NeuralLinear 2>&1 | grep -v USDT > "$out/profile_b1.txt"
+grep -E "^==|^  " "$out/profile_b1.txt"

@@ -107,3 +107,16 @@ def test_gpu_benchmark_measures_its_rows_on_the_cpu(world):
     r = gpu.measure(opts)
     assert r["world"] == world and r["decide_on"] == "device" and not r["graphs"]
     assert len(r["rates"]) == 2 and r["median"] > 0 and 0 <= r["regret_per_decision"] < 1
+
+
+def test_decision_profile_counts_operators_on_the_cpu(monkeypatch, capsys):
+    """decision_profile.py reads the device path's operator counts without a GPU (the lines the
+    GPU sessions compare)."""
+    module = _load("decision_profile")
+    monkeypatch.setattr("sys.argv", ["decision_profile.py", "--device", "cpu", "--decisions", "8",
+                                     "--policies", "NeuralEpsilonGreedy"])
+    module.main()
+    out = capsys.readouterr().out
+    line = next(row for row in out.splitlines() if row.startswith("== NeuralEpsilonGreedy"))
+    counts = [int(word.rstrip(",")) for word in line.split("act")[1].split() if word.rstrip(",").isdigit()]
+    assert len(counts) == 3 and 0 < counts[0] < 1000 and 0 < counts[1] < counts[2]
