@@ -7,7 +7,7 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["as_generator", "check_real", "is_real", "load_object"]
+__all__ = ["MAX_ID_TABLE_BYTES", "as_generator", "check_id_table", "check_real", "is_real", "load_object"]
 
 
 def is_real(value: Any) -> bool:
@@ -49,3 +49,17 @@ def load_object(path: str) -> Any:
         except AttributeError:
             raise ImportError(f"module {module_name!r} has no attribute {attr!r} (from {path!r})") from None
     return obj
+
+
+MAX_ID_TABLE_BYTES = 4 << 30  # 4 GiB
+
+
+def check_id_table(n_ids: int, bytes_per_id: int, who: str) -> None:
+    """Statistics indexed by item id are sized by the largest id seen: refuse, with the fix, a table
+    above ``MAX_ID_TABLE_BYTES`` (a hashed id of 10¹⁰ would otherwise ask numpy for terabytes)."""
+    if n_ids * bytes_per_id > MAX_ID_TABLE_BYTES:
+        raise ValueError(
+            f"{who}: item id {n_ids - 1:,} would need per-id statistics for {n_ids:,} ids "
+            f"({n_ids * bytes_per_id / 2**30:,.1f} GiB; the limit is {MAX_ID_TABLE_BYTES / 2**30:.0f} GiB). "
+            "These tables are indexed by id: map item ids to 0 .. n_items - 1 first"
+        )

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from banditrec._util import is_real
+from banditrec._util import check_id_table, is_real
 from banditrec.environments.simulator import Observation
 
 __all__ = ["ItemStatistics"]
@@ -39,6 +39,7 @@ class ItemStatistics:
     def _grow(self, ids: np.ndarray) -> None:
         need = int(ids.max()) + 1 if ids.size else 0
         if need > self.counts_.size:
+            check_id_table(need, 16, "per-item counts (context-free policies)")
             size = max(need, 2 * self.counts_.size)
             self.counts_ = np.concatenate([self.counts_, np.zeros(size - self.counts_.size)])
             self.sums_ = np.concatenate([self.sums_, np.zeros(size - self.sums_.size)])

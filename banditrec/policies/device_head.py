@@ -18,6 +18,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from banditrec._util import check_id_table
 from banditrec.policies.tensor_ops import standard_gamma
 
 __all__ = ["DeviceLastLayerHead"]
@@ -53,6 +54,7 @@ class DeviceLastLayerHead:
             self.theta, self.yy, self.count = self.b.clone(), torch.zeros(0, **self._f64()), torch.zeros(0, **self._f64())
         if m <= self.m:
             return
+        check_id_table(m, 8 * (2 * d * d + 2 * d + 2), "per-item regressions (head='per_item')")
         new = m - self.m
         eye = torch.eye(d, **self._f64()).expand(new, d, d)
         self.A = torch.cat([self.A, self.lam * eye])

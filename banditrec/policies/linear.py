@@ -25,7 +25,7 @@ import math
 import numpy as np
 from scipy.linalg.blas import dger as _dger
 
-from banditrec._util import check_real
+from banditrec._util import check_id_table, check_real
 from banditrec.environments.simulator import Observation
 from banditrec.policies import ridge_kernels as kernels
 from banditrec.policies.features import FEATURE_KINDS, _with_one, joint_features
@@ -118,6 +118,8 @@ class RidgeRegression:
         """Make room for parameter sets [0, n_arms); new ones start at the prior."""
         cap = self.A_.shape[0]
         if n_arms > cap:
+            per_set = 8 * (2 * self.d_ * self.d_ + 2 * self.d_ + 2)  # A, A⁻¹, b, θ, yᵀy, n in float64
+            check_id_table(n_arms, per_set, "per-item regressions (form='disjoint', or a neural head='per_item')")
             new = max(n_arms, 2 * cap)
             for name in ("A_", "A_inv_", "b_", "theta_", "yy_", "count_"):
                 old = getattr(self, name)

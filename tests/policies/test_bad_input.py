@@ -15,6 +15,7 @@ from banditrec.policies import (
     LinUCB,
     NeuralLinear,
     RandomPolicy,
+    make_policy,
 )
 from banditrec.policies.neural import OnlineTraining
 
@@ -157,3 +158,25 @@ def test_booleans_are_not_counts():
         LinTS(n_mc=True, seed=0)
     with pytest.raises(ValueError, match=r"batch_size \(num_envs\) must be a positive int, got True"):
         make_vector_env("banditrec/Linear-v0", num_envs=True)
+
+
+@pytest.mark.parametrize("name,options,big", [
+    ("UCB1", {}, 10**10),
+    ("BernoulliTS", {}, 10**10),
+    ("LinUCB", {"form": "disjoint"}, 10**8),
+    ("NeuralLinear", {"head": "per_item", "device": "cpu", "hidden": (8,)}, 10**7),
+    ("NeuralLinear", {"head": "per_item", "device": "cpu", "hidden": (8,), "decide_on": "device"}, 10**7),
+])
+def test_an_item_id_too_large_for_per_id_tables_is_a_clear_error(name, options, big, batch):
+    """Per-item statistics are indexed by id: a hashed id used to ask numpy (or torch) for
+    terabytes, or the machine for all its memory; now the message says to map the ids."""
+    ids = batch["item_ids"].copy()
+    ids[1, 2] = big
+    policy = make_policy(name, seed=0, **options)
+    with pytest.raises(ValueError, match=r"map item ids to 0 \.\. n_items - 1"):
+        decision = policy.act(_with(batch, item_ids=ids))
+        policy.update(_with(batch, item_ids=ids), decision.actions, np.ones(4))
+    ids[1, 2] = 5000  # a large catalogue that fits is fine
+    policy = make_policy(name, seed=0, **options)
+    decision = policy.act(_with(batch, item_ids=ids))
+    policy.update(_with(batch, item_ids=ids), decision.actions, np.ones(4))
