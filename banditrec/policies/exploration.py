@@ -56,13 +56,16 @@ def _greedy_distribution(ties: np.ndarray) -> np.ndarray:
 
 
 def on_device(estimator: Any, obs: Observation) -> bool:
-    """Whether ``estimator`` decides for ``obs`` on its torch device; if so, also checks that every
-    user has a valid candidate (on the host's mask when the batch came from the host)."""
+    """Whether ``estimator`` decides for ``obs`` on its torch device."""
     decides = getattr(estimator, "device_decisions", None)
-    if decides is None or not bool(decides(obs)):
-        return False
+    return decides is not None and bool(decides(obs))
+
+
+def _device_mask(estimator: Any, obs: Observation) -> torch.Tensor:
+    """The mask on the device, once every user is known to have a valid candidate (checked on the
+    host's mask when the batch came from the host: no device read)."""
     require_valid_candidates(obs.mask)
-    return True
+    return estimator.mask_tensor(obs)
 
 
 def _decision(actions: torch.Tensor, p: torch.Tensor, obs: Observation) -> Decision:
@@ -122,7 +125,7 @@ class EpsilonGreedy(Exploration):
         return Decision(actions, p)
 
     def _choose_on_device(self, estimator, obs, t):
-        gen, mask = estimator.generator_, estimator.mask_tensor(obs)
+        gen, mask = estimator.generator_, _device_mask(estimator, obs)
         greedy, ties, n_tied = argmax_ties(estimator.mean_tensor(obs), mask, gen)
         eps = self.epsilon_at(t)
         B = greedy.shape[0]
@@ -165,7 +168,7 @@ class UCB(Exploration):
     def choose(self, estimator, obs, rng, t):
         if on_device(estimator, obs):
             mean, width = estimator.mean_and_width_tensor(obs)
-            actions, _, n_tied = argmax_ties(mean + self.alpha * width, estimator.mask_tensor(obs), estimator.generator_)
+            actions, _, n_tied = argmax_ties(mean + self.alpha * width, _device_mask(estimator, obs), estimator.generator_)
             return _decision(actions, 1.0 / n_tied.double(), obs)
         mean, bonus = self._scores(estimator, obs)
         actions, _, n_tied = _argmax_ties(mean + bonus, obs.mask, rng)
@@ -205,7 +208,7 @@ class Thompson(Exploration):
     def choose(self, estimator, obs, rng, t):
         if on_device(estimator, obs):
             draws = estimator.sample_tensor(obs, 1 + self.n_mc)
-            winners = argmax_ties(draws, estimator.mask_tensor(obs), estimator.generator_)[0]  # (n, B)
+            winners = argmax_ties(draws, _device_mask(estimator, obs), estimator.generator_)[0]  # (n, B)
             actions = winners[0]
             return _decision(actions, (winners == actions[None, :]).to(torch.float64).mean(0), obs)
         draws = estimator.sample(obs, rng, 1 + self.n_mc)

@@ -678,10 +678,10 @@ class NeuralEstimator:
         inputs = self._tensors(obs, mask=self.on_device_)
         B, K = obs.item_ids.shape
         who = type(self.model_).__name__
-        out: dict[str, Any] = {"inputs": inputs[:4]}
+        out: dict[str, Any] = {}
         if self.on_device_:
-            out["mask"] = inputs[4]
-        inputs = inputs[:4]
+            out["mask"], inputs = inputs[4], inputs[:4]
+        out["inputs"] = inputs
         if self.uncertainty == "last_layer":
             with torch.no_grad():
                 out["embedding"] = check_embedding(self.model_.embed(*inputs), B, K, who)
