@@ -2,8 +2,9 @@
 
 World and policies as ``neural_speed.py`` (``banditrec/Nonlinear-v0``, 1,000 items, K = 100, one
 hidden layer of 64, 32 Adam steps of 64 every 32 decisions), decisions on the device
-(``decide_on="device"``; on the CPU that is the same torch code path, which is how the operator
-counts are read without a GPU). For each policy it prints:
+(``decide_on="device"``; on the CPU that is the same decision code, which is how the operator
+counts are read without a GPU, except that a host batch travels unpacked there: a few copies
+differ). For each policy it prints:
 
 - decisions/s over ``--decisions`` decisions after a warm-up;
 - torch operators per decision in ``act`` and in ``update`` (rounds without training), and per
