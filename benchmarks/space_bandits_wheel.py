@@ -98,10 +98,11 @@ def run_banditrec(obs: Observation, rewards, training: dict, batch: int = 1, n_m
         device="cpu", num_threads=1, seed=seed, **training,
     )
     n = len(rewards)
-    # One Observation per batch of contexts, built before the clock starts (the environment's job).
+    # One Observation per batch of contexts, built and checked before the clock starts (the
+    # environment's job: a policy checks only a batch nobody has checked).
     steps = [
-        Observation(obs.user_features[t:t + batch], obs.item_features[t:t + batch], obs.item_ids[t:t + batch],
-                    obs.mask[t:t + batch], obs.user_ids[t:t + batch])
+        Observation.coerce(Observation(obs.user_features[t:t + batch], obs.item_features[t:t + batch],
+                                       obs.item_ids[t:t + batch], obs.mask[t:t + batch], obs.user_ids[t:t + batch]))
         for t in range(0, n, batch)
     ]
     actions = np.empty(n, dtype=np.int64)

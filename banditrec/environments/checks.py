@@ -88,7 +88,7 @@ def check_observation(sim: UserSimulator, obs: object, batch_size: int) -> Obser
         item_ids=ids.astype(np.int64, copy=False),
         mask=obs.mask,
         user_ids=obs.user_ids.astype(np.int64, copy=False),
-    )
+    )._mark_checked()
 
 
 def check_expected_rewards(sim: UserSimulator, values: object, obs: Observation, binary: bool) -> np.ndarray:

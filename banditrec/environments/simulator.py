@@ -48,6 +48,10 @@ def _finite(value: Any, name: str) -> np.ndarray:
     return array
 
 
+_FIELDS = ("user_features", "item_features", "item_ids", "mask", "user_ids")
+_DICT_KEYS = ("user", "items", "item_ids", "mask", "user_id")
+
+
 @dataclass(frozen=True)
 class Observation:
     """A batch of B arriving users and their K candidate items.
@@ -67,6 +71,9 @@ class Observation:
     :class:`~banditrec.environments.DeviceWorld`) fills the fields with torch tensors on that
     device instead, features in float32 (:attr:`on_device` is then true, :meth:`to_numpy` copies
     the batch to the host).
+
+    A policy checks a batch it has not seen checked (:meth:`coerce`); environments hand over
+    batches they have checked or whose simulator they trust (:attr:`is_checked`).
     """
 
     user_features: np.ndarray
@@ -95,13 +102,14 @@ class Observation:
         """The batch as numpy arrays with the contract's dtypes (itself when it already is)."""
         if not self.on_device:
             return self
-        return Observation(
+        host = Observation(
             user_features=to_numpy(self.user_features).astype(np.float64),
             item_features=to_numpy(self.item_features).astype(np.float64),
             item_ids=to_numpy(self.item_ids),
             mask=to_numpy(self.mask),
             user_ids=to_numpy(self.user_ids),
         )
+        return host._mark_checked() if self.is_checked else host
 
     def __getitem__(self, index: Any) -> Observation:
         """Rows of the batch (a slice, an integer array or a boolean mask) as a new Observation."""
@@ -110,13 +118,14 @@ class Observation:
             if not -B <= i < B:
                 raise IndexError(f"row {i} is out of range for a batch of {B} users")
             index = slice(i % B, i % B + 1)
-        return Observation(
+        rows = Observation(
             user_features=self.user_features[index],
             item_features=self.item_features[index],
             item_ids=self.item_ids[index],
             mask=self.mask[index],
             user_ids=self.user_ids[index],
         )
+        return rows._mark_checked() if self.is_checked else rows
 
     def to_dict(self) -> dict[str, np.ndarray]:
         """The Gymnasium form: keys ``user``, ``items``, ``item_ids``, ``mask`` (int8), ``user_id``."""
@@ -139,12 +148,22 @@ class Observation:
             raise KeyError(f"observation dict lacks keys {sorted(missing)}; got {sorted(obs)}")
         # A dict is user-built (a Gymnasium loop, a hand-made batch): check it here, where the
         # mistake can still be named, not as a broadcasting error or a NaN propensity later.
-        item_ids = _integral(obs["item_ids"], "item_ids")
-        single = item_ids.ndim == 1
-        user = _finite(obs["user"], "user")
-        items = _finite(obs["items"], "items")
-        mask = np.asarray(obs["mask"]).astype(bool)
-        user_ids = _integral(obs.get("user_id", -1), "user_id")
+        return cls._checked_from(obs["user"], obs["items"], obs["item_ids"], obs["mask"], obs.get("user_id", -1),
+                                 single_allowed=True, names=_DICT_KEYS)
+
+    @classmethod
+    def _checked_from(cls, user: Any, items: Any, item_ids: Any, mask: Any, user_ids: Any,
+                      single_allowed: bool, names: tuple[str, ...] = _FIELDS) -> Observation:
+        """The contract's checks on host fields, converting to its dtypes: ids whole and >= 0,
+        features finite, the mask boolean (or 0/1), every shape agreeing with item_ids. ``names``
+        are the fields as the caller knows them (a dict's keys or the attributes)."""
+        n_user, n_items, n_ids, n_mask, n_uids = names
+        item_ids = _integral(item_ids, n_ids)
+        single = single_allowed and item_ids.ndim == 1
+        user = _finite(user, n_user)
+        items = _finite(items, n_items)
+        mask = _boolean(mask, n_mask)
+        user_ids = _integral(user_ids, n_uids)
         if single:
             user, items, item_ids, mask = user[None], items[None], item_ids[None], mask[None]
             user_ids = user_ids.reshape(1)
@@ -152,32 +171,104 @@ class Observation:
             user_ids = np.broadcast_to(user_ids, item_ids.shape[:1]).copy()
         if item_ids.ndim != 2 or min(item_ids.shape) < 1:
             raise ValueError(
-                f"observation item_ids must have shape (B, K) or (K,) with B, K >= 1, got {np.shape(obs['item_ids'])}"
+                f"observation {n_ids} must have shape (B, K){' or (K,)' if single_allowed else ''} "
+                f"with B, K >= 1, got {item_ids.shape}"
             )
         B, K = item_ids.shape
         checks = (
-            ("user", user, user.ndim == 2 and user.shape[0] == B, f"({B}, d_u)"),
-            ("items", items, items.ndim == 3 and items.shape[:2] == (B, K), f"({B}, {K}, d_i)"),
-            ("mask", mask, mask.shape == (B, K), f"({B}, {K})"),
-            ("user_id", user_ids, user_ids.shape == (B,), f"({B},)"),
+            (n_user, user, user.ndim == 2 and user.shape[0] == B, f"({B}, d_u)"),
+            (n_items, items, items.ndim == 3 and items.shape[:2] == (B, K), f"({B}, {K}, d_i)"),
+            (n_mask, mask, mask.shape == (B, K), f"({B}, {K})"),
+            (n_uids, user_ids, user_ids.shape == (B,), f"({B},)"),
         )
         for name, value, ok, shape in checks:
             if not ok:
-                raise ValueError(f"observation {name} must have shape {shape} to match item_ids, got {value.shape}")
+                raise ValueError(f"observation {name} must have shape {shape} to match {n_ids}, got {value.shape}")
         if item_ids.min() < 0:
-            raise ValueError(f"observation item_ids must be >= 0 (catalogue ids), got {item_ids.min()}")
-        return cls(user, items, item_ids, mask, user_ids)
+            raise ValueError(f"observation {n_ids} must be >= 0 (catalogue ids), got {item_ids.min()}")
+        if user_ids.min() < -1:
+            raise ValueError(f"observation {n_uids} must be >= 0, or -1 for anonymous users, got {user_ids.min()}")
+        return cls(user, items, item_ids, mask, user_ids)._mark_checked()
+
+    @property
+    def is_checked(self) -> bool:
+        """Whether this batch has passed the contract's checks (an environment's, or a policy's
+        on first sight); a policy checks an unchecked batch once, then trusts it."""
+        return self.__dict__.get("_checked", False)
+
+    def _mark_checked(self) -> Observation:
+        object.__setattr__(self, "_checked", True)
+        return self
 
     @classmethod
     def coerce(cls, obs: Observation | Mapping[str, Any]) -> Observation:
-        """Accept either form; policies call this at their boundary."""
+        """Accept either form, checked; policies call this at their boundary.
+
+        An Observation built by hand is checked like a dict the first time a policy sees it
+        (shapes, dtypes, NaN, negative ids: a named ValueError rather than a silent wrong
+        answer); environments hand over batches they have already checked. On a device only the
+        shapes and dtypes are checked, which needs no read from the device.
+        """
         if isinstance(obs, Observation):
-            return obs
+            if obs.is_checked:
+                return obs
+            if obs.on_device:
+                _check_device_structure(obs)
+                return obs._mark_checked()
+            return cls._checked_from(obs.user_features, obs.item_features, obs.item_ids, obs.mask, obs.user_ids,
+                                     single_allowed=False)
         if isinstance(obs, Mapping):
             return cls.from_dict(obs)
         raise TypeError(
             f"expected a banditrec Observation or a Gymnasium observation dict, got {type(obs).__name__}"
         )
+
+
+def _boolean(value: Any, name: str) -> np.ndarray:
+    """An observation's mask as bool; numbers only when every one is 0 or 1 (0.5 is no answer)."""
+    array = np.asarray(value)
+    if array.dtype == np.bool_:
+        return array
+    if array.dtype.kind in "iuf" and np.isin(array, (0, 1)).all():
+        return array.astype(bool)
+    raise ValueError(f"observation {name} must be boolean (or 0/1), got dtype {array.dtype} with values like {array.ravel()[:3]}")
+
+
+def _check_device_structure(obs: Observation) -> None:
+    """Shapes and dtypes of a batch of tensors (metadata only: values would need a device read)."""
+    fields = ("user_features", "item_features", "item_ids", "mask", "user_ids")
+    devices = set()
+    for name in fields:
+        value = getattr(obs, name)
+        if not isinstance(value, torch.Tensor):
+            raise TypeError(f"observation {name} is {type(value).__name__} while item_ids is a torch tensor; "
+                             "a batch on a device has every field as a tensor")
+        devices.add(value.device)
+    if len(devices) > 1:
+        raise ValueError(f"observation fields are on different devices: {sorted(map(str, devices))}")
+    ids = obs.item_ids
+    if ids.ndim != 2 or min(ids.shape) < 1:
+        raise ValueError(f"observation item_ids must have shape (B, K) with B, K >= 1, got {tuple(ids.shape)}")
+    B, K = ids.shape
+    checks = (
+        ("user_features", obs.user_features.ndim == 2 and obs.user_features.shape[0] == B, f"({B}, d_u)"),
+        ("item_features", obs.item_features.ndim == 3 and tuple(obs.item_features.shape[:2]) == (B, K),
+         f"({B}, {K}, d_i)"),
+        ("mask", tuple(obs.mask.shape) == (B, K), f"({B}, {K})"),
+        ("user_ids", tuple(obs.user_ids.shape) == (B,), f"({B},)"),
+    )
+    for name, ok, shape in checks:
+        if not ok:
+            raise ValueError(f"observation {name} must have shape {shape} to match item_ids, "
+                             f"got {tuple(getattr(obs, name).shape)}")
+    for name in ("user_features", "item_features"):
+        if not getattr(obs, name).is_floating_point():
+            raise ValueError(f"observation {name} must be floating point, got {getattr(obs, name).dtype}")
+    for name in ("item_ids", "user_ids"):
+        if getattr(obs, name).dtype != torch.int64:
+            raise ValueError(f"observation {name} must be int64, got {getattr(obs, name).dtype}")
+    if obs.mask.dtype != torch.bool:
+        raise ValueError(f"observation mask must be bool, got {obs.mask.dtype}")
 
 
 class UserSimulator(ABC):

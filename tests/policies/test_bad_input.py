@@ -4,11 +4,16 @@ passing silently before)."""
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 import pytest
+import torch
 
 from banditrec.environments import make_vector_env
+from banditrec.environments.simulator import Observation
 from banditrec.policies import (
+    UCB1,
     EpsilonGreedyPolicy,
     LinEpsilonGreedy,
     LinTS,
@@ -71,6 +76,69 @@ def test_malformed_batches_name_the_field(batch, field, value, message):
     for make in POLICIES.values():
         with pytest.raises(ValueError, match=message):
             make().update(_with(batch, **{field: value(batch)}), np.zeros(4, dtype=np.int64), np.ones(4))
+
+
+HAND_BUILT = [
+    ("item_features", lambda o: o.item_features[:, :3], r"item_features must have shape \(4, 5, d_i\) to match item_ids"),
+    ("user_features", lambda o: np.vstack([o.user_features, o.user_features[:1]]),
+     r"user_features must have shape \(4, d_u\) to match item_ids, got \(5, 3\)"),
+    ("user_features", lambda o: np.where(np.arange(3) == 1, np.nan, o.user_features),
+     r"user_features contains 4 NaN or inf value\(s\), the first at index \(0, 1\)"),
+    ("item_ids", lambda o: o.item_ids - o.item_ids.max() - 1, r"item_ids must be >= 0"),
+    ("item_ids", lambda o: o.item_ids + 0.5, r"item_ids must be integer ids"),
+    ("mask", lambda o: np.full(o.mask.shape, 0.5), r"mask must be boolean \(or 0/1\)"),
+    ("user_ids", lambda o: np.full(4, -7), r"user_ids must be >= 0, or -1 for anonymous users"),
+]
+
+
+@pytest.mark.parametrize(("field", "value", "message"), HAND_BUILT)
+def test_a_hand_built_observation_is_checked_like_a_dict(batch, field, value, message):
+    # Before, an Observation object (not a dict) went in unchecked: NaN features gave LinUCB
+    # action 0 for everyone, a wrong K or batch size was a numpy reshape error or a silent
+    # decision (UCB1), negative ids went into NeuralLinear's tables.
+    good = Observation.from_dict(batch)
+    bad = dataclasses.replace(good, **{field: value(good)})
+    assert not bad.is_checked
+    policies = {**POLICIES, "UCB1": lambda: UCB1(seed=0), "NeuralLinear": lambda: NeuralLinear(seed=0, hidden=(8,))}
+    for make in policies.values():
+        with pytest.raises(ValueError, match=message):
+            make().act(bad)
+        with pytest.raises(ValueError, match=message):
+            make().update(bad, np.zeros(4, dtype=np.int64), np.ones(4))
+
+
+def test_a_batch_is_checked_once_and_an_environment_hands_over_checked_batches():
+    env = make_vector_env("banditrec/Linear-v0", num_envs=4, n_items=5, context_dim=3)
+    env.reset(seed=0)
+    assert env.observation.is_checked
+    assert Observation.coerce(env.observation) is env.observation  # no second pass, no copy
+    raw = dataclasses.replace(env.observation)
+    assert not raw.is_checked
+    checked = Observation.coerce(raw)
+    assert checked.is_checked and Observation.coerce(checked) is checked
+    assert checked[1:3].is_checked and not raw[1:3].is_checked
+    # lists and 0/1 masks are read as the contract's arrays, as from a dict
+    loose = Observation(raw.user_features.tolist(), raw.item_features, raw.item_ids, raw.mask.astype(np.int8),
+                        raw.user_ids)
+    a = LinUCB(seed=0).act(loose)
+    b = LinUCB(seed=0).act(env.observation)
+    np.testing.assert_array_equal(a.actions, b.actions)
+
+
+def test_a_hand_built_batch_of_tensors_is_checked_without_reading_the_device(batch):
+    good = Observation.from_dict(batch)
+    tensors = {f.name: torch.as_tensor(getattr(good, f.name)) for f in dataclasses.fields(good)}
+    on_device = Observation(**tensors)
+    assert Observation.coerce(on_device).is_checked
+    cases = [
+        ({"item_features": tensors["item_features"][:, :3]}, ValueError, r"item_features must have shape \(4, 5, d_i\)"),
+        ({"item_ids": tensors["item_ids"].double()}, ValueError, r"item_ids must be int64"),
+        ({"mask": tensors["mask"].long()}, ValueError, r"mask must be bool"),
+        ({"user_ids": good.user_ids}, TypeError, r"user_ids is ndarray while item_ids is a torch tensor"),
+    ]
+    for change, error, message in cases:
+        with pytest.raises(error, match=message):
+            Observation.coerce(Observation(**{**tensors, **change}))
 
 
 def test_short_feature_rows_no_longer_train_on_part_of_the_batch(batch):
