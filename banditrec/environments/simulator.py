@@ -206,14 +206,15 @@ class Observation:
 
         An Observation built by hand is checked like a dict the first time a policy sees it
         (shapes, dtypes, NaN, negative ids: a named ValueError rather than a silent wrong
-        answer); environments hand over batches they have already checked. On a device only the
-        shapes and dtypes are checked, which needs no read from the device.
+        answer); environments hand over batches they have already checked. A batch of tensors
+        has its shapes and dtypes checked from their metadata and its values in one read.
         """
         if isinstance(obs, Observation):
             if obs.is_checked:
                 return obs
             if obs.on_device:
                 _check_device_structure(obs)
+                _check_device_values(obs)
                 return obs._mark_checked()
             return cls._checked_from(obs.user_features, obs.item_features, obs.item_ids, obs.mask, obs.user_ids,
                                      single_allowed=False)
@@ -232,6 +233,23 @@ def _boolean(value: Any, name: str) -> np.ndarray:
     if array.dtype.kind in "iuf" and np.isin(array, (0, 1)).all():
         return array.astype(bool)
     raise ValueError(f"observation {name} must be boolean (or 0/1), got dtype {array.dtype} with values like {array.ravel()[:3]}")
+
+
+def _check_device_values(obs: Observation) -> None:
+    """Finite features and valid ids in a batch of tensors, in one read from its device (a batch
+    built by hand is checked once; an environment's arrives checked)."""
+    fine = torch.stack([
+        torch.isfinite(obs.user_features).all(), torch.isfinite(obs.item_features).all(),
+        (obs.item_ids >= 0).all(), (obs.user_ids >= -1).all(),
+    ]).tolist()
+    if all(fine):
+        return
+    problems = (
+        "user_features contains NaN or inf values", "item_features contains NaN or inf values",
+        f"item_ids must be >= 0 (catalogue ids), got {int(obs.item_ids.min())}",
+        f"user_ids must be >= 0, or -1 for anonymous users, got {int(obs.user_ids.min())}",
+    )
+    raise ValueError("observation " + "; ".join(p for p, ok in zip(problems, fine, strict=True) if not ok))
 
 
 def _check_device_structure(obs: Observation) -> None:

@@ -21,6 +21,9 @@ from banditrec.environments.simulator import Observation, to_numpy
 __all__ = ["Decision", "Policy", "argmax_random_ties", "check_feedback", "check_feedback_tensors"]
 
 
+RewardBounds = tuple[float, float, str]  # (low, high, why): rewards a policy can learn from
+
+
 class Decision(NamedTuple):
     """Actions chosen for a batch and the probability each had of being chosen.
 
@@ -81,14 +84,21 @@ class Policy(ABC):
     def update(self, obs: Observation | Mapping[str, Any], actions: Any, rewards: Any) -> None:
         """Learn from the rewards of the actions taken for ``obs``."""
         obs = Observation.coerce(obs)
+        bounds, who = self.reward_bounds, getattr(self, "name", None) or type(self).__name__
         if obs.on_device:
             if self.decides_on_device(obs):
-                actions, rewards = check_feedback_tensors(obs, actions, rewards, type(self).__name__)
+                actions, rewards = check_feedback_tensors(obs, actions, rewards, who, bounds)
                 self._learn(obs, actions, rewards)
                 return
             obs, actions, rewards = obs.to_numpy(), to_numpy(actions), to_numpy(rewards)
-        actions, rewards = check_feedback(obs, actions, rewards, type(self).__name__)
+        actions, rewards = check_feedback(obs, actions, rewards, who, bounds)
         self._learn(obs, actions, rewards)
+
+    @property
+    def reward_bounds(self) -> RewardBounds | None:
+        """(low, high, why) when the policy can only learn from rewards in [low, high] (a
+        click model's binary cross-entropy); None for any finite reward."""
+        return None
 
     def decides_on_device(self, obs: Observation) -> bool:
         """Whether this policy takes ``obs``'s tensors as they are (a neural policy deciding on
@@ -152,8 +162,15 @@ def _argmax_ties_masked(s: np.ndarray, rng: np.random.Generator) -> tuple[np.nda
     return np.where(ties, u, -1.0).argmax(axis=1), ties, ties.sum(axis=1)
 
 
-def check_feedback(obs: Observation, actions: Any, rewards: Any, who: str) -> tuple[np.ndarray, np.ndarray]:
-    """Validate ``update``'s arguments against the observation they belong to."""
+def _out_of_bounds(who: str, bounds: RewardBounds, low: float, high: float) -> ValueError:
+    lo, hi, why = bounds
+    return ValueError(f"{who}.update: rewards must lie in [{lo:g}, {hi:g}] for {why}; got range [{low:.4g}, {high:.4g}]")
+
+
+def check_feedback(obs: Observation, actions: Any, rewards: Any, who: str,
+                   bounds: RewardBounds | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """Validate ``update``'s arguments against the observation they belong to (and, with
+    ``bounds``, the rewards against the range the policy can learn from)."""
     B, K = obs.item_ids.shape
     actions = to_numpy(actions)
     rewards = to_numpy(rewards)
@@ -172,6 +189,8 @@ def check_feedback(obs: Observation, actions: Any, rewards: Any, who: str) -> tu
         a = int(actions[0])
         if not (0 <= a < K and obs.mask[0, a]):
             raise ValueError(f"{who}.update: action {a} is outside [0, {K}) or on a masked candidate")
+        if bounds is not None and not bounds[0] <= rewards[0] <= bounds[1]:
+            raise _out_of_bounds(who, bounds, rewards[0], rewards[0])
         return actions, rewards
     if not np.isfinite(rewards.sum()):
         bad = np.flatnonzero(~np.isfinite(rewards))[:5].tolist()
@@ -182,10 +201,13 @@ def check_feedback(obs: Observation, actions: Any, rewards: Any, who: str) -> tu
         raise ValueError(f"{who}.update: actions must lie in [0, {K}), got range [{actions.min()}, {actions.max()}]")
     if not obs.mask[np.arange(B), actions].all():
         raise ValueError(f"{who}.update: an action points at a masked candidate")
+    if bounds is not None and (rewards.min() < bounds[0] or rewards.max() > bounds[1]):
+        raise _out_of_bounds(who, bounds, rewards.min(), rewards.max())
     return actions, rewards
 
 
-def check_feedback_tensors(obs: Observation, actions: Any, rewards: Any, who: str) -> tuple[torch.Tensor, torch.Tensor]:
+def check_feedback_tensors(obs: Observation, actions: Any, rewards: Any, who: str,
+                           bounds: RewardBounds | None = None) -> tuple[torch.Tensor, torch.Tensor]:
     """:func:`check_feedback` for a batch on a device: tensors there (int64 actions, float64
     rewards), with one host read for all the value checks."""
     B, K = obs.item_ids.shape
@@ -203,7 +225,10 @@ def check_feedback_tensors(obs: Observation, actions: Any, rewards: Any, who: st
     actions, rewards = actions.to(torch.int64), rewards.to(torch.float64)
     in_range = (actions >= 0) & (actions < K)
     on_valid = obs.mask[torch.arange(B, device=device), actions.clamp(0, K - 1)] & in_range
-    if bool(torch.isfinite(rewards).all() & on_valid.all()):  # the one read
+    fine = torch.isfinite(rewards).all() & on_valid.all()
+    if bounds is not None:
+        fine = fine & ((rewards >= bounds[0]) & (rewards <= bounds[1])).all()
+    if bool(fine):  # the one read
         return actions, rewards
     if not bool(torch.isfinite(rewards).all()):
         bad = torch.nonzero(~torch.isfinite(rewards))[:5, 0].tolist()
@@ -212,4 +237,6 @@ def check_feedback_tensors(obs: Observation, actions: Any, rewards: Any, who: st
         raise ValueError(
             f"{who}.update: actions must lie in [0, {K}), got range [{int(actions.min())}, {int(actions.max())}]"
         )
-    raise ValueError(f"{who}.update: an action points at a masked candidate")
+    if not bool(on_valid.all()):
+        raise ValueError(f"{who}.update: an action points at a masked candidate")
+    raise _out_of_bounds(who, bounds, float(rewards.min()), float(rewards.max()))

@@ -668,6 +668,14 @@ class NeuralEstimator:
             return False
         return obs is None or obs.user_features.size + obs.item_features.size <= self._PACK_LIMIT
 
+    @property
+    def reward_bounds(self) -> tuple[float, float, str] | None:
+        """Binary cross-entropy reads the output as a click logit: it cannot learn a reward of 50
+        (it would fit a click probability instead, silently)."""
+        if self.loss == "bce":
+            return 0.0, 1.0, 'loss="bce" (click rewards; use loss="mse" for real-valued rewards)'
+        return None
+
     def _predict(self, output: torch.Tensor) -> torch.Tensor:
         return torch.sigmoid(output) if self.loss == "bce" else output
 
@@ -687,9 +695,12 @@ class NeuralEstimator:
                 out["embedding"] = check_embedding(self.model_.embed(*inputs), B, K, who)
             if not self.on_device_:  # the host head's float64 copy, made once per batch
                 out["host_embedding"] = self._numpy(out["embedding"])
+                _check_finite_output(np.isfinite(out["host_embedding"]).all(axis=2), obs.mask, f"{who}.embed")
         else:
             with torch.no_grad():
                 out["mean"] = self._predict(check_scores(self.model_(*inputs), B, K, who))
+            if not self.on_device_:
+                _check_finite_output(torch.isfinite(out["mean"]).cpu().numpy(), obs.mask, who)
             if self.uncertainty == "gradient_diag":
                 out["grad"] = self.head_.gradients(*inputs)
         self._cache = (obs, self.version_, out)
@@ -1034,6 +1045,19 @@ class NeuralEstimator:
         self.rng_.bit_generator.state = copy.deepcopy(state["rng"])
         if self.generator_ is not None and state.get("device_rng") is not None:
             self.generator_.set_state(state["device_rng"])
+
+
+def _check_finite_output(finite: np.ndarray, mask: np.ndarray, who: str) -> None:
+    """A model's NaN or inf on a valid candidate would become a NaN propensity or a silent
+    argmax of slot 0: name it (on the host path, where the values are read anyway; masked slots,
+    which may hold padding, do not count)."""
+    bad = mask & ~finite
+    if bad.any():
+        b, k = (int(i) for i in np.argwhere(bad)[0])
+        raise ValueError(
+            f"{who} returned NaN or inf for {int(bad.sum())} valid candidate(s), the first user {b}, candidate {k}: "
+            "check the model's forward pass and the scale of its inputs"
+        )
 
 
 def _plain(value: Any) -> Any:

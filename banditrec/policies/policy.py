@@ -99,6 +99,10 @@ class BanditPolicy(Policy):
     def decides_on_device(self, obs: Observation) -> bool:
         return on_device(self.estimator, obs)
 
+    @property
+    def reward_bounds(self):
+        return getattr(self.estimator, "reward_bounds", None)
+
     def _distribution(self, obs: Observation) -> np.ndarray:
         dist = self.exploration.distribution(self.estimator, obs, self.rng, self.n_decisions_)
         return self._with_round_robin(dist, obs)

@@ -18,6 +18,7 @@ from banditrec.policies import (
     LinEpsilonGreedy,
     LinTS,
     LinUCB,
+    NeuralEpsilonGreedy,
     NeuralLinear,
     RandomPolicy,
     make_policy,
@@ -125,7 +126,7 @@ def test_a_batch_is_checked_once_and_an_environment_hands_over_checked_batches()
     np.testing.assert_array_equal(a.actions, b.actions)
 
 
-def test_a_hand_built_batch_of_tensors_is_checked_without_reading_the_device(batch):
+def test_a_hand_built_batch_of_tensors_is_checked_once(batch):
     good = Observation.from_dict(batch)
     tensors = {f.name: torch.as_tensor(getattr(good, f.name)) for f in dataclasses.fields(good)}
     on_device = Observation(**tensors)
@@ -139,6 +140,61 @@ def test_a_hand_built_batch_of_tensors_is_checked_without_reading_the_device(bat
     for change, error, message in cases:
         with pytest.raises(error, match=message):
             Observation.coerce(Observation(**{**tensors, **change}))
+    # values too (one read): a NaN feature gave LinUCB an inf propensity and a NaN model for good
+    nan_user = tensors["user_features"].clone()
+    nan_user[0, 0] = float("nan")
+    for policy in (LinUCB(seed=0), NeuralLinear(seed=0, hidden=(8,), device="cpu")):
+        with pytest.raises(ValueError, match="observation user_features contains NaN or inf"):
+            policy.act(Observation(**{**tensors, "user_features": nan_user}))
+    with pytest.raises(ValueError, match=r"observation item_ids must be >= 0 \(catalogue ids\), got -3"):
+        LinUCB(seed=0).act(Observation(**{**tensors, "item_ids": tensors["item_ids"] - 3}))
+
+
+def test_binary_cross_entropy_refuses_rewards_outside_zero_one():
+    # loss="bce" on the wheel's rewards of 1.0-50 used to fit click probabilities near 1 for
+    # every arm, silently; now update names the range, on one user or many.
+    for num_envs in (1, 8):
+        env = make_vector_env("banditrec/Wheel-v0", num_envs=num_envs)
+        env.reset(seed=0)
+        for make in (NeuralEpsilonGreedy, NeuralLinear):
+            policy = make(loss="bce", hidden=(8,), device="cpu", seed=0)
+            obs = env.observation
+            actions, _ = policy.act(obs)
+            _, rewards, _, _ = env.step_batch(actions)
+            with pytest.raises(ValueError, match=rf'{make.__name__}.update: rewards must lie in \[0, 1\] for loss="bce"'):
+                policy.update(obs, actions, rewards)
+            policy.update(obs, actions, np.clip(rewards, 0, 1) == 1)  # clicks are fine (booleans too)
+    mse = NeuralEpsilonGreedy(hidden=(8,), device="cpu", seed=0)
+    assert mse.reward_bounds is None
+
+
+class _NaNScores(torch.nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.lin = torch.nn.Linear(3, 4)
+
+    def embed(self, user, items, item_ids, user_ids):
+        return self.lin(items) * torch.where(item_ids == item_ids[0, 0], float("nan"), 1.0)[..., None]
+
+    def head(self, embedding, item_ids, user_ids):
+        return embedding.sum(-1)
+
+    def forward(self, user, items, item_ids, user_ids):
+        return self.head(self.embed(user, items, item_ids, user_ids), item_ids, user_ids)
+
+
+def test_a_model_returning_nan_is_named_not_turned_into_nan_propensities(batch):
+    # A custom model with a NaN output used to give NaN propensities and action 0 (epsilon-greedy)
+    # or a normal-looking decision (NeuralLinear's head read NaN as 0).
+    obs = Observation.from_dict(batch)
+    for make in (NeuralEpsilonGreedy, NeuralLinear):
+        with pytest.raises(ValueError, match=r"_NaNScores(\.embed)? returned NaN or inf for \d+ valid candidate"):
+            make(model=_NaNScores(), device="cpu", seed=0).act(obs)
+    # NaN on a masked slot (padding) is not the model's mistake
+    masked = dataclasses.replace(obs, mask=obs.item_ids != obs.item_ids[0, 0])
+    assert masked.mask.any(axis=1).all() and not masked.mask.all()
+    decision = NeuralEpsilonGreedy(model=_NaNScores(), device="cpu", seed=0).act(masked)
+    assert masked.mask[np.arange(4), decision.actions].all() and np.isfinite(decision.propensities).all()
 
 
 def test_short_feature_rows_no_longer_train_on_part_of_the_batch(batch):
