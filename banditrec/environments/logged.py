@@ -40,11 +40,16 @@ factors unless ``reveal_truth=True`` (an ablation that appends ``[p_u, b_u]`` an
 
 from __future__ import annotations
 
+import csv
+import gzip
 import hashlib
 import json
 import logging
 import os
+import re
 import time
+import warnings
+import zlib
 from collections.abc import Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -57,7 +62,7 @@ from scipy.optimize import brentq
 from scipy.special import expit
 from scipy.stats import rankdata
 
-from banditrec.data.cache import ChecksumError, cache_root, open_entry, write_entry
+from banditrec.data.cache import ChecksumError, DataFormatError, cache_root, open_entry, write_entry
 from banditrec.environments.candidates import sample_candidates
 from banditrec.environments.simulator import Observation, UserSimulator
 
@@ -392,6 +397,22 @@ def _cached_fit(user_idx, item_idx, labels, n_users, n_items, params, cache, cac
 # Observable features
 
 
+def _plain(value: Any) -> Any:
+    """A numpy scalar as the Python scalar (for readable messages)."""
+    return value.item() if isinstance(value, np.generic) else value
+
+
+def _looks_like_id(name: str, id_col: str) -> bool:
+    """Whether a column name looks like an id column: ``id``, ``*_id``, ``*Id``, ``*ID``, or ``id_col``
+    spelt differently (case, underscores)."""
+    squash = re.compile(r"[\s_.-]")
+    return bool(
+        re.search(r"(?:^|[\s_.-])id$", name, re.IGNORECASE)
+        or re.search(r"[a-z0-9](?:Id|ID)$", name)
+        or squash.sub("", name).lower() == squash.sub("", str(id_col)).lower()
+    )
+
+
 def encode_features(
     table: pd.DataFrame | None,
     ids: np.ndarray,
@@ -403,13 +424,21 @@ def encode_features(
 
     Numeric columns are standardised (mean 0, sd 1 over the catalogue), 0/1 and boolean columns
     kept as 0/1, string/categorical columns one-hot encoded over their sorted categories. Missing
-    values and ids absent from the table get the column mean (0 after standardising; all zeros
-    for one-hots). With no table, the features are one constant column (a bias).
+    values (NaN) and ids absent from the table get the column mean (0 after standardising; all
+    zeros for one-hots); absent ids also raise a ``UserWarning`` that counts them. Infinite values
+    are an error. With no table, the features are one constant column (a bias).
+
+    Rows are matched to ids by value, never by row order: through the column ``id_col`` if the
+    table has one, else through its index. pandas' default row-number index (an unnamed
+    ``RangeIndex``) does not count as ids, nor does an unnamed index when a column looks like a
+    misnamed id column (``userId``, ``user_ID``, ``userid``...): both are errors asking to rename
+    the id column (name a ``RangeIndex`` that does hold the ids, e.g. ``table.rename_axis(id_col)``).
 
     Parameters
     ----------
     table : DataFrame or None
-        Indexed by id, or with the ids in column ``id_col``.
+        With the ids in column ``id_col``, or indexed by id (a named index, or an explicit
+        unnamed one that is not a ``RangeIndex``).
     ids : ndarray, shape (n,)
         Raw ids of the catalogue rows, in catalogue order.
     id_col : str
@@ -432,22 +461,56 @@ def encode_features(
         raise TypeError(f"{what} must be a pandas DataFrame or None, got {type(table).__name__}")
     if id_col in table.columns:
         table = table.set_index(id_col)
+    elif table.index.name is None:
+        columns = [str(c) for c in table.columns]
+        id_like = [c for c in columns if _looks_like_id(c, id_col)]
+        rename = f"rename its id column {id_like[0]!r} to {id_col!r}" if id_like else None
+        if isinstance(table.index, pd.RangeIndex):
+            raise ValueError(
+                f"{what} has no column {id_col!r} (columns: {columns}) and only pandas' default "
+                f"row-number index, so its rows cannot be matched to ids (rows are never matched by "
+                f"order); {rename or f'add the ids as a column {id_col!r}'}, or index it by id "
+                f"(table.rename_axis({id_col!r}) if its index already holds the ids)"
+            )
+        if id_like:
+            raise ValueError(
+                f"{what} has no column {id_col!r} but a column {id_like[0]!r} that looks like an id "
+                f"(columns: {columns}), and an unnamed index; {rename} (or drop it and name the index "
+                f"{id_col!r} if the index holds the ids)"
+            )
     if table.index.has_duplicates:
-        dup = table.index[table.index.duplicated()][0]
-        dup = dup.item() if isinstance(dup, np.generic) else dup
+        dup = _plain(table.index[table.index.duplicated()][0])
         raise ValueError(f"{what} has several rows for id {dup!r}; give one row per id")
     if table.shape[1] == 0:
         return np.ones((n, 1)), ["bias"]
-    aligned = table.reindex(pd.Index(ids))
-    if n and aligned.isna().all(axis=1).all() and len(table):
+    absent = ~pd.Index(ids).isin(table.index)
+    if n and absent.all() and len(table):
         raise ValueError(
             f"{what} shares no id with the interactions (its index looks like {list(table.index[:3])}, "
             f"the interactions' ids like {list(ids[:3])}); index it by the same ids or name the id "
             f"column {id_col!r}"
         )
+    if absent.any():
+        warnings.warn(
+            f"{what} has no row for {int(absent.sum())} of {n} ids (e.g. "
+            f"{[_plain(i) for i in ids[absent][:3]]}); their features are the column means (0 after "
+            f"standardising, no category for one-hots)",
+            UserWarning,
+            stacklevel=2,
+        )
+    aligned = table.reindex(pd.Index(ids))
     blocks, names = [], []
     for column in aligned.columns:
         series = aligned[column]
+        if pd.api.types.is_numeric_dtype(series) and not pd.api.types.is_bool_dtype(series):
+            infinite = np.isinf(series.to_numpy(np.float64, na_value=np.nan))
+            if infinite.any():
+                row = int(np.flatnonzero(infinite)[0])
+                raise ValueError(
+                    f"{what} column {column!r} holds {series.iloc[row]} for id {_plain(ids[row])!r} "
+                    f"({int(infinite.sum())} infinite value(s)); features must be finite (NaN counts "
+                    f"as missing)"
+                )
         if pd.api.types.is_bool_dtype(series) or (
             pd.api.types.is_numeric_dtype(series) and series.dropna().isin([0, 1]).all()
         ):
@@ -455,7 +518,10 @@ def encode_features(
             blocks.append(values.to_numpy(np.float64)[:, None])
             names.append(str(column))
         elif pd.api.types.is_numeric_dtype(series):
-            values = series.to_numpy(np.float64)
+            values = series.to_numpy(np.float64, na_value=np.nan)
+            scale = np.nanmax(np.abs(values)) if np.isfinite(values).any() else 0.0
+            if scale > 0:
+                values = values / scale  # z-scores do not change; avoids overflow in the sd of huge values
             mean = np.nanmean(values) if np.isfinite(values).any() else 0.0
             sd = np.nanstd(values) if np.isfinite(values).any() else 0.0
             z = (values - mean) / (sd if sd > 0 else 1.0)
@@ -496,12 +562,31 @@ def _read_interactions(interactions: pd.DataFrame | str | os.PathLike[str]) -> p
         raise FileNotFoundError(f"interactions file {path} does not exist")
     suffix = path.suffix.lower()
     if suffix in (".parquet", ".pq"):
-        return pd.read_parquet(path)  # pandas names the missing engine (pyarrow) if there is none
-    if suffix in (".tsv", ".tab"):
-        return pd.read_csv(path, sep="\t")
-    if suffix in (".csv", ".txt", ".gz"):
+        try:
+            return pd.read_parquet(path)  # pandas names the missing engine (pyarrow) if there is none
+        except (ValueError, OSError) as exc:  # pyarrow's ArrowInvalid is a ValueError
+            raise DataFormatError(f"interactions file {path}: cannot be read as parquet: {exc}") from exc
+    if suffix not in (".tsv", ".tab", ".csv", ".txt", ".gz"):
+        raise ValueError(f"interactions file {path} must end in .csv, .tsv, .txt or .parquet, got {suffix!r}")
+    kind = "tab-separated" if suffix in (".tsv", ".tab") else "CSV"
+    if path.stat().st_size == 0:
+        raise DataFormatError(f"interactions file {path} is empty (no header, no rows)")
+    try:
+        if suffix in (".tsv", ".tab"):
+            return pd.read_csv(path, sep="\t")
         return pd.read_csv(path, sep=None, engine="python") if suffix == ".txt" else pd.read_csv(path)
-    raise ValueError(f"interactions file {path} must end in .csv, .tsv, .txt or .parquet, got {suffix!r}")
+    except pd.errors.EmptyDataError as exc:
+        raise DataFormatError(f"interactions file {path} is empty (no header, no rows)") from exc
+    except (
+        pd.errors.ParserError,
+        csv.Error,
+        UnicodeDecodeError,
+        gzip.BadGzipFile,
+        EOFError,
+        zlib.error,
+    ) as exc:
+        message = " ".join(str(exc).split())
+        raise DataFormatError(f"interactions file {path}: cannot be parsed as {kind}: {message}") from exc
 
 
 def _check_choice(name: str, value: Any, choices: Sequence[str]) -> str:

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import logging
+import warnings
 
 import numpy as np
 import pandas as pd
 import pytest
 
+from banditrec.data.cache import DataFormatError
 from banditrec.environments.checks import check_expected_rewards, check_observation, check_rewards
 from banditrec.environments.logged import LoggedDataWorld, encode_features, fit_logistic_mf
 
@@ -310,8 +312,126 @@ def test_encode_features_without_table_and_with_missing_rows():
     x, names = encode_features(None, np.array([1, 2, 3]), "id", "user_features")
     assert names == ["bias"] and np.all(x == 1)
     table = pd.DataFrame({"id": [1, 2], "h": [150.0, 170.0], "c": ["p", None]})
-    x, names = encode_features(table, np.array([1, 2, 3]), "id", "user_features")
+    with pytest.warns(UserWarning, match=r"user_features has no row for 1 of 3 ids \(e.g. \[3\]\)"):
+        x, names = encode_features(table, np.array([1, 2, 3]), "id", "user_features")
     assert names == ["h", "c=p"]
     np.testing.assert_allclose(x, [[-1, 1], [1, 0], [0, 0]])
     with pytest.raises(ValueError, match="several rows for id 1"):
         encode_features(pd.DataFrame({"id": [1, 1], "h": [1.0, 2.0]}), np.array([1]), "id", "user_features")
+
+
+IDS = np.arange(1, 6)
+AGES = [10.0, 20.0, 30.0, 40.0, 50.0]
+
+
+@pytest.mark.parametrize(
+    ("table", "match"),
+    [
+        (  # read from a file whose id column is spelt differently: was matched by row number
+            pd.DataFrame({"userId": IDS, "age": AGES}),
+            (
+                r"user_features has no column 'user_id' \(columns: \['userId', 'age'\]\) and only pandas' "
+                r"default row-number index.*rename its id column 'userId' to 'user_id'"
+            ),
+        ),
+        (  # a slice keeps a RangeIndex of row numbers
+            pd.DataFrame({"userId": [9, 5, 3, 1, 2, 4], "age": [0.0, *AGES]}).iloc[1:],
+            "no column 'user_id'.*default row-number index.*rename its id column 'userId'",
+        ),
+        (  # no id at all: rows are never matched by order
+            pd.DataFrame({"age": AGES}),
+            "no column 'user_id' \\(columns: \\['age'\\]\\).*add the ids as a column 'user_id'",
+        ),
+        (  # an unnamed index of row labels next to a misnamed id column
+            pd.DataFrame({"USER_ID": IDS, "age": AGES}, index=[0, 2, 3, 5, 8]),
+            "no column 'user_id' but a column 'USER_ID' that looks like an id",
+        ),
+    ],
+    ids=["misnamed", "sliced", "no-id", "unnamed-index"],
+)
+def test_feature_table_without_the_id_column_is_rejected(table, match):
+    with pytest.raises(ValueError, match=match):
+        encode_features(table, IDS, "user_id", "user_features")
+
+
+def test_feature_tables_are_matched_by_id_not_by_row_order():
+    shuffled = pd.DataFrame({"userId": IDS[::-1], "age": AGES[::-1]})
+    expected = (np.array(AGES) - 30) / np.std(AGES)
+    for table in (
+        shuffled.rename(columns={"userId": "user_id"}),
+        shuffled.set_index("userId"),
+        pd.DataFrame({"age": AGES[::-1]}, index=IDS[::-1]),  # an explicit unnamed index of ids
+        pd.DataFrame({"age": AGES[1:]}, index=pd.RangeIndex(2, 6)).rename_axis("user_id"),
+    ):
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", UserWarning)  # the last table lacks id 1
+            x, names = encode_features(table, IDS, "user_id", "user_features")
+        assert names == ["age"]
+        if len(table) == 5:
+            np.testing.assert_allclose(x[:, 0], expected)
+
+
+def test_misnamed_feature_id_column_is_rejected_by_from_interactions(tmp_path):
+    _, user_table, _ = planted_table()
+    with pytest.raises(
+        ValueError, match="user_features has no column 'user'.*rename its id column 'user_id'"
+    ):
+        build(tmp_path, user_features=user_table.rename(columns={"user": "user_id"}), cache=False)
+
+
+def test_ids_without_a_feature_row_warn_and_get_the_column_mean():
+    table = pd.DataFrame({"user_id": [1, 2, 3], "age": [10.0, 20.0, 30.0], "g": ["a", "b", "a"]})
+    with pytest.warns(UserWarning, match=r"user_features has no row for 2 of 5 ids \(e.g. \[4, 5\]\)"):
+        x, names = encode_features(table, IDS, "user_id", "user_features")
+    assert names == ["age", "g=a", "g=b"]
+    np.testing.assert_allclose(x[3:], 0.0)
+    np.testing.assert_allclose(x[:3, 0], [-np.sqrt(1.5), 0, np.sqrt(1.5)])
+
+
+@pytest.mark.parametrize(("bad", "shown"), [(np.inf, "inf"), (-np.inf, "-inf")])
+@pytest.mark.parametrize("others", [[10.0, 30.0, 40.0, 50.0], [0.0, 1.0, 1.0, 0.0]])  # plain and 0/1 columns
+def test_infinite_feature_values_are_rejected(bad, shown, others):
+    table = pd.DataFrame({"user_id": IDS, "age": [others[0], bad, *others[1:]]})
+    with pytest.raises(ValueError, match=f"u column 'age' holds {shown} for id 2 \\(1 infinite value"):
+        encode_features(table, IDS, "user_id", "u")
+
+
+def test_missing_and_huge_feature_values_do_not_zero_a_column():
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", RuntimeWarning)
+        x, _ = encode_features(
+            pd.DataFrame({"user_id": IDS, "age": [10.0, np.nan, 30.0, 40.0, 50.0]}), IDS, "user_id", "u"
+        )
+        known = np.array([10.0, 30.0, 40.0, 50.0])
+        np.testing.assert_allclose(x[[0, 2, 3, 4], 0], (known - known.mean()) / known.std())
+        assert x[1, 0] == 0.0
+        huge = np.array([1e308, -1e308, 0.0, 5e307, -5e307])
+        x, _ = encode_features(pd.DataFrame({"user_id": IDS, "big": huge}), IDS, "user_id", "u")
+        np.testing.assert_allclose(x[:, 0], (huge / 1e308) / np.std(huge / 1e308))
+
+
+@pytest.mark.parametrize(
+    ("name", "content", "match"),
+    [
+        (
+            "bad.csv",
+            b'user_id,item_id,rating\n1,2,"3\n',
+            r"bad\.csv: cannot be parsed as CSV: .*EOF inside string",
+        ),
+        ("empty.csv", b"", r"empty\.csv is empty \(no header, no rows\)"),
+        ("blank.csv", b"\n\n", r"blank\.csv is empty \(no header, no rows\)"),
+        ("empty.txt", b"", r"empty\.txt is empty"),
+        (
+            "latin.tsv",
+            b"user_id\titem_id\trating\n\xff\xfe\t1\t5\n",
+            r"latin\.tsv: cannot be parsed as tab-separated",
+        ),
+        ("broken.gz", b"not gzip at all", r"broken\.gz: cannot be parsed as CSV"),
+    ],
+    ids=lambda v: v if isinstance(v, str) and "." in v and len(v) < 12 else "",
+)
+def test_unreadable_interactions_file_is_a_data_format_error(tmp_path, name, content, match):
+    path = tmp_path / name
+    path.write_bytes(content)
+    with pytest.raises(DataFormatError, match=match):
+        LoggedDataWorld.from_interactions(path, like_threshold=4, cache=False)
