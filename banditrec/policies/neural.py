@@ -561,9 +561,15 @@ class NeuralEstimator:
         if isinstance(self.model, str):
             net = build_model(
                 self.model, user_dim, item_dim, self.hidden, seed=self.rng_, **self.model_options
-            )
+            ).float()  # float32 even under torch.set_default_dtype(torch.float64), as the inputs are
         else:
             net = self.model
+            wide = sorted({str(p.dtype) for p in net.parameters() if p.is_floating_point() and p.dtype != torch.float32})
+            if wide:
+                raise TypeError(
+                    f"model {type(net).__name__} has {', '.join(wide)} parameters; the neural policies feed "
+                    "and train it in float32: pass model.float()"
+                )
         self.model_ = net.to(self.device_)
         self.model_.eval()
         graphed = self.training.graphed_on(self.device_)

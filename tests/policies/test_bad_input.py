@@ -304,3 +304,35 @@ def test_an_item_id_too_large_for_per_id_tables_is_a_clear_error(name, options, 
     policy = make_policy(name, seed=0, **options)
     decision = policy.act(_with(batch, item_ids=ids))
     policy.update(_with(batch, item_ids=ids), decision.actions, np.ones(4))
+
+
+@pytest.fixture
+def float64_default():
+    before = torch.get_default_dtype()
+    torch.set_default_dtype(torch.float64)
+    yield
+    torch.set_default_dtype(before)
+
+
+def test_a_float64_default_dtype_or_model_is_handled(batch, float64_default):
+    # Under torch.set_default_dtype(torch.float64) the built-in models came out float64 and the
+    # first act failed inside torch ("mat1 and mat2 must have the same dtype").
+    obs = Observation.from_dict(batch)
+    for model in ("mlp", "two_tower", "mf"):
+        policy = NeuralLinear(model=model, hidden=(8,), device="cpu", seed=0, train_every=4, train_steps=2, batch_size=4)
+        for _ in range(3):
+            decision = policy.act(obs)
+            policy.update(obs, decision.actions, np.ones(4))
+        assert np.isfinite(policy.explain(obs)["mean"]).all()
+
+    class Wide(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.lin = torch.nn.Linear(3, 1)  # float64 here, by the default dtype
+
+        def forward(self, user, items, item_ids, user_ids):
+            return self.lin(items)[..., 0]
+
+    with pytest.raises(TypeError, match=r"model Wide has torch.float64 parameters; .* pass model.float\(\)"):
+        NeuralEpsilonGreedy(model=Wide(), device="cpu", seed=0).act(obs)
+    assert NeuralEpsilonGreedy(model=Wide().float(), device="cpu", seed=0).act(obs).actions.shape == (4,)
