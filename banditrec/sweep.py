@@ -97,7 +97,15 @@ def _ray(config, todo, address, log_feedback, tick) -> Iterator[tuple[Trial, Any
                 ready, _ = ray.wait(list(pending), num_returns=1)
                 for ref in ready:
                     trial = pending.pop(ref)
-                    result = ray.get(ref)
+                    try:
+                        result = ray.get(ref)
+                    except ray.exceptions.RayTaskError as exc:
+                        # The trial's own error, as the local backend raises it (a RayTaskError
+                        # prints the remote worker's whole traceback as its message).
+                        cause = getattr(exc, "cause", None)
+                        if isinstance(cause, Exception):
+                            raise cause from None
+                        raise
                     if tick is not None:
                         tick(config.n_steps)
                     yield trial, result

@@ -56,3 +56,26 @@ def test_cli_runs_on_the_ray_backend(tmp_path, capsys):
     )
     assert main(["run", str(cfg), "--out", str(tmp_path / "o"), "--quiet", "--backend", "ray"]) == 0
     assert "2 trial(s) run" in capsys.readouterr().out
+
+
+def test_a_failing_trial_on_ray_raises_its_own_error(tmp_path, capsys):
+    # It printed the Ray worker's whole traceback after "banditrec: error:"; the local backend
+    # prints the one-line message, and so does Ray now.
+    pytest.importorskip("ray", reason="the ray extra is not installed")
+    from banditrec.cli import main
+
+    cfg = tmp_path / "c.toml"
+    cfg.write_text(
+        '[experiment]\nname = "c"\nhorizon = 40\nbatch_size = 4\nseeds = 2\njobs = 2\n'
+        '[environment]\nid = "banditrec/Wheel-v0"\n'
+        '[policies.b]\ntype = "BernoulliTS"\n'
+    )
+    messages = {}
+    for backend in ("local", "ray"):
+        assert main(["run", str(cfg), "--out", str(tmp_path / backend), "--quiet", "--backend", backend]) != 0
+        err = capsys.readouterr().err
+        ours = [line for line in err.splitlines() if line.startswith("banditrec:")]  # not Ray's own log lines
+        assert len(ours) == 1 and ours[0].startswith("banditrec: error:"), err
+        assert "Traceback" not in err and "ray::" not in err, err
+        messages[backend] = ours[0]
+    assert messages["ray"] == messages["local"]
