@@ -36,7 +36,9 @@ def _cmd_run(args: argparse.Namespace) -> int:
 
 def _cmd_ope(args: argparse.Namespace) -> int:
     from banditrec.ope import evaluate_offline, load_feedback, load_offline_targets, plot_comparison
+    from banditrec.runner import check_output_dir
 
+    out = check_output_dir(Path(args.out) if args.out else Path("runs") / "ope" / Path(args.logs).stem)
     feedback = load_feedback(args.logs)
     targets = load_offline_targets(args.config)
     options = dict(targets.options)
@@ -44,7 +46,6 @@ def _cmd_ope(args: argparse.Namespace) -> int:
         if getattr(args, key) is not None:
             options[key] = getattr(args, key)
     df = evaluate_offline(feedback, targets.as_dict(), **options)
-    out = Path(args.out) if args.out else Path("runs") / "ope" / Path(args.logs).stem
     out.mkdir(parents=True, exist_ok=True)
     df.to_csv(out / "ope.csv", index=False)
     plot_comparison(df, out / "ope.png")
@@ -139,7 +140,8 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("\ninterrupted: finished trials are saved; rerun the same command to resume", file=sys.stderr)
         return 130
-    except (ValueError, TypeError, FileNotFoundError, ImportError, DataUnavailableError) as exc:
+    except (ValueError, TypeError, FileNotFoundError, NotADirectoryError, ImportError,
+            DataUnavailableError) as exc:
         print(f"banditrec: error: {exc}", file=sys.stderr)
         return 2
 

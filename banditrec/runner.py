@@ -31,7 +31,9 @@ from banditrec.environments.simulator import to_numpy
 from banditrec.policies.registry import make_policy
 from banditrec.sweep import execute_trials
 
-__all__ = ["RunResult", "TrialResult", "build_env", "run_experiment", "run_trial", "trial_seeds"]
+__all__ = [
+    "RunResult", "TrialResult", "build_env", "check_output_dir", "run_experiment", "run_trial", "trial_seeds",
+]
 
 RESULT_COLUMNS = ["policy", "seed", "step", "reward", "regret", "cumulative_reward", "cumulative_regret"]
 
@@ -243,6 +245,26 @@ def _load_trial(
 
 
 # ------------------------------------------------------------------ the run
+def check_output_dir(path: str | Path, *subfolders: str) -> Path:
+    """``path`` as an output folder, refused before any work if it, a folder above it or one of
+    ``subfolders`` in it is an existing file: ``mkdir`` would fail only later, with a bare
+    ``NotADirectoryError`` or ``FileExistsError``."""
+    path = Path(path)
+    for target in [path, *(path / sub for sub in subfolders)]:
+        existing = next((p for p in (target, *target.parents) if p.exists()), None)
+        if existing is None or existing.is_dir():
+            continue
+        if existing == path:
+            problem = f"output path {path} is a file, not a folder"
+        elif path in existing.parents:
+            name = existing.name
+            problem = f"output folder {path} holds a file {name!r} where its {name}/ folder goes"
+        else:
+            problem = f"output path {path} lies inside {existing}, which is a file, not a folder"
+        raise NotADirectoryError(f"{problem}; choose another output folder (--out)")
+    return path
+
+
 def _check_runnable(config: ExperimentConfig) -> None:
     """Fail before any trial runs: unknown env ids, policy types or parameters."""
     env = build_env(config.environment, config.batch_size)
@@ -277,8 +299,9 @@ def run_experiment(
     """
     from banditrec.results import summarise, write_manifest  # avoid import cycles at module load
 
+    subfolders = ("trials", "feedback") if log_feedback else ("trials",)
+    out = check_output_dir(out_dir, *subfolders) if out_dir is not None else None
     _check_runnable(config)
-    out = Path(out_dir) if out_dir is not None else None
     trials_dir = out / "trials" if out is not None else None
     if trials_dir is not None:
         trials_dir.mkdir(parents=True, exist_ok=True)

@@ -78,3 +78,24 @@ def test_missing_data_is_an_error_line_not_a_traceback(tmp_path, capsys):
     assert main(["run", str(cfg), "--quiet", "--out", str(tmp_path / "runs")]) == 2
     err = capsys.readouterr().err
     assert err.startswith("banditrec: error:") and "no_such_ml100k" in err
+
+
+def test_out_that_is_a_file_is_an_error_line(tmp_path, capsys):
+    """Used to be a NotADirectoryError traceback from ``mkdir`` of OUT/trials."""
+    cfg = tmp_path / "cli.toml"
+    cfg.write_text(CONFIG)
+    afile = tmp_path / "afile"
+    afile.write_text("x")
+    taken = tmp_path / "taken"
+    taken.mkdir()
+    (taken / "trials").write_text("x")
+    for out, message in [
+        (afile, f"output path {afile} is a file, not a folder"),
+        (afile / "sub", f"output path {afile / 'sub'} lies inside {afile}, which is a file"),
+        (taken, f"output folder {taken} holds a file 'trials' where its trials/ folder goes"),
+    ]:
+        assert main(["run", str(cfg), "--out", str(out), "--quiet"]) == 2
+        err = capsys.readouterr().err
+        assert err.startswith("banditrec: error: ") and message in err, err
+        assert err.count("\n") == 1 and "Traceback" not in err
+    assert afile.read_text() == "x"

@@ -113,6 +113,8 @@ train_fraction = 0.2
         (lambda d, log: ["ope", log, "--config", "{reserved}"], "[policies.logging] is reserved"),
         (lambda d, log: ["ope", log, "--config", "{cfg}", "--train-fraction", "1"], "train_fraction must be"),
         (lambda d, log: ["ope", log, "--config", "{cfg}", "--alpha", "1.5"], "alpha must be a number in (0, 1)"),
+        # used to be a FileExistsError traceback from mkdir, after the whole evaluation
+        (lambda d, log: ["ope", log, "--config", "{cfg}", "--out", "{cfg}"], "is a file, not a folder"),
     ],
 )
 def test_errors_are_one_line(log_file, tmp_path, capsys, make, message):
