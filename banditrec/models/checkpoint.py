@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import os
+import zipfile
 from pathlib import Path
+from typing import Any
 
 import torch
 from torch import nn
 
-__all__ = ["check_state_compatible", "load_model", "save_model"]
+__all__ = ["check_state_compatible", "load_model", "read_checkpoint", "save_model"]
 
 _FORMAT = "banditrec-model"
 _VERSION = 1
@@ -33,6 +35,29 @@ def save_model(model: nn.Module, path: str | os.PathLike) -> Path:
     }
     torch.save(payload, path)
     return path
+
+
+def read_checkpoint(path: Path, map_location: Any, what: str, label: str | None = None) -> Any:
+    """``torch.load(path, weights_only=True)``, or one ValueError line saying that ``path`` (shown
+    as ``label``) is not ``what`` and why. Torch's own errors for a truncated or foreign file are
+    a RuntimeError about a "zip archive", a ``KeyError: 101``, or a paragraph that suggests
+    ``weights_only=False`` (which would run the file's code)."""
+    label = str(path) if label is None else label
+    if not zipfile.is_zipfile(path):  # torch.save writes zip archives; this one is cut short or foreign
+        raise ValueError(
+            f"{label} is not {what}: "
+            "it is not a torch checkpoint archive (truncated, or another kind of file)"
+        )
+    try:
+        return torch.load(path, map_location=map_location, weights_only=True)
+    except Exception as exc:  # torch raises several types for foreign or corrupt files
+        lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
+        unpickler = next((line for line in lines if "WeightsUnpickler error" in line), None)
+        if unpickler is not None:
+            reason = f"it holds objects other than tensors and plain containers ({unpickler})"
+        else:
+            reason = f"it is damaged ({lines[0][:200] if lines else type(exc).__name__})"
+        raise ValueError(f"{label} is not {what}: {reason}") from exc
 
 
 def check_state_compatible(
@@ -82,7 +107,8 @@ def load_model(
     if map_location is None:
         first = next(iter(model.state_dict().values()), None)
         map_location = first.device if first is not None else "cpu"
-    payload = torch.load(path, map_location=map_location, weights_only=True)
+    what = "a readable banditrec model checkpoint (written by save_model)"
+    payload = read_checkpoint(path, map_location, what, label=repr(str(path)))
     if not isinstance(payload, dict) or payload.get("format") != _FORMAT:
         raise ValueError(f"{str(path)!r} is not a banditrec model checkpoint (written by save_model)")
     if payload.get("version", 0) > _VERSION:

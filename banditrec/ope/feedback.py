@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import json
 import os
+import zipfile
+import zlib
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, fields
 from pathlib import Path
@@ -386,20 +388,43 @@ class LoggedFeedback:
 
     @classmethod
     def load(cls, path: str | os.PathLike[str]) -> LoggedFeedback:
-        """Read a log written by :meth:`save` (validated again on the way in)."""
-        with np.load(Path(path), allow_pickle=False) as data:
-            version = int(data["format_version"]) if "format_version" in data else None
-            if version != _FORMAT_VERSION:
-                raise ValueError(
-                    f"{path} is not a banditrec LoggedFeedback file of format {_FORMAT_VERSION} "
-                    f"(found format_version={version})"
-                )
-            missing = [name for name in _ARRAY_FIELDS if name not in data]
-            if missing:
-                raise ValueError(f"{path} lacks required arrays {missing}")
-            kwargs: dict[str, Any] = {name: data[name] for name in _ARRAY_FIELDS}
-            kwargs.update({name: data.get(name, None) for name in _OPTIONAL_FIELDS})
-            kwargs["metadata"] = json.loads(str(data["metadata_json"]))
+        """Read a log written by :meth:`save` (validated again on the way in).
+
+        Raises
+        ------
+        FileNotFoundError
+            No such file.
+        ValueError
+            The file is not a (complete) banditrec LoggedFeedback ``.npz``; the message names it.
+        """
+        path = Path(path)
+        if path.is_dir():
+            raise FileNotFoundError(f"{path} is a folder, not a LoggedFeedback .npz file")
+        if not path.is_file():
+            raise FileNotFoundError(f"logged feedback file not found: {path}")
+        what = "a banditrec LoggedFeedback file (.npz written by LoggedFeedback.save)"
+        # numpy reads a file that is not a zip archive as a pickle and says "contains pickled
+        # (object) data"; a truncated archive raises zipfile's BadZipFile: neither names the file.
+        if not zipfile.is_zipfile(path):
+            raise ValueError(f"{path} is not {what}: it is not an .npz archive (or it is truncated)")
+        try:
+            with np.load(path, allow_pickle=False) as data:
+                version = int(data["format_version"]) if "format_version" in data else None
+                if version != _FORMAT_VERSION:
+                    raise ValueError(
+                        f"{path} is not a banditrec LoggedFeedback file of format {_FORMAT_VERSION} "
+                        f"(found format_version={version})"
+                    )
+                missing = [name for name in _ARRAY_FIELDS if name not in data]
+                if missing:
+                    raise ValueError(f"{path} lacks required arrays {missing}")
+                kwargs: dict[str, Any] = {name: data[name] for name in _ARRAY_FIELDS}
+                kwargs.update({name: data.get(name, None) for name in _OPTIONAL_FIELDS})
+                kwargs["metadata"] = json.loads(str(data["metadata_json"]))
+        except (ValueError, TypeError, KeyError, OSError, EOFError, zipfile.BadZipFile, zlib.error) as exc:
+            if str(exc).startswith(str(path)):  # raised above, already naming the file
+                raise
+            raise ValueError(f"{path} is not {what}: it is damaged ({str(exc) or type(exc).__name__})") from exc
         return cls(**kwargs)
 
     # ------------------------------------------------------------------ constructors

@@ -3,7 +3,10 @@
 A checkpoint holds everything that changes while a policy plays: the estimator's statistics
 (linear sufficient statistics, per-item counts, or network weights, optimizer and replay buffer
 for neural estimators), the decision counter and the random generator's state. Hyperparameters
-are not stored: rebuild the policy with the same factory and arguments, then load.
+are not restored: rebuild the policy with the same factory and arguments, then load. The linear
+and neural estimators record those that shape their statistics (a ridge's form, features,
+intercept and lam) and refuse, naming them, a policy built with other values; per-item counts
+mean the same under any context-free policy's settings.
 
 Files are written with ``torch.save`` and read with ``torch.load(weights_only=True)``, which
 refuses to execute arbitrary pickled code; numpy arrays travel as tensors.
@@ -18,6 +21,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from banditrec.models.checkpoint import read_checkpoint
 from banditrec.policies.base import Policy
 
 __all__ = ["load_policy", "load_policy_state", "policy_state", "save_policy"]
@@ -100,8 +104,10 @@ def _from_torch(obj: Any) -> Any:
 
 
 def save_policy(policy: Policy, path: str | os.PathLike) -> Path:
-    """Write the policy's learned state to ``path`` (atomically)."""
+    """Write the policy's learned state to ``path`` (atomically), creating its folder if needed
+    (as :func:`~banditrec.models.save_model` does)."""
     path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.tmp")
     torch.save(_to_torch(policy_state(policy)), tmp)
     os.replace(tmp, path)
@@ -113,8 +119,11 @@ def load_policy(policy: Policy, path: str | os.PathLike) -> Policy:
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"no policy checkpoint at {path}")
+    what = "a readable banditrec policy checkpoint (written by save_policy)"
+    raw = read_checkpoint(path, "cpu", what)
+    if not isinstance(raw, dict) or "class" not in raw:
+        raise ValueError(f"{path} is not {what}: it holds no policy state (a file saved by something else?)")
     try:
-        raw = torch.load(path, weights_only=True, map_location="cpu")
-    except Exception as exc:  # torch raises several types for foreign or corrupt files
-        raise ValueError(f"{path} is not a readable banditrec policy checkpoint: {exc}") from exc
-    return load_policy_state(policy, _from_torch(raw))
+        return load_policy_state(policy, _from_torch(raw))
+    except ValueError as exc:  # a checkpoint of another policy or configuration: say which file
+        raise ValueError(f"{path}: {exc}") from exc

@@ -21,6 +21,7 @@ with a = a0 + n/2 and b = b0 + (yᵀy − bᵀθ̂)/2.
 from __future__ import annotations
 
 import math
+from typing import Any
 
 import numpy as np
 from scipy.linalg.blas import dger as _dger
@@ -160,6 +161,37 @@ class RidgeRegression:
                 raise ValueError(f"item ids index the per-item parameters and must be >= 0, got {lowest}")
         if n_arms > self.n_arms_:
             self._grow(n_arms)
+
+    # ----------------------------------------------------------- checkpoints
+    # What each row of A and b means (form, features, intercept) and the prior inside A (lam);
+    # posterior, v, a0 and b0 only read the statistics, so a checkpoint may load under others.
+    STRUCTURAL_PARAMS = ("form", "features", "intercept", "lam")
+
+    def state_dict(self) -> dict[str, Any]:
+        """The statistics (attributes ending in ``_``) and the structural hyperparameters, which
+        :meth:`load_state_dict` checks: a checkpoint of user-feature weights loaded into an
+        item-feature ridge of the same width would otherwise act, silently wrong."""
+        state: dict[str, Any] = {k: v for k, v in vars(self).items() if k.endswith("_")}
+        state["params"] = {k: getattr(self, k) for k in self.STRUCTURAL_PARAMS}
+        return state
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Restore :meth:`state_dict`'s output into a ridge with the same structural hyperparameters."""
+        saved = state.get("params", {})
+        diff = {
+            k: (saved[k], getattr(self, k))
+            for k in self.STRUCTURAL_PARAMS
+            if k in saved and saved[k] != getattr(self, k)
+        }
+        if diff:
+            raise ValueError(
+                "the saved RidgeRegression state has different hyperparameters (saved vs this estimator): "
+                + ", ".join(f"{k}: {a!r} vs {b!r}" for k, (a, b) in diff.items())
+                + "; build the policy with the saved values to load it"
+            )
+        for k, v in state.items():
+            if k != "params":
+                setattr(self, k, v)
 
     # ------------------------------------------------------------- inference
     def _user_only(self) -> bool:

@@ -52,3 +52,30 @@ def test_not_a_checkpoint(tmp_path):
         load_model(MLPScorer(4, 4), tmp_path / "other.pt")
     with pytest.raises(FileNotFoundError, match="no checkpoint at"):
         load_model(MLPScorer(4, 4), tmp_path / "missing.pt")
+
+
+@pytest.mark.parametrize("damage", ["truncated", "garbage"])
+def test_corrupt_checkpoint_is_one_clear_line(tmp_path, damage):
+    """Used to be torch's "RuntimeError: PytorchStreamReader failed reading zip archive" (truncated)
+    or "KeyError: 101" (garbage), neither naming the file."""
+    path = save_model(MLPScorer(4, 4, hidden=(8,), seed=0), tmp_path / "m.pt")
+    data = path.read_bytes()
+    path.write_bytes(data[: len(data) // 2] if damage == "truncated" else b"garbage " * 100)
+    with pytest.raises(ValueError) as info:
+        load_model(MLPScorer(4, 4, hidden=(8,)), path)
+    assert str(info.value) == (
+        f"{str(path)!r} is not a readable banditrec model checkpoint (written by save_model): "
+        "it is not a torch checkpoint archive (truncated, or another kind of file)"
+    )
+
+
+def test_damaged_checkpoint_entry_is_one_clear_line(tmp_path):
+    path = save_model(MLPScorer(4, 4, hidden=(8,), seed=0), tmp_path / "m.pt")
+    data = bytearray(path.read_bytes())
+    start = data.find(b"data.pkl") + 40  # inside the pickled payload, past its local header
+    data[start : start + 60] = bytes(b ^ 0xFF for b in data[start : start + 60])
+    path.write_bytes(bytes(data))
+    message = r"is not a readable banditrec model checkpoint \(written by save_model\)"
+    with pytest.raises(ValueError, match=message) as info:
+        load_model(MLPScorer(4, 4, hidden=(8,)), path)
+    assert "\n" not in str(info.value)

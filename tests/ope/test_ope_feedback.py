@@ -107,6 +107,29 @@ def test_load_refuses_foreign_npz(tmp_path):
         LoggedFeedback.load(tmp_path / "other.npz")
 
 
+def test_load_of_a_corrupt_or_missing_file_names_it(tmp_path):
+    """A truncated archive used to raise zipfile.BadZipFile, a non-zip numpy's "This file contains
+    pickled (object) data", a damaged entry zlib.error: none of them named the file."""
+    fb = LoggedFeedback.from_arrays(np.arange(200) % 3, np.ones(200), np.full(200, 1 / 3), n_candidates=3)
+    data = fb.save(tmp_path / "good.npz").read_bytes()
+    (tmp_path / "truncated.npz").write_bytes(data[: len(data) // 2])
+    (tmp_path / "text.npz").write_bytes(b"not an archive at all")
+    damaged = bytearray(data)
+    damaged[100:400] = bytes(b ^ 0xFF for b in damaged[100:400])  # inside the first entry's data
+    (tmp_path / "damaged.npz").write_bytes(bytes(damaged))
+    for name, why in [("truncated", "it is not an .npz archive (or it is truncated)"),
+                      ("text", "it is not an .npz archive"), ("damaged", "it is damaged")]:
+        path = tmp_path / f"{name}.npz"
+        with pytest.raises(ValueError) as info:
+            LoggedFeedback.load(path)
+        assert str(info.value).startswith(f"{path} is not a banditrec LoggedFeedback file"), info.value
+        assert why in str(info.value)
+    with pytest.raises(FileNotFoundError, match="logged feedback file not found"):
+        LoggedFeedback.load(tmp_path / "missing.npz")
+    with pytest.raises(FileNotFoundError, match="is a folder"):
+        LoggedFeedback.load(tmp_path)
+
+
 def test_getitem_and_concat(full_log):
     head, tail = full_log[:20], full_log[20:]
     assert head.n_rounds == 20 and tail.n_rounds == 30

@@ -71,3 +71,75 @@ def test_neural_states_saved_before_the_sixth_sessions_options_still_load():
     with pytest.raises(ValueError, match="intercept"):
         load_policy_state(make_policy("NeuralLinear", hidden=(4,), train_every=8, train_steps=2,
                                       intercept=False), state)
+
+
+def _linucb_checkpoint(tmp_path):
+    """The audit's case: LinUCB on 3 user features and 3 item features (same width)."""
+    env = make_vector_env("banditrec/Linear-v0", num_envs=4, n_items=5, context_dim=3)
+    env.reset(seed=0)
+    policy = make_policy("LinUCB", seed=0)
+    _play(policy, env, 4)
+    return save_policy(policy, tmp_path / "lin.pt"), env
+
+
+@pytest.mark.parametrize(
+    "params, message",
+    [
+        # used to load and act silently (user-feature weights applied to item features)
+        ({"features": "item"}, "features: 'user' vs 'item'"),
+        # used to fail later, in numpy matmul, with a core-dimension mismatch
+        ({"form": "shared"}, "form: 'disjoint' vs 'shared', features: 'user' vs 'outer'"),
+        ({"intercept": False}, "intercept: True vs False"),
+        ({"lam": 2.0}, "lam: 1.0 vs 2.0"),  # the prior is inside the saved A
+    ],
+)
+def test_linear_checkpoint_refuses_other_structural_hyperparameters(tmp_path, params, message):
+    path, _ = _linucb_checkpoint(tmp_path)
+    with pytest.raises(ValueError) as info:
+        load_policy(make_policy("LinUCB", seed=0, **params), path)
+    msg = str(info.value)
+    assert msg.startswith(f"{path}: the saved RidgeRegression state has different hyperparameters "
+                          "(saved vs this estimator): "), msg
+    assert message in msg
+
+
+def test_linear_checkpoint_loads_under_other_exploration_settings(tmp_path):
+    """alpha (and the posterior's v, a0, b0) only read the statistics: they may differ."""
+    path, env = _linucb_checkpoint(tmp_path)
+    resumed = load_policy(make_policy("LinUCB", alpha=0.5, seed=0), path)
+    assert resumed.estimator.count_.sum() == 16
+    resumed.act(env.observation)
+
+
+def test_linear_state_saved_before_the_check_still_loads(tmp_path):
+    """Checkpoints written before RidgeRegression had a state_dict hold its bare attributes."""
+    from banditrec.policies.checkpoint import load_policy_state, policy_state
+
+    policy = make_policy("LinUCB", seed=0)
+    _play(policy, _env(), 3)
+    state = policy_state(policy)
+    state["estimator"] = {k: v for k, v in vars(policy.estimator).items() if k.endswith("_")}
+    resumed = load_policy_state(make_policy("LinUCB", seed=0), state)
+    obs = _env().observation
+    np.testing.assert_array_equal(resumed.action_distribution(obs), policy.action_distribution(obs))
+
+
+def test_save_policy_creates_missing_folders(tmp_path):
+    """Used to be torch's "RuntimeError: Parent directory ... does not exist"."""
+    policy = make_policy("LinUCB", seed=0)
+    _play(policy, _env(), 2)
+    path = save_policy(policy, tmp_path / "missing_dir" / "deeper" / "x.pt")
+    assert path.is_file()
+    load_policy(make_policy("LinUCB", seed=0), path)
+
+
+def test_truncated_policy_checkpoint_is_one_clear_line(tmp_path):
+    path, _ = _linucb_checkpoint(tmp_path)
+    data = path.read_bytes()
+    path.write_bytes(data[: len(data) // 2])
+    with pytest.raises(ValueError) as info:
+        load_policy(make_policy("LinUCB", seed=0), path)
+    assert str(info.value) == (
+        f"{path} is not a readable banditrec policy checkpoint (written by save_policy): "
+        "it is not a torch checkpoint archive (truncated, or another kind of file)"
+    )
