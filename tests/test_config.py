@@ -64,6 +64,16 @@ def test_load_config_errors(tmp_path):
         load_config(bad)
 
 
+def test_config_that_is_not_utf8_names_the_file(tmp_path):
+    """Used to be the bare "'utf-8' codec can't decode byte 0xff in position 0", without the file."""
+    path = tmp_path / "utf16.toml"
+    path.write_bytes("[experiment]\nname = 'x'\n".encode("utf-16"))  # starts with the BOM b"\xff\xfe"
+    with pytest.raises(ConfigError) as info:
+        load_config(path)
+    msg = str(info.value)
+    assert msg.startswith(f"{path}: not a text (TOML) file") and "must be UTF-8 encoded TOML" in msg
+
+
 @pytest.mark.parametrize(
     "section, key, value, match",
     [
