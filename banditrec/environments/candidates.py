@@ -6,7 +6,9 @@ import functools
 
 import numpy as np
 
-__all__ = ["check_world_sizes", "sample_candidates"]
+from banditrec._util import is_real
+
+__all__ = ["check_world_float", "check_world_sizes", "sample_candidates"]
 
 
 def check_world_sizes(n_items: int, n_candidates: int | None, min_candidates: int | None) -> tuple[int, int]:
@@ -27,6 +29,29 @@ def check_world_seed(world_seed: object) -> int:
     if not isinstance(world_seed, (int, np.integer)) or isinstance(world_seed, bool) or world_seed < 0:
         raise ValueError(f"world_seed must be an int >= 0, got {world_seed!r}")
     return int(world_seed)
+
+
+def check_world_float(
+    name: str, value: object, low: float | None = None, high: float | None = None, *, open_low: bool = False
+) -> float:
+    """A synthetic world's real parameter as a float: a number (not a string such as a TOML "3",
+    nor a bool), finite, and >= ``low`` (> with ``open_low``) and < ``high`` where given; the
+    error quotes the parameter and what was given, like the int checks above."""
+    bounds = []
+    if low is not None:
+        bounds.append(f"{'>' if open_low else '>='} {low:g}")
+    if high is not None:
+        bounds.append(f"< {high:g}")
+    wanted = f"a finite number{' ' + ' and '.join(bounds) if bounds else ''}"
+    if not is_real(value):
+        hint = "a string; write the number without quotes" if isinstance(value, str) else type(value).__name__
+        raise ValueError(f"{name} must be {wanted}, got {value!r} ({hint})")
+    x = float(value)
+    if not np.isfinite(x) or (low is not None and (x <= low if open_low else x < low)) or (
+        high is not None and x >= high
+    ):
+        raise ValueError(f"{name} must be {wanted}, got {value!r}")
+    return x
 
 
 def sample_candidates(

@@ -18,7 +18,12 @@ from __future__ import annotations
 
 import numpy as np
 
-from banditrec.environments.candidates import check_world_seed, check_world_sizes, sample_candidates
+from banditrec.environments.candidates import (
+    check_world_float,
+    check_world_seed,
+    check_world_sizes,
+    sample_candidates,
+)
 from banditrec.environments.simulator import Observation, UserSimulator
 
 __all__ = ["LinearWorld"]
@@ -69,11 +74,11 @@ class LinearWorld(UserSimulator):
             raise ValueError(f"context_dim must be a positive int, got {context_dim!r}")
         if reward not in ("logistic", "gaussian"):
             raise ValueError(f"reward must be 'logistic' or 'gaussian', got {reward!r}")
-        if not (0 < scale < np.inf and 0 <= noise < np.inf):
-            raise ValueError(f"scale must be > 0 and noise >= 0, both finite, got scale={scale!r}, noise={noise!r}")
+        scale = check_world_float("scale", scale, 0.0, open_low=True)
+        noise = check_world_float("noise", noise, 0.0)
         world_seed = check_world_seed(world_seed)
         self.n_items, self.user_dim, self.item_dim = int(n_items), int(context_dim), int(context_dim)
-        self.reward, self.scale, self.noise = reward, float(scale), float(noise)
+        self.reward, self.scale, self.noise = reward, scale, noise
         self.reward_type = "binary" if reward == "logistic" else "real"
         g = np.random.default_rng(world_seed).standard_normal((n_items, context_dim))
         self.item_vectors = g / np.linalg.norm(g, axis=1, keepdims=True)  # observed features

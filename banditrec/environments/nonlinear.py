@@ -10,7 +10,12 @@ from __future__ import annotations
 
 import numpy as np
 
-from banditrec.environments.candidates import check_world_seed, check_world_sizes, sample_candidates
+from banditrec.environments.candidates import (
+    check_world_float,
+    check_world_seed,
+    check_world_sizes,
+    sample_candidates,
+)
 from banditrec.environments.simulator import Observation, UserSimulator
 
 __all__ = ["NonlinearWorld"]
@@ -54,11 +59,10 @@ class NonlinearWorld(UserSimulator):
                 raise ValueError(f"{name} must be a positive int, got {v!r}")
         if user_dim != item_dim:
             raise ValueError(f"user_dim and item_dim must be equal (the truth uses user ⊙ item), got {user_dim}, {item_dim}")
-        if not 0 < scale < np.inf:
-            raise ValueError(f"scale must be > 0 and finite, got {scale!r}")
+        scale = check_world_float("scale", scale, 0.0, open_low=True)
         world_seed = check_world_seed(world_seed)
         self.n_items, self.user_dim, self.item_dim = int(n_items), int(user_dim), int(item_dim)
-        self.scale = float(scale)
+        self.scale = scale
         rng = np.random.default_rng(world_seed)
         self.item_vectors = rng.standard_normal((n_items, item_dim))
         d_in = user_dim + 2 * item_dim

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from banditrec.environments.candidates import check_world_float
 from banditrec.environments.simulator import Observation, UserSimulator
 
 __all__ = ["WheelWorld"]
@@ -44,16 +45,13 @@ class WheelWorld(UserSimulator):
         sigma: float = 0.01,
         sigma_large: float = 0.01,
     ) -> None:
-        if not 0.0 < delta < 1.0:
-            raise ValueError(f"delta must lie in (0, 1), got {delta!r}")
-        for name, value in (("mu_centre", mu_centre), ("mu_other", mu_other), ("mu_large", mu_large)):
-            if not np.isfinite(value):
-                raise ValueError(f"{name} must be a finite number, got {value!r}")
-        if not (np.isfinite(sigma) and sigma >= 0 and np.isfinite(sigma_large) and sigma_large >= 0):
-            raise ValueError(f"sigma and sigma_large must be finite and >= 0, got {sigma!r}, {sigma_large!r}")
-        self.delta = float(delta)
-        self.mu_centre, self.mu_other, self.mu_large = float(mu_centre), float(mu_other), float(mu_large)
-        self.sigma, self.sigma_large = float(sigma), float(sigma_large)
+        self.delta = check_world_float("delta", delta, 0.0, 1.0, open_low=True)
+        self.mu_centre, self.mu_other, self.mu_large = (
+            check_world_float(name, value)
+            for name, value in (("mu_centre", mu_centre), ("mu_other", mu_other), ("mu_large", mu_large))
+        )
+        self.sigma = check_world_float("sigma", sigma, 0.0)
+        self.sigma_large = check_world_float("sigma_large", sigma_large, 0.0)
         self._items = np.eye(5)
         self._ids = np.arange(5, dtype=np.int64)
 

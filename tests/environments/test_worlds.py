@@ -140,6 +140,15 @@ BAD_VALUES = [
     ("banditrec/Wheel-v0", {"sigma": -0.1}, "sigma", -0.1),
     ("banditrec/Wheel-v0", {"sigma": float("nan")}, "sigma", float("nan")),
     ("banditrec/Wheel-v0", {"mu_large": float("nan")}, "mu_large", float("nan")),
+    # A quoted number (e.g. scale = "3" in TOML) or a bool used to reach a comparison inside the
+    # world: "TypeError: '<' not supported between instances of 'int' and 'str'".
+    ("banditrec/Linear-v0", {"scale": "3"}, "scale", "3"),
+    ("banditrec/Linear-v0", {"noise": "0.1"}, "noise", "0.1"),
+    ("banditrec/Linear-v0", {"scale": True}, "scale", True),
+    ("banditrec/Nonlinear-v0", {"scale": "2.5"}, "scale", "2.5"),
+    ("banditrec/Wheel-v0", {"delta": "0.5"}, "delta", "0.5"),
+    ("banditrec/Wheel-v0", {"mu_centre": "1.2"}, "mu_centre", "1.2"),
+    ("banditrec/Wheel-v0", {"sigma_large": None}, "sigma_large", None),
 ]
 
 
@@ -147,3 +156,9 @@ BAD_VALUES = [
 def test_bad_world_parameters_raise_value_error_quoting_them(env_id, kwargs, name, value):
     with pytest.raises(ValueError, match=re.escape(name) + ".*" + re.escape(repr(value))):
         make_vector_env(env_id, num_envs=2, **kwargs)
+
+
+def test_quoted_float_parameter_says_to_drop_the_quotes():
+    message = r"scale must be a finite number > 0, got '3' \(a string; write the number without quotes\)"
+    with pytest.raises(ValueError, match=message):
+        make_vector_env("banditrec/Linear-v0", num_envs=2, scale="3")
