@@ -19,6 +19,7 @@ from banditrec.ope.estimators import (
     RoundTerms,
     SelfNormalizedDR,
     SwitchDR,
+    UndefinedEstimateError,
     default_estimators,
 )
 from banditrec.ope.feedback import LoggedFeedback
@@ -57,6 +58,7 @@ __all__ = [
     "RoundTerms",
     "SelfNormalizedDR",
     "SwitchDR",
+    "UndefinedEstimateError",
     "action_dist_from_policy",
     "compare_policies",
     "default_estimators",

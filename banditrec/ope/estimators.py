@@ -40,8 +40,15 @@ __all__ = [
     "RoundTerms",
     "SelfNormalizedDR",
     "SwitchDR",
+    "UndefinedEstimateError",
     "default_estimators",
 ]
+
+
+class UndefinedEstimateError(ValueError):
+    """The estimator has no value on this log (e.g. a self-normalised estimator whose target
+    policy never agrees with a logged action): a property of the data, not a mistake in the call,
+    so :func:`~banditrec.ope.compare_policies` reports it as a NaN row rather than stopping."""
 
 
 @dataclass(frozen=True)
@@ -162,7 +169,7 @@ class BaseEstimator(ABC):
         )
         terms = self._terms(data)
         if terms.self_normalised and not terms.weight.sum() > 0:
-            raise ValueError(
+            raise UndefinedEstimateError(
                 f"{type(self).__name__} is undefined on this log: the target policy gives zero probability "
                 "to every logged action, so the normalising sum is 0"
             )

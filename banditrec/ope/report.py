@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import warnings
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -12,7 +13,7 @@ import pandas as pd
 
 from banditrec._util import check_real
 from banditrec.ope.action_dist import action_dist_from_policy
-from banditrec.ope.estimators import BaseEstimator, default_estimators
+from banditrec.ope.estimators import BaseEstimator, UndefinedEstimateError, default_estimators
 from banditrec.ope.feedback import LoggedFeedback
 from banditrec.ope.reward_model import fit_reward_model
 
@@ -64,7 +65,9 @@ def compare_policies(
     -------
     pandas.DataFrame
         One row per (policy, estimator): ``policy, estimator, estimate, low, high``
-        [, ``true_value, error``]; ``df.attrs`` records alpha and method.
+        [, ``true_value, error``]; ``df.attrs`` records alpha and method. An estimator that is
+        undefined on the log for a policy (:class:`~banditrec.ope.estimators.UndefinedEstimateError`,
+        e.g. SNIPS when the policy never agrees with a logged action) gets a NaN row and a warning.
     """
     if not isinstance(feedback, LoggedFeedback):
         raise TypeError(f"feedback must be a LoggedFeedback, got {type(feedback).__name__}")
@@ -96,23 +99,22 @@ def compare_policies(
     for policy_name, policy in policies.items():
         dist = action_dist_from_policy(policy, feedback)
         for est in estimators:
-            interval = est.estimate_interval(
-                feedback,
-                dist,
-                alpha,
-                method=method,
-                n_bootstrap=n_bootstrap,
-                seed=seed,
-                estimated_rewards=estimated_rewards,
-            )
+            try:
+                interval = est.estimate_interval(
+                    feedback,
+                    dist,
+                    alpha,
+                    method=method,
+                    n_bootstrap=n_bootstrap,
+                    seed=seed,
+                    estimated_rewards=estimated_rewards,
+                )
+                estimate, low, high = interval.estimate, interval.low, interval.high
+            except UndefinedEstimateError as exc:  # the log's property: the other rows still stand
+                warnings.warn(f"policy {policy_name!r}: {exc}; its row is NaN", UserWarning, stacklevel=2)
+                estimate = low = high = np.nan
             rows.append(
-                {
-                    "policy": policy_name,
-                    "estimator": est.name,
-                    "estimate": interval.estimate,
-                    "low": interval.low,
-                    "high": interval.high,
-                }
+                {"policy": policy_name, "estimator": est.name, "estimate": estimate, "low": low, "high": high}
             )
     df = pd.DataFrame(rows, columns=["policy", "estimator", "estimate", "low", "high"])
     if true_values is not None:

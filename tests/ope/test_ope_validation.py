@@ -13,7 +13,9 @@ from banditrec.ope import (
     DRos,
     LoggedFeedback,
     SwitchDR,
+    UndefinedEstimateError,
     compare_policies,
+    plot_comparison,
 )
 
 N, K = 5, 3
@@ -216,9 +218,24 @@ def test_self_normalised_estimator_without_support_raises():
     fb = LoggedFeedback(**log_kwargs(actions=np.zeros(N, dtype=int)))
     never_logged = np.tile([0.0, 0.5, 0.5], (N, 1))
     never_logged[4] = [0.0, 1.0, 0.0]
-    with pytest.raises(ValueError, match="SNIPS is undefined on this log"):
+    with pytest.raises(UndefinedEstimateError, match="SNIPS is undefined on this log"):
         SNIPS().estimate_policy_value(fb, never_logged)
     assert IPS().estimate_policy_value(fb, never_logged) == 0.0
+
+
+def test_an_undefined_estimator_is_a_nan_row_not_the_end_of_the_comparison(tmp_path):
+    # One undefined estimator used to abort the whole comparison (and `banditrec ope`).
+    fb = LoggedFeedback(**log_kwargs(actions=np.zeros(N, dtype=int)))
+    never_logged = np.tile([0.0, 0.5, 0.5], (N, 1))
+    never_logged[4] = [0.0, 1.0, 0.0]
+    policies = {"never": never_logged, "uniform": uniform_dist()}
+    with pytest.warns(UserWarning, match="policy 'never': SNIPS is undefined on this log.*its row is NaN"):
+        df = compare_policies(fb, policies, [IPS(), SNIPS()], method="normal")
+    by = df.set_index(["policy", "estimator"])
+    assert by.loc[("never", "snips"), ["estimate", "low", "high"]].isna().all()
+    assert by.loc[("never", "ips"), "estimate"] == 0.0
+    assert by.loc[("uniform", "snips"), ["estimate", "low", "high"]].notna().all()
+    assert plot_comparison(df, tmp_path / "c.png").stat().st_size > 0
 
 
 @pytest.mark.parametrize(
