@@ -162,6 +162,9 @@ def _argmax_ties_masked(s: np.ndarray, rng: np.random.Generator) -> tuple[np.nda
     return np.where(ties, u, -1.0).argmax(axis=1), ties, ties.sum(axis=1)
 
 
+_SQUARES = "the sum of their squares, which the regressions' statistics hold, overflows float64: rescale them"
+
+
 def _out_of_bounds(who: str, bounds: RewardBounds, low: float, high: float) -> ValueError:
     lo, hi, why = bounds
     return ValueError(f"{who}.update: rewards must lie in [{lo:g}, {hi:g}] for {why}; got range [{low:.4g}, {high:.4g}]")
@@ -184,7 +187,10 @@ def check_feedback(obs: Observation, actions: Any, rewards: Any, who: str,
         raise ValueError(f"{who}.update: rewards must be numeric, got dtype {rewards.dtype}")
     rewards = rewards.astype(np.float64, copy=False)
     if B == 1:  # one row: the same checks on Python scalars
-        if not math.isfinite(rewards[0]):
+        r = float(rewards[0])
+        if not math.isfinite(r * r):
+            if math.isfinite(r):
+                raise ValueError(f"{who}.update: rewards are too large (up to {abs(r):.3g}; {_SQUARES})")
             raise ValueError(f"{who}.update: rewards contain NaN or inf at rows [0]")
         a = int(actions[0])
         if not (0 <= a < K and obs.mask[0, a]):
@@ -192,10 +198,10 @@ def check_feedback(obs: Observation, actions: Any, rewards: Any, who: str,
         if bounds is not None and not bounds[0] <= rewards[0] <= bounds[1]:
             raise _out_of_bounds(who, bounds, rewards[0], rewards[0])
         return actions, rewards
-    if not np.isfinite(rewards.sum()):
+    if not np.isfinite(rewards @ rewards):  # NaN, inf, or a sum of squares past float64
         bad = np.flatnonzero(~np.isfinite(rewards))[:5].tolist()
-        if not bad:  # every reward finite, but their sum overflows float64
-            raise ValueError(f"{who}.update: rewards are too large (up to {np.abs(rewards).max():.3g}; their sum overflows)")
+        if not bad:
+            raise ValueError(f"{who}.update: rewards are too large (up to {np.abs(rewards).max():.3g}; {_SQUARES})")
         raise ValueError(f"{who}.update: rewards contain NaN or inf at rows {bad}")
     if actions.min() < 0 or actions.max() >= K:
         raise ValueError(f"{who}.update: actions must lie in [0, {K}), got range [{actions.min()}, {actions.max()}]")

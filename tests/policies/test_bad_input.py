@@ -225,6 +225,12 @@ def test_random_with_no_valid_candidate_raises_like_every_other_policy(batch):
 def test_huge_finite_rewards_get_their_own_message(batch):
     with pytest.raises(ValueError, match="rewards are too large"):
         EpsilonGreedyPolicy(seed=0).update(batch, np.zeros(4, dtype=np.int64), np.full(4, 1.5e308))
+    # 1e160 passed (only the sum was checked) and LinTS's Normal-Inverse-Gamma posterior then ran
+    # on y'y = inf: NaN from there on, with RuntimeWarnings only
+    single = {k: v[:1] for k, v in batch.items()}
+    for obs, n in ((batch, 4), (single, 1)):
+        with pytest.raises(ValueError, match=r"rewards are too large \(up to 1e\+160; the sum of their squares"):
+            LinTS(posterior="nig", seed=0).update(obs, np.zeros(n, dtype=np.int64), np.full(n, 1e160))
 
 
 @pytest.mark.parametrize(
