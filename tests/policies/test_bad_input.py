@@ -342,3 +342,20 @@ def test_a_float64_default_dtype_or_model_is_handled(batch, float64_default):
     with pytest.raises(TypeError, match=r"model Wide has torch.float64 parameters; .* pass model.float\(\)"):
         NeuralEpsilonGreedy(model=Wide(), device="cpu", seed=0).act(obs)
     assert NeuralEpsilonGreedy(model=Wide().float(), device="cpu", seed=0).act(obs).actions.shape == (4,)
+
+
+def test_device_feedback_checks_the_reward_range_in_its_one_read(batch):
+    # The device path folds the range into the same single read as the NaN and mask checks.
+    from banditrec.policies.base import check_feedback_tensors
+
+    good = Observation.from_dict(batch)
+    obs = Observation(**{f.name: torch.as_tensor(getattr(good, f.name)) for f in dataclasses.fields(good)})
+    bounds = (0.0, 1.0, 'loss="bce"')
+    actions = torch.zeros(4, dtype=torch.int64)
+    a, r = check_feedback_tensors(obs, actions, torch.tensor([0.0, 1.0, 1.0, 0.0]), "P", bounds)
+    assert r.dtype == torch.float64 and a.dtype == torch.int64
+    with pytest.raises(ValueError, match=r'P.update: rewards must lie in \[0, 1\] for loss="bce"; got range \[0, 50\]'):
+        check_feedback_tensors(obs, actions, torch.tensor([0.0, 50.0, 1.0, 0.0]), "P", bounds)
+    with pytest.raises(ValueError, match="rewards contain NaN or inf at rows \\[1\\]"):
+        check_feedback_tensors(obs, actions, torch.tensor([0.0, float("nan"), 1.0, 0.0]), "P", bounds)
+    check_feedback_tensors(obs, actions, torch.tensor([0.0, 50.0, 1.0, 0.0]), "P")  # no bounds: any finite reward
