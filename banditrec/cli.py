@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import inspect
 import sys
 from pathlib import Path
 
@@ -70,11 +71,22 @@ def _cmd_envs(args: argparse.Namespace) -> int:
     import gymnasium as gym
 
     from banditrec.environments import registered_ids
+    from banditrec.environments.registration import load_object
 
     for env_id in registered_ids(None):
         spec = gym.spec(env_id)
-        params = ", ".join(f"{k}={v!r}" for k, v in spec.kwargs.items())
-        print(f"{env_id}" + (f"  ({params})" if params else ""))
+        simulator = spec.vector_entry_point.args[0]
+        factory = load_object(simulator) if isinstance(simulator, str) else simulator
+        doc = (inspect.getdoc(factory) or "").split("\n\n")[0].replace("\n", " ")
+        try:  # the simulator's parameters, with the registration's defaults over the class's
+            params = {
+                k: spec.kwargs.get(k, p.default) for k, p in inspect.signature(factory).parameters.items()
+                if p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD)
+            }
+        except (TypeError, ValueError):
+            params = dict(spec.kwargs)
+        shown = ", ".join(k if v is inspect.Parameter.empty else f"{k}={v!r}" for k, v in params.items())
+        print(f"{env_id}: {doc}\n    {shown or '(no parameters)'}")
     return 0
 
 
@@ -82,21 +94,26 @@ def _cmd_policies(args: argparse.Namespace) -> int:
     from banditrec.policies import POLICIES, policy_parameters
 
     for name, factory in POLICIES.items():
-        doc = (factory.__doc__ or "").strip().splitlines()[0] if factory.__doc__ else ""
+        doc = (inspect.getdoc(factory) or "").split("\n\n")[0].replace("\n", " ")  # the first paragraph, whole
         params = ", ".join(f"{k}={v!r}" for k, v in policy_parameters(name).items())
         print(f"{name}: {doc}\n    {params or '(no parameters)'}")
     return 0
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="banditrec", description=__doc__)
+    parser = argparse.ArgumentParser(
+        prog="banditrec",
+        description="Run bandit experiments, compare policies offline, plot runs, list environments and policies.",
+    )
     sub = parser.add_subparsers(dest="command", required=True)
     run = sub.add_parser("run", help="run an experiment from a TOML config")
     run.add_argument("config", help="experiment TOML file")
     run.add_argument("--out", help="output folder (default: runs/<experiment name>)")
     run.add_argument("--seeds", type=_positive_int, help="override the number of seeds (seeds 0..N-1)")
-    run.add_argument("--horizon", type=_positive_int, help="override the number of decisions per trial")
-    run.add_argument("--jobs", type=_positive_int, help="trials to run in parallel processes")
+    run.add_argument("--horizon", type=_positive_int,
+                     help="override the decisions per trial (rounded up to whole steps of batch_size users)")
+    run.add_argument("--jobs", type=_positive_int,
+                     help="trials to run in parallel processes (default: the config's [experiment] jobs, else 1)")
     run.add_argument("--quiet", action="store_true", help="no progress bar")
     run.add_argument("--backend", choices=["local", "ray"], default="local",
                      help="where trials run: local processes (--jobs) or a Ray cluster")
@@ -115,9 +132,9 @@ def build_parser() -> argparse.ArgumentParser:
     ope.add_argument("--seed", type=int, help="seed of the target policies, bootstrap and reward-model folds (default 0)")
     ope.set_defaults(func=_cmd_ope)
     plot = sub.add_parser("plot", help="redraw the plots of a finished run")
-    plot.add_argument("run_dir")
+    plot.add_argument("run_dir", help="a run folder (with results.csv); writes RUN_DIR/regret.png and regret.pdf")
     plot.set_defaults(func=_cmd_plot)
-    sub.add_parser("envs", help="list registered environments").set_defaults(func=_cmd_envs)
+    sub.add_parser("envs", help="list registered environments and their parameters").set_defaults(func=_cmd_envs)
     sub.add_parser("policies", help="list policy types and their parameters").set_defaults(func=_cmd_policies)
     return parser
 

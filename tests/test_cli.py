@@ -41,10 +41,14 @@ def test_run_then_plot(tmp_path, capsys):
 
 def test_listings(capsys):
     assert main(["envs"]) == 0
-    assert "banditrec/Wheel-v0" in capsys.readouterr().out
+    envs = capsys.readouterr().out
+    assert "banditrec/Wheel-v0: The wheel bandit." in envs
+    # each world's parameters, so a config can be written without reading the source
+    assert "n_items=20, n_candidates=None, context_dim=32" in envs and "delta=0.5" in envs
     assert main(["policies"]) == 0
     listing = capsys.readouterr().out
     assert "LinUCB" in listing and "alpha=1.0" in listing
+    assert "on the last hidden layer, refitted whenever the network retrains." in listing  # whole first paragraph
 
 
 def test_errors_are_one_line_not_tracebacks(tmp_path, capsys):

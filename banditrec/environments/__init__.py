@@ -24,6 +24,8 @@ __all__ = [
     "DeviceWorld",
     "InvalidActionError",
     "LinearWorld",
+    "LoggedDataWorld",
+    "MovieLens100kWorld",
     "NonlinearWorld",
     "Observation",
     "SimulatorError",
@@ -34,6 +36,20 @@ __all__ = [
     "register_simulator",
     "registered_ids",
 ]
+
+_LAZY = {  # the logged-data worlds load pandas and scipy: only when asked for
+    "LoggedDataWorld": "banditrec.environments.logged",
+    "MovieLens100kWorld": "banditrec.environments.movielens",
+}
+
+
+def __getattr__(name: str):
+    if name in _LAZY:
+        import importlib
+
+        return getattr(importlib.import_module(_LAZY[name]), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
 
 _BUILTIN = {
     "banditrec/Linear-v0": "banditrec.environments.linear:LinearWorld",

@@ -1,6 +1,6 @@
 """Off-policy evaluation: estimate a policy's value from logged bandit feedback.
 
->>> from banditrec.ope import LoggedFeedback, DoublyRobust, fit_reward_model, compare_policies
+>>> from banditrec.ope import LoggedFeedback, DoublyRobust, fit_reward_model, evaluate_offline
 >>> q_hat = fit_reward_model(feedback)                               # doctest: +SKIP
 >>> DoublyRobust().estimate_interval(feedback, pi, estimated_rewards=q_hat)   # doctest: +SKIP
 >>> evaluate_offline(feedback, {"linucb": ("LinUCB", {"alpha": 1.0})})   # doctest: +SKIP

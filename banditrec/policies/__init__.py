@@ -6,6 +6,7 @@ estimator (per-item counts, ridge regression, or a neural model). Build one by n
 """
 
 from banditrec.policies.base import Decision, Policy
+from banditrec.policies.checkpoint import load_policy, save_policy
 from banditrec.policies.context_free import ItemStatistics
 from banditrec.policies.exploration import UCB, EpsilonGreedy, Exploration, Thompson
 from banditrec.policies.linear import RidgeRegression
@@ -29,6 +30,6 @@ __all__ = [
     "POLICIES", "UCB", "UCB1", "BanditPolicy", "BernoulliTS", "Decision", "EpsilonGreedy",
     "EpsilonGreedyPolicy", "Exploration", "ItemStatistics", "LinEpsilonGreedy", "LinTS", "LinUCB",
     "NeuralEpsilonGreedy", "NeuralEstimator", "NeuralLinear", "NeuralTS", "NeuralUCB",
-    "Policy", "Random", "RandomPolicy", "RidgeRegression", "Thompson", "make_policy",
-    "policy_parameters", "register_policy",
+    "Policy", "Random", "RandomPolicy", "RidgeRegression", "Thompson", "load_policy", "make_policy",
+    "policy_parameters", "register_policy", "save_policy",
 ]
