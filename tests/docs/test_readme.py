@@ -25,3 +25,16 @@ def test_readme_commands_match_ci():
     ci = (README.parent / ".ci" / "run").read_text()
     test_command = 'pip install torch==2.13.0 && pip install -e ".[test]" && python -m pytest'
     assert test_command in text and test_command in ci
+
+
+def test_readme_experiment_example_runs(tmp_path, monkeypatch):
+    # The second example: policies x seeds from Python, written where the README says.
+    code = re.findall(r"```python\n(.*?)```", README.read_text(), flags=re.S)[1]
+    monkeypatch.chdir(tmp_path)
+    out = io.StringIO()
+    with contextlib.redirect_stdout(out):
+        exec(compile(code, "README.md", "exec"), {})
+    run = tmp_path / "runs" / "two-policies"
+    assert (run / "regret.png").is_file() and (run / "summary.csv").is_file()
+    printed = out.getvalue()
+    assert "linucb" in printed and "neural" in printed and "final_cumulative_regret" in printed
