@@ -17,7 +17,6 @@ import copy
 import os
 import sys
 import warnings
-import zipfile
 import zlib
 from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -406,18 +405,7 @@ def load_feedback(path: str | os.PathLike[str]) -> LoggedFeedback:
         found = sorted(str(p.relative_to(path)) for p in path.rglob("*.npz"))
         hint = f"; it holds {', '.join(found[:3])}" + (f" and {len(found) - 3} more" if len(found) > 3 else "")
         raise FileNotFoundError(f"{path} is a folder, not a LoggedFeedback .npz file{hint if found else ''}")
-    if not path.is_file():
-        raise FileNotFoundError(f"logged feedback file not found: {path}")
-    what = "a banditrec LoggedFeedback file (.npz written by LoggedFeedback.save or `banditrec run --log-feedback`)"
-    if not zipfile.is_zipfile(path):
-        raise ValueError(f"{path} is not {what}: it is not an .npz archive")
-    try:
-        return LoggedFeedback.load(path)
-    except (ValueError, TypeError, KeyError, OSError, EOFError, zipfile.BadZipFile) as exc:
-        message = str(exc)
-        if message.startswith(str(path)):  # LoggedFeedback.load's own message already names the file
-            raise ValueError(message) from None
-        raise ValueError(f"{path} is not {what}: {message}") from None
+    return LoggedFeedback.load(path)  # names the file in every error: missing, not an archive, damaged
 
 
 @dataclass(frozen=True)
