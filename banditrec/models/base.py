@@ -173,6 +173,8 @@ def check_scores(scores, batch_size: int, n_candidates: int, who: str) -> torch.
             f"{who} returned scores of shape {tuple(scores.shape)}; expected (B, K) = {expected} "
             "(one score per user and candidate)"
         )
+    if not scores.is_floating_point():  # integer scores cannot be trained: autograd's error says less
+        raise TypeError(f"{who} returned scores of dtype {scores.dtype}; expected floating-point scores")
     return scores
 
 

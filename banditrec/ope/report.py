@@ -90,7 +90,8 @@ def compare_policies(
                 f"true_values names policies that are not compared: {unknown}; policies: {sorted(policies)}"
             )
         for name, value in true_values.items():
-            check_real(f"true_values[{name!r}]", value)
+            if not np.isfinite(check_real(f"true_values[{name!r}]", value)):
+                raise ValueError(f"true_values[{name!r}] must be finite, got {value!r}")
 
     if estimated_rewards is None and any(est.needs_reward_model for est in estimators):
         estimated_rewards = fit_reward_model(feedback, model=reward_model, n_folds=n_folds, seed=seed)

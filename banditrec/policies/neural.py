@@ -564,6 +564,11 @@ class NeuralEstimator:
             ).float()  # float32 even under torch.set_default_dtype(torch.float64), as the inputs are
         else:
             net = self.model
+            if not any(p.requires_grad for p in net.parameters()):
+                raise ValueError(
+                    f"model {type(net).__name__} has no trainable parameters; the neural policies train their "
+                    "model online (for a fixed scorer, wrap it in a module with at least one parameter to learn)"
+                )
             wide = sorted({str(p.dtype) for p in net.parameters() if p.is_floating_point() and p.dtype != torch.float32})
             if wide:
                 raise TypeError(

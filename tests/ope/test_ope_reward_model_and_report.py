@@ -165,3 +165,6 @@ def test_compare_policies_names_a_lone_estimator_and_non_numeric_truths(world):
         compare_policies(fb, {"target": pi_e}, estimators=IPS())
     with pytest.raises(TypeError, match=r"true_values\['target'\] must be a number, got 'x'"):
         compare_policies(fb, {"target": pi_e}, estimators=[IPS()], true_values={"target": "x"})
+    # a NaN truth made the error column NaN without a word
+    with pytest.raises(ValueError, match=r"true_values\['target'\] must be finite, got nan"):
+        compare_policies(fb, {"target": pi_e}, estimators=[IPS()], true_values={"target": float("nan")})

@@ -359,3 +359,26 @@ def test_device_feedback_checks_the_reward_range_in_its_one_read(batch):
     with pytest.raises(ValueError, match="rewards contain NaN or inf at rows \\[1\\]"):
         check_feedback_tensors(obs, actions, torch.tensor([0.0, float("nan"), 1.0, 0.0]), "P", bounds)
     check_feedback_tensors(obs, actions, torch.tensor([0.0, 50.0, 1.0, 0.0]), "P")  # no bounds: any finite reward
+
+
+def test_models_that_cannot_be_trained_are_named(batch):
+    # Integer scores failed inside autograd ("element 0 of tensors does not require grad"), a
+    # module without parameters inside the optimizer ("got an empty parameter list").
+    obs = Observation.from_dict(batch)
+
+    class IntegerScores(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.lin = torch.nn.Linear(3, 1)
+
+        def forward(self, user, items, item_ids, user_ids):
+            return item_ids
+
+    class NoParameters(torch.nn.Module):
+        def forward(self, user, items, item_ids, user_ids):
+            return items.sum(-1)
+
+    with pytest.raises(TypeError, match=r"IntegerScores returned scores of dtype torch.int64; expected floating-point"):
+        NeuralEpsilonGreedy(model=IntegerScores(), device="cpu", seed=0).act(obs)
+    with pytest.raises(ValueError, match="model NoParameters has no trainable parameters"):
+        NeuralEpsilonGreedy(model=NoParameters(), device="cpu", seed=0).act(obs)
