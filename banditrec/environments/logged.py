@@ -520,8 +520,8 @@ def encode_features(
         elif pd.api.types.is_numeric_dtype(series):
             values = series.to_numpy(np.float64, na_value=np.nan)
             scale = np.nanmax(np.abs(values)) if np.isfinite(values).any() else 0.0
-            if scale > 0:
-                values = values / scale  # z-scores do not change; avoids overflow in the sd of huge values
+            if scale > 1e100:  # the sd's squares would overflow: rescale (z-scores do not change); else
+                values = values / scale  # leave the values alone, so that ordinary tables encode bit for bit as before
             mean = np.nanmean(values) if np.isfinite(values).any() else 0.0
             sd = np.nanstd(values) if np.isfinite(values).any() else 0.0
             z = (values - mean) / (sd if sd > 0 else 1.0)
