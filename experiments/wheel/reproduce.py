@@ -32,17 +32,23 @@ HERE = Path(__file__).resolve().parent
 
 @dataclass
 class Args:
-    deltas: list[float] = field(default_factory=lambda: [0.5, 0.7, 0.9, 0.95, 0.99])  # wheel radii δ
-    horizon: int = 80_000  # contexts (decisions) per trial, as in the paper
-    batch_size: int = 10  # users per step: decisions are made 10 at a time, feedback after each batch
-    cheap_seeds: int = 10  # seeds for Uniform and LinFullPost (seconds per trial)
-    neural_seeds: int = 1  # seeds for the other neural rows (3-9 min per trial on one core)
-    row_seeds: list[str] = field(default_factory=lambda: ["NeuralLinear=2"])  # ROW=N overrides
-    jobs: int = 2  # worker processes; each runs one (δ, row) at a time
-    rows: list[str] = field(default_factory=lambda: list(DEFAULT_ROWS))  # rows to run (names of ROWS)
-    out: str = "runs/wheel"  # run folders, one per (δ, row); finished trials are reused
-    plot: str = str(HERE / "normalised_regret.png")  # where the figure goes ("" for none)
-    from_runs: bool = False  # run nothing: table and plot from the trials already under --out
+    deltas: list[float] = field(default_factory=lambda: [0.5, 0.7, 0.9, 0.95, 0.99],
+                                metadata={"help": "wheel radii δ"})
+    horizon: int = field(default=80_000, metadata={"help": "contexts (decisions) per trial, as in the paper"})
+    batch_size: int = field(default=10, metadata={
+        "help": "users per step: decisions are made this many at a time, feedback after each batch"})
+    cheap_seeds: int = field(default=10, metadata={"help": "seeds for Uniform and LinFullPost (seconds per trial)"})
+    neural_seeds: int = field(default=1, metadata={"help": "seeds for the other neural rows (minutes per trial)"})
+    row_seeds: list[str] = field(default_factory=lambda: ["NeuralLinear=2"],
+                                 metadata={"help": "ROW=N: N seeds for that row"})
+    jobs: int = field(default=2, metadata={"help": "worker processes; each runs one (δ, row) at a time"})
+    rows: list[str] = field(default_factory=lambda: list(DEFAULT_ROWS), metadata={"help": "rows to run (names of ROWS)"})
+    out: str = field(default="runs/wheel", metadata={
+        "help": "run folders, one per (δ, row); finished trials are reused"})
+    plot: str = field(default=str(HERE / "normalised_regret.png"), metadata={
+        "help": 'where the figure goes ("" for none); --from-runs rewrites it too'})
+    from_runs: bool = field(default=False, metadata={
+        "help": "run nothing: table and plot from the trials already under --out"})
 
 
 # Riquelme et al.'s NeuralLinear schedule: one hidden layer of 50, retrain every 50 decisions for
@@ -195,12 +201,13 @@ def parse_args() -> Args:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     for f in fields(Args):
         default = getattr(Args(), f.name)
+        flag, help_text = f"--{f.name.replace('_', '-')}", f.metadata.get("help")
         if isinstance(default, bool):
-            parser.add_argument(f"--{f.name.replace('_', '-')}", action="store_true")
+            parser.add_argument(flag, action="store_true", help=help_text)
         elif isinstance(default, list):
-            parser.add_argument(f"--{f.name.replace('_', '-')}", nargs="+", type=type(default[0]), default=default)
+            parser.add_argument(flag, nargs="+", type=type(default[0]), default=default, help=help_text)
         else:
-            parser.add_argument(f"--{f.name.replace('_', '-')}", type=type(default), default=default)
+            parser.add_argument(flag, type=type(default), default=default, help=help_text)
     args = Args(**vars(parser.parse_args()))
     bad = [item for item in args.row_seeds if item.count("=") != 1 or not item.split("=")[1].isdigit()
            or item.split("=")[0] not in ROWS]
