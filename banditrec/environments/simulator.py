@@ -216,8 +216,15 @@ class Observation:
                 _check_device_structure(obs)
                 _check_device_values(obs)
                 return obs._mark_checked()
-            return cls._checked_from(obs.user_features, obs.item_features, obs.item_ids, obs.mask, obs.user_ids,
-                                     single_allowed=False)
+            converted = obs.__dict__.get("_converted")
+            if converted is not None:  # checked before, into the contract's dtypes
+                return converted
+            checked = cls._checked_from(obs.user_features, obs.item_features, obs.item_ids, obs.mask, obs.user_ids,
+                                        single_allowed=False)
+            if all(getattr(checked, name) is getattr(obs, name) for name in _FIELDS):
+                return obs._mark_checked()  # the same object for act and update: estimators cache by it
+            object.__setattr__(obs, "_converted", checked)
+            return checked
         if isinstance(obs, Mapping):
             return cls.from_dict(obs)
         raise TypeError(

@@ -117,7 +117,13 @@ def test_a_batch_is_checked_once_and_an_environment_hands_over_checked_batches()
     assert not raw.is_checked
     checked = Observation.coerce(raw)
     assert checked.is_checked and Observation.coerce(checked) is checked
-    assert checked[1:3].is_checked and not raw[1:3].is_checked
+    assert checked[1:3].is_checked and not dataclasses.replace(env.observation)[1:3].is_checked
+    # already in the contract's dtypes: the batch itself is marked, so act and update see one object
+    plain = dataclasses.replace(env.observation)
+    assert Observation.coerce(plain) is plain and plain.is_checked
+    # converted (an int8 mask): one canonical copy, the same on every call
+    loose_mask = dataclasses.replace(env.observation, mask=env.observation.mask.astype(np.int8))
+    assert Observation.coerce(loose_mask) is Observation.coerce(loose_mask) is not loose_mask
     # lists and 0/1 masks are read as the contract's arrays, as from a dict
     loose = Observation(raw.user_features.tolist(), raw.item_features, raw.item_ids, raw.mask.astype(np.int8),
                         raw.user_ids)
