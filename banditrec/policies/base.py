@@ -195,8 +195,8 @@ def check_feedback(obs: Observation, actions: Any, rewards: Any, who: str,
         a = int(actions[0])
         if not (0 <= a < K and obs.mask[0, a]):
             raise ValueError(f"{who}.update: action {a} is outside [0, {K}) or on a masked candidate")
-        if bounds is not None and not bounds[0] <= rewards[0] <= bounds[1]:
-            raise _out_of_bounds(who, bounds, rewards[0], rewards[0])
+        if bounds is not None and not bounds[0] <= r <= bounds[1]:
+            raise _out_of_bounds(who, bounds, r, r)
         return actions, rewards
     if not np.isfinite(rewards @ rewards):  # NaN, inf, or a sum of squares past float64
         bad = np.flatnonzero(~np.isfinite(rewards))[:5].tolist()
