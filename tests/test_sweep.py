@@ -44,16 +44,21 @@ def test_ray_and_local_backends_give_identical_tables(tmp_path):
     assert again.trials_run == 0 and again.trials_reused == 6
 
 
+def _two_seed_config(folder, horizon: int, batch_size: int, environment: str, policy_type: str):
+    """A TOML experiment file for the CLI: two seeds over two jobs, one policy."""
+    cfg = folder / "c.toml"
+    cfg.write_text(
+        f'[experiment]\nname = "c"\nhorizon = {horizon}\nbatch_size = {batch_size}\nseeds = 2\njobs = 2\n'
+        f'[environment]\n{environment}\n[policies.p]\ntype = "{policy_type}"\n'
+    )
+    return cfg
+
+
 def test_cli_runs_on_the_ray_backend(tmp_path, capsys):
     pytest.importorskip("ray", reason="the ray extra is not installed")
     from banditrec.cli import main
 
-    cfg = tmp_path / "c.toml"
-    cfg.write_text(
-        '[experiment]\nname = "c"\nhorizon = 200\nbatch_size = 8\nseeds = 2\njobs = 2\n'
-        '[environment]\nid = "banditrec/Linear-v0"\nn_items = 5\ncontext_dim = 3\n'
-        '[policies.r]\ntype = "Random"\n'
-    )
+    cfg = _two_seed_config(tmp_path, 200, 8, 'id = "banditrec/Linear-v0"\nn_items = 5\ncontext_dim = 3', "Random")
     assert main(["run", str(cfg), "--out", str(tmp_path / "o"), "--quiet", "--backend", "ray"]) == 0
     assert "2 trial(s) run" in capsys.readouterr().out
 
@@ -64,12 +69,7 @@ def test_a_failing_trial_on_ray_raises_its_own_error(tmp_path, capsys):
     pytest.importorskip("ray", reason="the ray extra is not installed")
     from banditrec.cli import main
 
-    cfg = tmp_path / "c.toml"
-    cfg.write_text(
-        '[experiment]\nname = "c"\nhorizon = 40\nbatch_size = 4\nseeds = 2\njobs = 2\n'
-        '[environment]\nid = "banditrec/Wheel-v0"\n'
-        '[policies.b]\ntype = "BernoulliTS"\n'
-    )
+    cfg = _two_seed_config(tmp_path, 40, 4, 'id = "banditrec/Wheel-v0"', "BernoulliTS")
     messages = {}
     for backend in ("local", "ray"):
         assert main(["run", str(cfg), "--out", str(tmp_path / backend), "--quiet", "--backend", backend]) != 0
