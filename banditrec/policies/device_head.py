@@ -19,7 +19,16 @@ import numpy as np
 import torch
 
 from banditrec._util import check_id_table
+from banditrec.policies.linear import not_positive_definite
 from banditrec.policies.tensor_ops import standard_gamma
+
+
+def _cholesky(matrix: torch.Tensor, lam: float) -> torch.Tensor:
+    """torch's Cholesky factor, with the host head's named error in place of torch's."""
+    try:
+        return torch.linalg.cholesky(matrix)
+    except torch.linalg.LinAlgError:
+        raise not_positive_definite(lam) from None
 
 __all__ = ["DeviceLastLayerHead"]
 
@@ -67,7 +76,7 @@ class DeviceLastLayerHead:
 
     def _solve(self) -> None:
         """A⁻¹ and θ = A⁻¹ b from A and b (A is λI + XᵀX: symmetric positive definite)."""
-        chol = torch.linalg.cholesky(self.A)
+        chol = _cholesky(self.A, self.lam)
         self.A_inv = torch.cholesky_inverse(chol)
         self.theta = torch.cholesky_solve(self.b[..., None], chol)[..., 0]
 
@@ -170,13 +179,13 @@ class DeviceLastLayerHead:
         d = x.shape[-1]
         mean = x @ self.theta[0]
         if d <= K:
-            L = torch.linalg.cholesky(self.A_inv[0] + 1e-12 * torch.eye(d, **self._f64()))
+            L = _cholesky(self.A_inv[0] + 1e-12 * torch.eye(d, **self._f64()), self.lam)
             z = torch.randn((B, d, n), **opts)
             noise = torch.bmm(x @ L, z).permute(2, 0, 1)  # (n, B, K)
         else:
             cov = (x @ self.A_inv[0]) @ x.transpose(1, 2)
             jitter = 1e-10 * torch.diagonal(cov, dim1=1, dim2=2).abs().max() + 1e-12
-            L = torch.linalg.cholesky(cov + jitter * torch.eye(K, **self._f64()))
+            L = _cholesky(cov + jitter * torch.eye(K, **self._f64()), self.lam)
             noise = torch.bmm(L, torch.randn((B, K, n), **opts)).permute(2, 0, 1)
         scale = self._noise_scale(torch.zeros((1, 1), dtype=torch.int64, device=self.device), (n, B))
         return mean + (scale[..., None] if isinstance(scale, torch.Tensor) else scale) * noise

@@ -39,17 +39,41 @@ def _in_place_ok(a: np.ndarray) -> bool:
     return a.flags.c_contiguous and a.dtype == np.float64
 
 
-def _cholesky(matrix: np.ndarray, lam: float) -> np.ndarray:
-    """Cholesky factor of a posterior covariance, with an error that says what went wrong: it
-    loses positive definiteness when the features (or a network's last layer) grow so large
-    against the ridge penalty that float64 cannot hold A⁻¹."""
+def not_positive_definite(lam: float) -> FloatingPointError:
+    """The error for a posterior covariance that has lost positive definiteness: it happens when
+    the features (or a network's last layer) grow so large against the ridge penalty that float64
+    cannot hold A⁻¹."""
+    return FloatingPointError(
+        f"the posterior covariance is not positive definite (ridge penalty lam={lam!r}): the features "
+        "are too large or too collinear for it; raise lam, rescale the features, or lower a network's lr"
+    )
+
+
+def cholesky(matrix: np.ndarray, lam: float) -> np.ndarray:
+    """Cholesky factor of a posterior covariance, or :func:`not_positive_definite`'s error in place
+    of numpy's."""
     try:
         return np.linalg.cholesky(matrix)
     except np.linalg.LinAlgError:
+        raise not_positive_definite(lam) from None
+
+
+# The largest xᵀA⁻¹x an update accepts. A rank-one update subtracts (A⁻¹x)(A⁻¹x)ᵀ/(1 + xᵀA⁻¹x) from
+# A⁻¹, and in float64 that cancellation keeps about 16 − log10(xᵀA⁻¹x) digits: past 1e10 fewer
+# than six. Since xᵀA⁻¹x ≤ |x|²/lam, it is only reached when lam is tiny against the features'
+# scale (lam = 1e-16 on unit features), where the statistics would silently become noise.
+MAX_QUADRATIC_FORM = 1e10
+
+
+def check_quadratic_form(value: float, lam: float) -> None:
+    """Raise the error :data:`MAX_QUADRATIC_FORM` explains when an update met ``value`` above it."""
+    if not value <= MAX_QUADRATIC_FORM:  # also NaN
         raise FloatingPointError(
-            f"the posterior covariance is not positive definite (ridge penalty lam={lam!r}): the features "
-            "are too large or too collinear for it; raise lam, rescale the features, or lower a network's lr"
-        ) from None
+            f"the ridge penalty lam={lam!r} is too small for these features: a row's xᵀA⁻¹x reached "
+            f"{value:.3g} (limit {MAX_QUADRATIC_FORM:.0e}), where float64 loses A⁻¹'s precision in the "
+            "update; raise lam, rescale the features, or lower a network's lr (this policy's "
+            "statistics are no longer reliable: build it again)"
+        )
 
 
 class RidgeRegression:
@@ -336,14 +360,14 @@ class RidgeRegression:
         mean = X @ self.theta_[0]
         d = self.d_
         if d <= K:
-            L = _cholesky(self.A_inv_[0] + 1e-12 * np.eye(d), self.lam)
+            L = cholesky(self.A_inv_[0] + 1e-12 * np.eye(d), self.lam)
             z = rng.standard_normal((n_draws, B, d))
             noise = np.einsum("bkd,nbd->nbk", X @ L, z)
         else:
             # Sample the K correlated candidate rewards directly: cov_b = X_b A⁻¹ X_bᵀ (K × K).
             cov = np.einsum("bkd,bjd->bkj", X @ self.A_inv_[0], X)
             cov += (1e-10 * np.abs(np.diagonal(cov, axis1=1, axis2=2)).max() + 1e-12) * np.eye(K)
-            L = _cholesky(cov, self.lam)
+            L = cholesky(cov, self.lam)
             z = rng.standard_normal((n_draws, B, K))
             noise = np.einsum("bkj,nbj->nbk", L, z)
         scale = self._noise_scale(np.zeros((n_draws, B), dtype=np.int64), (n_draws, B), rng)
@@ -366,10 +390,12 @@ class RidgeRegression:
             self._prepare(obs, arm + 1)
             x = self._x_row(obs, int(actions[0]))
             if kernels.AVAILABLE:
-                kernels.update_one(self.A_inv_, self.A_, self.b_, self.theta_, self.yy_, self.count_, arm, x,
-                                   float(rewards[0]))
+                q = kernels.update_one(self.A_inv_, self.A_, self.b_, self.theta_, self.yy_, self.count_, arm, x,
+                                       float(rewards[0]))
             else:
-                self._sherman_morrison(arm, x, float(rewards[0]))
+                q = self._sherman_morrison(arm, x, float(rewards[0]))
+            if not q <= MAX_QUADRATIC_FORM:
+                check_quadratic_form(q, self.lam)
             return
         arms = np.zeros(B, dtype=np.int64) if self.form == "shared" else obs.item_ids[np.arange(B), actions]
         if arms.min() < 0:
@@ -379,8 +405,10 @@ class RidgeRegression:
         # Up to d rows per parameter set, one compiled rank-one update per row does no more
         # arithmetic than Woodbury; beyond that, inverting the updated A is cheaper (below).
         if kernels.AVAILABLE and (B if self.form == "shared" else int(np.bincount(arms).max())) <= self.d_:
-            kernels.update_rows(self.A_inv_, self.A_, self.b_, self.theta_, self.yy_, self.count_, arms,
-                                np.ascontiguousarray(X, dtype=np.float64), rewards)
+            q = kernels.update_rows(self.A_inv_, self.A_, self.b_, self.theta_, self.yy_, self.count_, arms,
+                                    np.ascontiguousarray(X, dtype=np.float64), rewards)
+            if not q <= MAX_QUADRATIC_FORM:
+                check_quadratic_form(q, self.lam)
             return
         # Rank-m Woodbury update of every touched arm at once: rows are grouped by arm and
         # zero-padded to the largest group (a zero row changes nothing), so a few batched products
@@ -412,11 +440,22 @@ class RidgeRegression:
             # inverting the updated d × d matrices directly is cheaper (e.g. a shared model over
             # 81 features at B = 1,024: one 81 × 81 inverse instead of a 1,024 × 1,024 solve).
             local = touched if isinstance(sets, slice) else slice(None)  # untouched arms keep theirs
-            Ainv[local] = np.linalg.inv(A[local])
+            # |x|²/lam bounds every row's xᵀA⁻¹x; only past the limit is the exact value needed.
+            if np.einsum("umd,umd->um", Xpad, Xpad).max() > MAX_QUADRATIC_FORM * self.lam:
+                q = np.einsum("umd,umd->um", Xpad @ Ainv, Xpad).max()
+                check_quadratic_form(q, self.lam)
+            try:
+                Ainv[local] = np.linalg.inv(A[local])
+            except np.linalg.LinAlgError:
+                check_quadratic_form(math.inf, self.lam)
         else:
             XA = Xpad @ Ainv  # (u, m, d)
             S = XA @ XpadT  # (u, m, m): I + X A⁻¹ Xᵀ, symmetric positive definite
-            S[:, np.arange(S.shape[1]), np.arange(S.shape[1])] += 1.0
+            diagonal = (slice(None), np.arange(S.shape[1]), np.arange(S.shape[1]))
+            q = S[diagonal].max()  # the rows' xᵀA⁻¹x (a padding row's is 0)
+            if not q <= MAX_QUADRATIC_FORM:
+                check_quadratic_form(q, self.lam)
+            S[diagonal] += 1.0
             # For small groups a batched inverse then a product is several times faster than
             # numpy's batched solve with d right-hand sides (per-matrix overhead); large ones solve.
             SinvXA = np.linalg.inv(S) @ XA if S.shape[1] <= 32 else np.linalg.solve(S, XA)
@@ -431,8 +470,9 @@ class RidgeRegression:
             self.count_[sets] += counts[touched]
         self.theta_[touched] = (Ainv @ b[:, :, None])[:, :, 0]
 
-    def _sherman_morrison(self, arm: int, x: np.ndarray, r: float) -> None:
-        """One row: A⁻¹ ← A⁻¹ − (A⁻¹x)(A⁻¹x)ᵀ/(1 + xᵀA⁻¹x), A ← A + xxᵀ, θ = A⁻¹b.
+    def _sherman_morrison(self, arm: int, x: np.ndarray, r: float) -> float:
+        """One row: A⁻¹ ← A⁻¹ − (A⁻¹x)(A⁻¹x)ᵀ/(1 + xᵀA⁻¹x), A ← A + xxᵀ, θ = A⁻¹b; returns the
+        row's xᵀA⁻¹x before the update.
 
         The rank-one updates are BLAS ``ger`` calls in place (on the transposed, Fortran-ordered
         view of each C-ordered matrix): for d ≈ 30 one call costs less than numpy's outer
@@ -440,13 +480,15 @@ class RidgeRegression:
         """
         Ainv, b = self.A_inv_[arm], self.b_[arm]
         Ax = Ainv.dot(x)
+        q = float(x.dot(Ax))
         if _in_place_ok(self.A_inv_) and _in_place_ok(self.A_):
-            _dger(-1.0 / (1.0 + x.dot(Ax)), Ax, Ax, a=Ainv.T, overwrite_a=1)
+            _dger(-1.0 / (1.0 + q), Ax, Ax, a=Ainv.T, overwrite_a=1)
             _dger(1.0, x, x, a=self.A_[arm].T, overwrite_a=1)
         else:  # statistics set from outside as non-contiguous or non-float64 arrays: plain numpy
-            Ainv -= np.multiply.outer(Ax, Ax) / (1.0 + x.dot(Ax))
+            Ainv -= np.multiply.outer(Ax, Ax) / (1.0 + q)
             self.A_[arm] += np.multiply.outer(x, x)
         b += r * x
         self.yy_[arm] += r * r
         self.count_[arm] += 1.0
         self.theta_[arm] = Ainv.dot(b)
+        return q

@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import copy
 import functools
+import math
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from typing import Any
@@ -51,7 +52,7 @@ from banditrec.policies.base import Policy
 from banditrec.policies.device_head import DeviceLastLayerHead
 from banditrec.policies.exploration import UCB, EpsilonGreedy, Thompson
 from banditrec.policies.graphed_training import GRAPH_OPTIMIZERS, CapturedRounds, eager_round
-from banditrec.policies.linear import RidgeRegression
+from banditrec.policies.linear import RidgeRegression, check_quadratic_form
 from banditrec.policies.numpy_training import NumpyMLPTrainer
 from banditrec.policies.policy import BanditPolicy
 
@@ -347,7 +348,10 @@ class _LastLayerHead:
         r.b_[:m] = xy
         r.yy_[:m] = yy
         r.count_[:m] = counts
-        r.A_inv_[:m] = np.linalg.inv(r.A_[:m])
+        try:
+            r.A_inv_[:m] = np.linalg.inv(r.A_[:m])
+        except np.linalg.LinAlgError:  # λI + XᵀX singular in float64: φ enormous against lam
+            check_quadratic_form(math.inf, r.lam)
         r.theta_[:m] = np.einsum("sij,sj->si", r.A_inv_[:m], r.b_[:m])
 
     def mean(self, embedding: np.ndarray, item_ids: np.ndarray) -> np.ndarray:

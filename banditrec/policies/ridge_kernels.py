@@ -50,7 +50,8 @@ else:
     @njit(cache=True, inline="always")
     def _rank_one(A_inv, A, b, yy, count, arm, x, r, ax):
         """One observation (x, r) of ``arm``: A⁻¹ ← A⁻¹ − (A⁻¹x)(A⁻¹x)ᵀ/(1 + xᵀA⁻¹x), A ← A + xxᵀ,
-        b ← b + r x; ``ax`` is scratch of length d."""
+        b ← b + r x; ``ax`` is scratch of length d. Returns xᵀA⁻¹x before the update, which the
+        caller checks: when it is huge, the subtraction above cancels away float64's precision."""
         d = x.shape[0]
         Ai, Aa, ba = A_inv[arm], A[arm], b[arm]
         _symv(Ai, x, ax)
@@ -66,25 +67,30 @@ else:
             ba[i] += r * xi
         yy[arm] += r * r
         count[arm] += 1.0
+        return s
 
     @njit(cache=True)
     def update_one(A_inv, A, b, theta, yy, count, arm, x, r):
-        """Learn one row: the Sherman–Morrison update of ``arm`` and its new θ = A⁻¹b."""
-        _rank_one(A_inv, A, b, yy, count, arm, x, r, np.empty(x.shape[0]))
+        """Learn one row: the Sherman–Morrison update of ``arm`` and its new θ = A⁻¹b; returns the
+        row's xᵀA⁻¹x before the update."""
+        s = _rank_one(A_inv, A, b, yy, count, arm, x, r, np.empty(x.shape[0]))
         _symv(A_inv[arm], b[arm], theta[arm])
+        return s
 
     @njit(cache=True)
     def update_rows(A_inv, A, b, theta, yy, count, arms, X, y):
         """Learn rows X (n, d) with rewards y (n,) of ``arms`` (n,), in order; θ of each touched arm
-        once at the end."""
+        once at the end. Returns the largest xᵀA⁻¹x met before a row's update."""
         ax = np.empty(X.shape[1])
         touched = np.zeros(A_inv.shape[0], dtype=np.bool_)
+        largest = 0.0
         for r in range(X.shape[0]):
-            _rank_one(A_inv, A, b, yy, count, arms[r], X[r], y[r], ax)
+            largest = max(largest, _rank_one(A_inv, A, b, yy, count, arms[r], X[r], y[r], ax))
             touched[arms[r]] = True
         for a in range(touched.shape[0]):
             if touched[a]:
                 _symv(A_inv[a], b[a], theta[a])
+        return largest
 
     @njit(cache=True, inline="always")
     def _score(Ai, th, x, ax):

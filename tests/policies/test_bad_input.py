@@ -267,18 +267,64 @@ def test_online_training_checks_its_numbers():
         OnlineTraining(weight_decay="0")
 
 
-def test_a_degenerate_posterior_is_named_not_a_numpy_linalg_error():
-    # lam = 1e-20 against unit-scale features: A⁻¹ is not positive definite in float64, and
-    # numpy's "Matrix is not positive definite" used to escape from deep inside sample().
+def test_a_ridge_penalty_too_small_for_the_features_is_named_at_the_update():
+    # lam = 1e-20 against unit-scale features: the first update's xᵀA⁻¹x is ~1e20, and the rank-one
+    # update's cancellation leaves no correct digit of A⁻¹. numpy's "Matrix is not positive
+    # definite" used to escape from deep inside sample(); LinUCB went on silently, its regret that
+    # of a random policy (lam = 1e-16 and 1e-300 on the linear world).
     env = make_vector_env("banditrec/Linear-v0", num_envs=4, n_items=5, context_dim=3)
     env.reset(seed=0)
     policy = LinTS(form="shared", lam=1e-20, seed=0)
-    with pytest.raises(FloatingPointError, match=r"posterior covariance is not positive definite \(ridge penalty lam=1e-20\)"):
-        for _ in range(30):
-            obs = env.observation
-            actions, _ = policy.act(obs)
-            _, rewards, *_ = env.step(actions)
-            policy.update(obs, actions, rewards)
+    obs = env.observation
+    actions, _ = policy.act(obs)
+    _, rewards, *_ = env.step(actions)
+    with pytest.raises(FloatingPointError, match=r"the ridge penalty lam=1e-20 is too small for these features: "
+                       r"a row's xᵀA⁻¹x reached [0-9.]+e\+2\d \(limit 1e\+10\)"):
+        policy.update(obs, actions, rewards)
+
+
+def test_a_degenerate_posterior_is_named_not_a_numpy_linalg_error():
+    # A⁻¹ that is no longer positive definite (float64 lost it: features enormous against lam)
+    # reaches sample()'s Cholesky factorisation: the error names the penalty, not numpy's linalg.
+    env = make_vector_env("banditrec/Linear-v0", num_envs=4, n_items=5, context_dim=3)
+    env.reset(seed=0)
+    policy = LinTS(form="shared", lam=0.5, seed=0)
+    obs = env.observation
+    actions, _ = policy.act(obs)
+    policy.update(obs, actions, env.step(actions)[1])
+    policy.estimator.A_inv_[0] = -np.eye(policy.estimator.d_)
+    with pytest.raises(FloatingPointError, match=r"posterior covariance is not positive definite \(ridge penalty lam=0.5\)"):
+        policy.act(env.observation)
+
+
+@pytest.mark.parametrize("compiled", [True, False])
+@pytest.mark.parametrize(
+    "form, B",
+    [
+        ("disjoint", 1),  # Sherman–Morrison of one row
+        ("disjoint", 4),  # a few rows per arm: compiled rank-one updates, or numpy's Woodbury
+        ("shared", 64),  # more rows than features: A inverted directly
+    ],
+)
+def test_every_update_path_refuses_a_ridge_penalty_float64_cannot_hold(form, B, compiled, monkeypatch):
+    from banditrec.policies import ridge_kernels
+    from banditrec.policies.linear import RidgeRegression
+
+    if compiled and not ridge_kernels.AVAILABLE:
+        pytest.skip("numba not installed or disabled")
+    monkeypatch.setattr(ridge_kernels, "AVAILABLE", compiled)
+    rng = np.random.default_rng(0)
+    obs = Observation(
+        user_features=rng.standard_normal((B, 3)),
+        item_features=rng.standard_normal((B, 2, 2)),
+        item_ids=np.tile([0, 1], (B, 1)),
+        mask=np.ones((B, 2), dtype=bool),
+        user_ids=np.full(B, -1, dtype=np.int64),
+    )
+    actions, rewards = np.zeros(B, dtype=np.int64), rng.standard_normal(B)
+    RidgeRegression(form=form, lam=1e-6).update(obs, actions, rewards)  # small, but float64 holds it
+    with pytest.raises(FloatingPointError, match=r"the ridge penalty lam=1e-16 is too small for these features"):
+        RidgeRegression(form=form, lam=1e-16).update(obs, actions, rewards)
 
 
 @pytest.mark.parametrize("prior", [{"a": "1"}, {"b": None}, {"a": float("inf")}, {"a": 0.0}])
