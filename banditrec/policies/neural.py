@@ -600,6 +600,9 @@ class NeuralEstimator:
             self.decide_on == "auto" and self.device_.type != "cpu"
         )
         self.generator_: torch.Generator | None = None
+        # Whether a device decision met a model output that was NaN or inf on a valid candidate:
+        # set on the device without a read, read once per training round (_check_device_outputs).
+        self.nonfinite_ = torch.zeros((), dtype=torch.bool, device=self.device_) if self.on_device_ else None
         if self.on_device_:
             # Seeded from a copy of the estimator's stream, which it leaves untouched: the network
             # and its minibatches are the same whichever side decides.
@@ -711,15 +714,36 @@ class NeuralEstimator:
             if not self.on_device_:  # the host head's float64 copy, made once per batch
                 out["host_embedding"] = self._numpy(out["embedding"])
                 _check_finite_output(np.isfinite(out["host_embedding"]).all(axis=2), obs.mask, f"{who}.embed")
+            else:
+                self._note_nonfinite(torch.isfinite(out["embedding"]).all(dim=2), out["mask"])
         else:
             with torch.no_grad():
                 out["mean"] = self._predict(check_scores(self.model_(*inputs), B, K, who))
             if not self.on_device_:
                 _check_finite_output(torch.isfinite(out["mean"]).cpu().numpy(), obs.mask, who)
+            else:
+                self._note_nonfinite(torch.isfinite(out["mean"]), out["mask"])
             if self.uncertainty == "gradient_diag":
                 out["grad"] = self.head_.gradients(*inputs)
         self._cache = (obs, self.version_, out)
         return out
+
+    def _note_nonfinite(self, finite: torch.Tensor, mask: torch.Tensor) -> None:
+        """Record on the device whether ``finite`` (B, K) is False on a valid candidate: a device
+        decision reads nothing back, so the check waits for :meth:`_check_device_outputs`."""
+        self.nonfinite_ = self.nonfinite_ | (mask & ~finite).any()
+
+    def _check_device_outputs(self, when: str | None = None) -> None:
+        """One read per training round: the host path's error (:func:`_check_finite_output`) for
+        the device decisions since the last round; ``when`` says where else it was noticed."""
+        if self.nonfinite_ is not None and bool(self.nonfinite_):
+            when = when or f"at training round {self.n_rounds_ + 1}"
+            raise ValueError(
+                f"{type(self.model_).__name__} returned NaN or inf for a valid candidate in a decision "
+                f"made on the device (noticed {when}, after {self.n_seen_} decisions: device decisions "
+                "are checked once per training round); check the model's forward pass and the scale of "
+                "its inputs"
+            )
 
     @staticmethod
     def _numpy(x: torch.Tensor) -> np.ndarray:
@@ -856,7 +880,12 @@ class NeuralEstimator:
         if self.uncertainty == "last_layer" and not rounds:
             f = self._features(obs)
             if self.on_device_:  # the tensors of the first branch above
-                self.head_.add(f["embedding"][rows, chosen], r, item_ids[rows, chosen], self._n_sets(obs))
+                try:
+                    self.head_.add(f["embedding"][rows, chosen], r, item_ids[rows, chosen], self._n_sets(obs))
+                except FloatingPointError:
+                    # a NaN embedding is the model's error, not the penalty's
+                    self._check_device_outputs("when the last-layer posterior failed")
+                    raise
             else:  # host decisions: ``obs`` is numpy here (a device batch was copied by the policy)
                 picked = np.arange(B), actions
                 self.head_.add(f["host_embedding"][picked], np.asarray(rewards, dtype=np.float64), obs.item_ids[picked])
@@ -868,6 +897,7 @@ class NeuralEstimator:
             self._train(rounds)
 
     def _train(self, rounds: int) -> None:
+        self._check_device_outputs()
         cfg = self.training
         self.model_.train()
         try:

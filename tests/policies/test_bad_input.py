@@ -203,6 +203,32 @@ def test_a_model_returning_nan_is_named_not_turned_into_nan_propensities(batch):
     assert masked.mask[np.arange(4), decision.actions].all() and np.isfinite(decision.propensities).all()
 
 
+def test_a_model_returning_nan_in_device_decisions_is_named_at_the_next_training_round(batch):
+    # Decisions on the device read nothing back per batch; the NaN is recorded there and named at
+    # the next training round (train_every=8: the second update of 4 users), not carried on silently.
+    # NeuralLinear's device posterior fails at the first update on the NaN embedding: the error
+    # names the model there too, not the ridge penalty.
+    obs = Observation.from_dict(batch)
+    for make, when in ((NeuralEpsilonGreedy, "at training round 1, after 8"),
+                       (NeuralLinear, "when the last-layer posterior failed, after 0")):
+        policy = make(model=_NaNScores(), device="cpu", decide_on="device", train_every=8, seed=0)
+        with pytest.raises(ValueError, match=r"_NaNScores returned NaN or inf for a valid candidate in a decision "
+                           rf"made on the device \(noticed {when} decisions: device decisions are checked once "
+                           r"per training round\)"):
+            for _ in range(2):
+                actions, _ = policy.act(obs)
+                policy.update(obs, actions, np.zeros(4))
+    # NaN on a masked slot does not count there either
+    masked = dataclasses.replace(obs, mask=obs.item_ids != obs.item_ids[0, 0])
+    policy = NeuralEpsilonGreedy(model=_NaNScores(), device="cpu", decide_on="device", seed=0)
+    actions, _ = policy.act(masked)
+    assert masked.mask[np.arange(4), actions].all()
+    policy.estimator._check_device_outputs()  # nothing recorded
+    policy.act(obs)
+    with pytest.raises(ValueError, match="_NaNScores returned NaN or inf"):
+        policy.estimator._check_device_outputs()
+
+
 def test_short_feature_rows_no_longer_train_on_part_of_the_batch(batch):
     # LinUCB used to learn rows 0-1 of a 4-action batch whose user array had 2 rows.
     policy = LinUCB(seed=0)
