@@ -426,7 +426,10 @@ def encode_features(
     kept as 0/1, string/categorical columns one-hot encoded over their sorted categories. Missing
     values (NaN) and ids absent from the table get the column mean (0 after standardising; all
     zeros for one-hots); absent ids also raise a ``UserWarning`` that counts them. Infinite values
-    are an error. With no table, the features are one constant column (a bias).
+    are an error. With no table, the features are one constant column (a bias). Two kinds of
+    column are encoded but warned about: one that holds at most one value over the catalogue (no
+    information), and a numeric one with an id-like name (``imdb_id``) and more than
+    ``max_categories`` distinct values (an identifier read as a quantity).
 
     Rows are matched to ids by value, never by row order: through the column ``id_col`` if the
     table has one, else through its index. pandas' default row-number index (an unnamed
@@ -500,8 +503,11 @@ def encode_features(
         )
     aligned = table.reindex(pd.Index(ids))
     blocks, names = [], []
+    constant, id_like = [], []  # columns worth a warning: no information, or an identifier as a number
     for column in aligned.columns:
         series = aligned[column]
+        if series.nunique(dropna=True) <= 1:
+            constant.append(str(column))
         if pd.api.types.is_numeric_dtype(series) and not pd.api.types.is_bool_dtype(series):
             infinite = np.isinf(series.to_numpy(np.float64, na_value=np.nan))
             if infinite.any():
@@ -518,6 +524,8 @@ def encode_features(
             blocks.append(values.to_numpy(np.float64)[:, None])
             names.append(str(column))
         elif pd.api.types.is_numeric_dtype(series):
+            if _looks_like_id(str(column), id_col) and series.nunique(dropna=True) > max_categories:
+                id_like.append(str(column))
             values = series.to_numpy(np.float64, na_value=np.nan)
             scale = np.nanmax(np.abs(values)) if np.isfinite(values).any() else 0.0
             if scale > 1e100:  # the sd's squares would overflow: rescale (z-scores do not change); else
@@ -542,6 +550,21 @@ def encode_features(
             one_hot[np.flatnonzero(known), codes[known]] = 1.0
             blocks.append(one_hot)
             names += [f"{column}={c}" for c in categories]
+    if constant:
+        warnings.warn(
+            f"{what} column(s) {constant} hold at most one value over the catalogue's ids (or only "
+            f"missing values): they carry no information and encode as constants; drop them",
+            UserWarning,
+            stacklevel=2,
+        )
+    if id_like:
+        warnings.warn(
+            f"{what} column(s) {id_like} look like identifiers (many distinct numbers under an id-like "
+            f"name) and are encoded as standardised numbers, an ordering the ids do not have; drop "
+            f"them if they identify rows",
+            UserWarning,
+            stacklevel=2,
+        )
     return np.concatenate(blocks, axis=1), names
 
 

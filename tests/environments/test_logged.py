@@ -388,6 +388,26 @@ def test_ids_without_a_feature_row_warn_and_get_the_column_mean():
     np.testing.assert_allclose(x[:3, 0], [-np.sqrt(1.5), 0, np.sqrt(1.5)])
 
 
+def test_columns_without_information_and_numeric_identifiers_warn():
+    # Each used to become a feature silently: a constant (all zeros after standardising), an
+    # all-missing column, a one-category column, and an identifier read as a standardised number.
+    n = 60
+    ids = np.arange(n)
+    table = pd.DataFrame({"item_id": ids, "imdb_id": ids * 7 + 3, "year": np.arange(n) % 9 + 1990,
+                          "const": 5.0, "missing": np.nan, "flag": 1, "one": "a"})
+    with pytest.warns(UserWarning) as caught:
+        x, names = encode_features(table, ids, "item_id", "item_features")
+    messages = [str(w.message) for w in caught]
+    assert len(messages) == 2
+    assert messages[0].startswith("item_features column(s) ['const', 'missing', 'flag', 'one'] hold at most one value")
+    assert messages[1].startswith("item_features column(s) ['imdb_id'] look like identifiers")
+    assert names == ["imdb_id", "year", "const", "missing", "flag", "one=a"]  # still encoded: a warning, not a change
+    # informative columns, and an id-like name with few distinct values (a category code), say nothing
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        encode_features(table[["item_id", "year"]].assign(genre_id=ids % 5), ids, "item_id", "item_features")
+
+
 @pytest.mark.parametrize(("bad", "shown"), [(np.inf, "inf"), (-np.inf, "-inf")])
 @pytest.mark.parametrize("others", [[10.0, 30.0, 40.0, 50.0], [0.0, 1.0, 1.0, 0.0]])  # plain and 0/1 columns
 def test_infinite_feature_values_are_rejected(bad, shown, others):
