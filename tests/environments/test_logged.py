@@ -396,7 +396,7 @@ def test_columns_without_information_and_numeric_identifiers_warn():
     table = pd.DataFrame({"item_id": ids, "imdb_id": ids * 7 + 3, "year": np.arange(n) % 9 + 1990,
                           "const": 5.0, "missing": np.nan, "flag": 1, "one": "a"})
     with pytest.warns(UserWarning) as caught:
-        x, names = encode_features(table, ids, "item_id", "item_features")
+        _, names = encode_features(table, ids, "item_id", "item_features")
     messages = [str(w.message) for w in caught]
     assert len(messages) == 2
     assert messages[0].startswith("item_features column(s) ['const', 'missing', 'flag', 'one'] hold at most one value")
