@@ -30,7 +30,8 @@ at a time (decide, then learn from the chosen arm's reward):
   decisions).
 - Uniform: an arm uniformly at random.
 
-Reported: decisions/s (wall clock of the whole loop, decide + learn), normalised regret =
+Reported: decisions/s (wall clock of the whole loop, decide + learn; banditrec's rows the median of
+``--repeats`` runs, min-max beside it, each run checked to choose the same actions), normalised regret =
 100 × cumulative pseudo-regret / Uniform's (Riquelme et al.'s measure) and banditrec's speed over
 space-bandits'. torch and numpy's BLAS run on one thread for both libraries (with BLAS's
 default threads on a loaded 2-core machine a 50 × 50 SVD in space-bandits' sampling took 20 ms).
@@ -139,6 +140,9 @@ def main() -> None:
     parser.add_argument("--engines", default="numpy,torch", help="banditrec training engines, one B = 1 row each")
     parser.add_argument("--batch", type=int, default=10, help="contexts per decision batch for the batched row")
     parser.add_argument("--n-mc", type=int, default=100, help="banditrec's propensity draws per decision")
+    parser.add_argument("--repeats", type=int, default=3,
+                        help="runs of each banditrec row, reported as the median rate (min-max); space-bandits "
+                             "runs once (~10 min per δ)")
     parser.add_argument("--skip-space-bandits", action="store_true")
     args = parser.parse_args()
     torch.set_num_threads(1)
@@ -162,25 +166,38 @@ def main() -> None:
             a, r = run_space_bandits(x, rewards)
             results["space-bandits NeuralBandits"] = (r, pseudo_regret(expected, a))
         engines = args.engines.split(",")
-        for engine in engines:
-            a, r = run_banditrec(obs, rewards, dict(training, engine=engine), n_mc=args.n_mc)
-            results[f"banditrec NeuralLinear, {engine} engine"] = (r, pseudo_regret(expected, a))
+        spread = {}
+        runs = [(f"banditrec NeuralLinear, {engine} engine", engine, 1) for engine in engines]
         if args.batch > 1:
-            a, r = run_banditrec(obs, rewards, dict(training, engine=engines[0]), batch=args.batch, n_mc=args.n_mc)
-            results[f"banditrec NeuralLinear, {engines[0]} engine, B = {args.batch}"] = (r, pseudo_regret(expected, a))
+            runs.append((f"banditrec NeuralLinear, {engines[0]} engine, B = {args.batch}", engines[0], args.batch))
+        for name, engine, batch in runs:
+            # The machine's speed drifts by a third within minutes (shared cores): the median of a few
+            # runs, whose actions must agree exactly (same seed, same numbers).
+            rates, first = [], None
+            for _ in range(max(1, args.repeats)):
+                a, r = run_banditrec(obs, rewards, dict(training, engine=engine), batch=batch, n_mc=args.n_mc)
+                if first is not None and not np.array_equal(a, first):
+                    raise RuntimeError(f"{name}: two runs with the same seed chose different actions")
+                first = a
+                rates.append(r)
+            results[name] = (float(np.median(rates)), pseudo_regret(expected, a))
+            spread[name] = (min(rates), max(rates))
         for name, (rate, regret) in results.items():
-            rows.append((delta, name, rate, regret, 100.0 * regret / u_regret))
+            rows.append((delta, name, rate, regret, 100.0 * regret / u_regret, spread.get(name)))
         if "space-bandits NeuralBandits" in results:
             for name in [k for k in results if k.startswith("banditrec")]:
                 ratio = results[name][0] / results["space-bandits NeuralBandits"][0]
-                rows.append((delta, f"speed ratio {name} / space-bandits", ratio, float("nan"), float("nan")))
+                low, high = (x / results["space-bandits NeuralBandits"][0] for x in spread[name])
+                rows.append((delta, f"speed ratio {name} / space-bandits", ratio, float("nan"), float("nan"), (low, high)))
+    print(f"banditrec rows: median decisions/s of {max(1, args.repeats)} runs (min-max); space-bandits and Uniform: one run")
     print("| δ | policy | decisions/s | cumulative pseudo-regret | normalised regret |")
     print("| ---: | --- | ---: | ---: | ---: |")
-    for delta, name, rate, regret, norm in rows:
+    for delta, name, rate, regret, norm, span in rows:
         if name.startswith("speed ratio"):
-            print(f"| {delta} | **{name}** | **{rate:.1f}×** | | |")
+            print(f"| {delta} | **{name}** | **{rate:.1f}×** ({span[0]:.1f}–{span[1]:.1f}×) | | |")
         else:
-            print(f"| {delta} | {name} | {rate:,.0f} | {regret:,.1f} | {norm:.2f} |")
+            shown = f"{rate:,.0f}" + (f" ({span[0]:,.0f}–{span[1]:,.0f})" if span else "")
+            print(f"| {delta} | {name} | {shown} | {regret:,.1f} | {norm:.2f} |")
 
 
 if __name__ == "__main__":
