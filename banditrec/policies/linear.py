@@ -59,10 +59,11 @@ def cholesky(matrix: np.ndarray, lam: float) -> np.ndarray:
 
 
 # The largest xᵀA⁻¹x an update accepts. A rank-one update subtracts (A⁻¹x)(A⁻¹x)ᵀ/(1 + xᵀA⁻¹x) from
-# A⁻¹, and in float64 that cancellation keeps about 16 − log10(xᵀA⁻¹x) digits: past 1e10 fewer
-# than six. Since xᵀA⁻¹x ≤ |x|²/lam, it is only reached when lam is tiny against the features'
-# scale (lam = 1e-16 on unit features), where the statistics would silently become noise.
-MAX_QUADRATIC_FORM = 1e10
+# A⁻¹, and in float64 that cancellation keeps about 16 − log10(xᵀA⁻¹x) digits: past 1e12 fewer
+# than four. Since xᵀA⁻¹x ≤ |x|²/lam, it is only reached when lam is tiny against the features'
+# scale (lam = 1e-16 on unit features), where the statistics would silently become noise; lam =
+# 1e-8 on the nonlinear world's 81 outer-product features (xᵀA⁻¹x up to 2e10: six digits) still runs.
+MAX_QUADRATIC_FORM = 1e12
 
 
 def check_quadratic_form(value: float, lam: float) -> None:

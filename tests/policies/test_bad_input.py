@@ -305,7 +305,7 @@ def test_a_ridge_penalty_too_small_for_the_features_is_named_at_the_update():
     actions, _ = policy.act(obs)
     _, rewards, *_ = env.step(actions)
     with pytest.raises(FloatingPointError, match=r"the ridge penalty lam=1e-20 is too small for these features: "
-                       r"a row's xᵀA⁻¹x reached [0-9.]+e\+2\d \(limit 1e\+10\)"):
+                       r"a row's xᵀA⁻¹x reached [0-9.]+e\+2\d \(limit 1e\+12\)"):
         policy.update(obs, actions, rewards)
 
 
