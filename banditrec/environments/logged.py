@@ -506,7 +506,8 @@ def encode_features(
     constant, id_like = [], []  # columns worth a warning: no information, or an identifier as a number
     for column in aligned.columns:
         series = aligned[column]
-        if series.nunique(dropna=True) <= 1:
+        distinct = series.nunique(dropna=True)
+        if distinct <= 1:
             constant.append(str(column))
         if pd.api.types.is_numeric_dtype(series) and not pd.api.types.is_bool_dtype(series):
             infinite = np.isinf(series.to_numpy(np.float64, na_value=np.nan))
@@ -524,7 +525,7 @@ def encode_features(
             blocks.append(values.to_numpy(np.float64)[:, None])
             names.append(str(column))
         elif pd.api.types.is_numeric_dtype(series):
-            if _looks_like_id(str(column), id_col) and series.nunique(dropna=True) > max_categories:
+            if _looks_like_id(str(column), id_col) and distinct > max_categories:
                 id_like.append(str(column))
             values = series.to_numpy(np.float64, na_value=np.nan)
             scale = np.nanmax(np.abs(values)) if np.isfinite(values).any() else 0.0

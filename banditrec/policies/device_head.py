@@ -22,6 +22,10 @@ from banditrec._util import check_id_table
 from banditrec.policies.linear import not_positive_definite
 from banditrec.policies.tensor_ops import standard_gamma
 
+__all__ = ["DeviceLastLayerHead"]
+
+_CHUNK_ELEMENTS = 1 << 25  # float64 elements per gathered (chunk, K, d, d) block: 256 MB
+
 
 def _cholesky(matrix: torch.Tensor, lam: float) -> torch.Tensor:
     """torch's Cholesky factor, with the host head's named error in place of torch's."""
@@ -29,10 +33,6 @@ def _cholesky(matrix: torch.Tensor, lam: float) -> torch.Tensor:
         return torch.linalg.cholesky(matrix)
     except torch.linalg.LinAlgError:
         raise not_positive_definite(lam) from None
-
-__all__ = ["DeviceLastLayerHead"]
-
-_CHUNK_ELEMENTS = 1 << 25  # float64 elements per gathered (chunk, K, d, d) block: 256 MB
 
 
 class DeviceLastLayerHead:

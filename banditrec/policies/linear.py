@@ -395,8 +395,7 @@ class RidgeRegression:
                                        float(rewards[0]))
             else:
                 q = self._sherman_morrison(arm, x, float(rewards[0]))
-            if not q <= MAX_QUADRATIC_FORM:
-                check_quadratic_form(q, self.lam)
+            check_quadratic_form(q, self.lam)
             return
         arms = np.zeros(B, dtype=np.int64) if self.form == "shared" else obs.item_ids[np.arange(B), actions]
         if arms.min() < 0:
@@ -408,8 +407,7 @@ class RidgeRegression:
         if kernels.AVAILABLE and (B if self.form == "shared" else int(np.bincount(arms).max())) <= self.d_:
             q = kernels.update_rows(self.A_inv_, self.A_, self.b_, self.theta_, self.yy_, self.count_, arms,
                                     np.ascontiguousarray(X, dtype=np.float64), rewards)
-            if not q <= MAX_QUADRATIC_FORM:
-                check_quadratic_form(q, self.lam)
+            check_quadratic_form(q, self.lam)
             return
         # Rank-m Woodbury update of every touched arm at once: rows are grouped by arm and
         # zero-padded to the largest group (a zero row changes nothing), so a few batched products
@@ -453,9 +451,7 @@ class RidgeRegression:
             XA = Xpad @ Ainv  # (u, m, d)
             S = XA @ XpadT  # (u, m, m): I + X A⁻¹ Xᵀ, symmetric positive definite
             diagonal = (slice(None), np.arange(S.shape[1]), np.arange(S.shape[1]))
-            q = S[diagonal].max()  # the rows' xᵀA⁻¹x (a padding row's is 0)
-            if not q <= MAX_QUADRATIC_FORM:
-                check_quadratic_form(q, self.lam)
+            check_quadratic_form(S[diagonal].max(), self.lam)  # the rows' xᵀA⁻¹x (a padding row's is 0)
             S[diagonal] += 1.0
             # For small groups a batched inverse then a product is several times faster than
             # numpy's batched solve with d right-hand sides (per-matrix overhead); large ones solve.
