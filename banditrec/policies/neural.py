@@ -47,8 +47,9 @@ from banditrec.models.checkpoint import check_state_compatible
 from banditrec.models.device import resolve_device, torch_threads
 from banditrec.models.optim import OPTIMIZERS, make_optimizer
 from banditrec.models.training import LOSSES, loss_function
-from banditrec.policies import ridge_kernels
+from banditrec.policies import compiled_training, ridge_kernels
 from banditrec.policies.base import Policy
+from banditrec.policies.compiled_training import CompiledMLPTrainer
 from banditrec.policies.device_head import DeviceLastLayerHead
 from banditrec.policies.exploration import UCB, EpsilonGreedy, Thompson
 from banditrec.policies.graphed_training import GRAPH_OPTIMIZERS, CapturedRounds, eager_round
@@ -58,6 +59,7 @@ from banditrec.policies.policy import BanditPolicy
 
 __all__ = [
     "DECIDE_ON",
+    "ENGINES",
     "HEADS",
     "OPTIMIZERS",
     "UNCERTAINTIES",
@@ -72,6 +74,7 @@ __all__ = [
 UNCERTAINTIES = ("none", "last_layer", "gradient_diag")
 HEADS = ("shared", "per_item")
 DECIDE_ON = ("auto", "host", "device")
+ENGINES = ("torch", "numpy", "numba")
 _STATE_FORMAT = "banditrec-neural-estimator"
 _STATE_VERSION = 1
 _ESTIMATOR_STREAM = 0x4E4E  # spawn key of the estimator's child stream ("NN")
@@ -114,12 +117,15 @@ class OnlineTraining:
         Capacity of the replay buffer (the most recent rows are kept).
     max_grad_norm : float or None
         Clip each step's gradients to this global L2 norm (Riquelme et al. clip at 5); None does not.
-    engine : {"torch", "numpy"}
-        Who computes the training steps. ``"numpy"`` writes the forward pass, backward pass and
-        optimizer update of a small ``model="multi_output"`` network out in numpy on the CPU
-        (:mod:`banditrec.policies.numpy_training`): about 4× faster per step at the wheel's
-        sizes, the same arithmetic per step to rounding (not bit for bit, hence opt-in; long
-        chaotic runs diverge, see the module's caveat).
+    engine : {"torch", "numpy", "numba"}
+        Who computes the training steps of a ``model="multi_output"`` network with a Linear/ReLU
+        body on the CPU, instead of torch autograd. ``"numpy"`` writes the forward pass,
+        backward pass and optimizer update out in numpy (:mod:`banditrec.policies.numpy_training`:
+        BLAS products over the minibatch, best for wide layers); ``"numba"`` runs each round
+        of steps as one compiled loop over the minibatch's rows
+        (:mod:`banditrec.policies.compiled_training`: fastest for small networks, such as the
+        wheel's 2 → 50 → 5). Both compute each step to rounding what torch computes, not bit for
+        bit, hence opt-in: long chaotic runs diverge (see the numpy module's caveat).
     cuda_graph : {"auto", "on", "off"}
         Replay each training round from a captured CUDA graph
         (:mod:`banditrec.policies.graphed_training`): one launch per round instead of dozens per
@@ -160,8 +166,8 @@ class OnlineTraining:
                 raise ValueError(f"{name} must be >= 0 and finite, got {getattr(self, name)!r}")
         if not isinstance(self.step_decay_reset, (bool, np.bool_)):
             raise TypeError(f"step_decay_reset must be True or False, got {self.step_decay_reset!r}")
-        if self.engine not in ("torch", "numpy"):
-            raise ValueError(f"engine must be 'torch' or 'numpy', got {self.engine!r}")
+        if self.engine not in ENGINES:
+            raise ValueError(f"engine must be one of {ENGINES}, got {self.engine!r}")
         if self.max_grad_norm is not None and not (
             isinstance(self.max_grad_norm, (int, float)) and self.max_grad_norm > 0
         ):
@@ -591,11 +597,14 @@ class NeuralEstimator:
                 self.device_, required=self.training.cuda_graph == "on",
             )
         self.buffer_ = _ReplayBuffer(self.training.buffer_size, user_dim, item_dim, self.device_)
-        self.numpy_trainer_ = None
-        if self.training.engine == "numpy":
+        self.host_trainer_: NumpyMLPTrainer | None = None
+        if self.training.engine != "torch":
             if self.device_.type != "cpu":
-                raise ValueError(f"engine='numpy' trains on the CPU; this estimator's device is {self.device_}")
-            self.numpy_trainer_ = NumpyMLPTrainer(self.model_, self.loss, self.optimizer_, self.training.max_grad_norm)
+                raise ValueError(
+                    f"engine={self.training.engine!r} trains on the CPU; this estimator's device is {self.device_}"
+                )
+            trainer = CompiledMLPTrainer if self.training.engine == "numba" else NumpyMLPTrainer
+            self.host_trainer_ = trainer(self.model_, self.loss, self.optimizer_, self.training.max_grad_norm)
         self.on_device_ = self.decide_on == "device" or (
             self.decide_on == "auto" and self.device_.type != "cpu"
         )
@@ -701,10 +710,17 @@ class NeuralEstimator:
         """What the head needs for every candidate, computed once per (batch, network version)."""
         if self._cache is not None and self._cache[0] is obs and self._cache[1] == self.version_:
             return self._cache[2]
-        inputs = self._tensors(obs, mask=self.on_device_)
         B, K = obs.item_ids.shape
         who = type(self.model_).__name__
         out: dict[str, Any] = {}
+        if self._compiled_embedding(obs):  # the numba engine's forward pass: no torch call
+            phi = self.host_trainer_.embed(obs.user_features)
+            _check_finite_output(np.repeat(np.isfinite(phi).all(axis=1)[:, None], K, axis=1), obs.mask, f"{who}.embed")
+            out["host_embedding"] = host = np.empty((B, K, phi.shape[1]))
+            host[:] = phi[:, None, :]  # φ(u) is every candidate's, as model.embed expands it
+            self._cache = (obs, self.version_, out)
+            return out
+        inputs = self._tensors(obs, mask=self.on_device_)
         if self.on_device_:
             out["mask"], inputs = inputs[4], inputs[:4]
         out["inputs"] = inputs
@@ -727,6 +743,17 @@ class NeuralEstimator:
                 out["grad"] = self.head_.gradients(*inputs)
         self._cache = (obs, self.version_, out)
         return out
+
+    def _compiled_embedding(self, obs: Observation | None = None) -> bool:
+        """Whether the last hidden layer comes from the numba engine's compiled forward pass (host
+        decisions on host data), which the engine's training rounds share, rather than from
+        ``model.embed``."""
+        return (
+            isinstance(self.host_trainer_, CompiledMLPTrainer)
+            and self.uncertainty == "last_layer"
+            and not self.on_device_
+            and (obs is None or not obs.on_device)
+        )
 
     def _note_nonfinite(self, finite: torch.Tensor, mask: torch.Tensor) -> None:
         """Record on the device whether ``finite`` (B, K) is False on a valid candidate: a device
@@ -906,8 +933,8 @@ class NeuralEstimator:
                 # The round's minibatch indices in one draw (the same numbers as one draw per step)
                 # and one finiteness check per round: no host round trip inside the step loop.
                 indices = self.rng_.integers(0, self.buffer_.size, (cfg.train_steps, cfg.batch_size))
-                if self.numpy_trainer_ is not None:
-                    losses = self._numpy_round(indices, lrs)
+                if self.host_trainer_ is not None:
+                    losses = self._host_round(indices, lrs)
                 elif self.graph_rounds_ is not None:
                     losses = self.graph_rounds_(indices, lrs)
                 else:
@@ -936,16 +963,11 @@ class NeuralEstimator:
         self.optimizer_.step()
         return value.detach()
 
-    def _numpy_round(self, indices: np.ndarray, lrs: list[float]) -> torch.Tensor:
-        """One training round on the numpy engine (same schedule as the torch loop); the losses."""
-        user, item_id, reward = (self.buffer_.host[name] for name in ("user", "item_id", "reward"))
-        losses = np.empty(len(indices))
-        self.numpy_trainer_.begin_round()
-        with np.errstate(under="ignore"):  # squared-gradient averages of idle units decay to 0
-            for step, (index, lr) in enumerate(zip(indices, lrs)):
-                losses[step] = self.numpy_trainer_.step(user.take(index, axis=0), item_id.take(index),
-                                                        reward.take(index), lr)
-        return torch.from_numpy(losses)
+    def _host_round(self, indices: np.ndarray, lrs: list[float]) -> torch.Tensor:
+        """One training round on the numpy or numba engine (same schedule as the torch loop); the
+        losses."""
+        host = self.buffer_.host
+        return torch.from_numpy(self.host_trainer_.round(host["user"], host["item_id"], host["reward"], indices, lrs))
 
     def _check_losses(self, losses: torch.Tensor, lr: float) -> None:
         """One finiteness check per round, naming the first step whose loss was not finite."""
@@ -959,10 +981,12 @@ class NeuralEstimator:
                 "features"
             )
 
-    @staticmethod
-    def warm_up() -> None:
-        """Load the compiled loops the last-layer head uses (:func:`ridge_kernels.warm_up`) now."""
+    def warm_up(self) -> None:
+        """Load the compiled loops the last-layer head uses (:func:`ridge_kernels.warm_up`), and the
+        numba engine's training loop when it trains with it, now."""
         ridge_kernels.warm_up()
+        if self.training.engine == "numba":
+            compiled_training.warm_up()
 
     def _refit_head(self) -> None:
         """Riquelme et al.: after the representation changes, recompute the posterior from the buffer
@@ -973,6 +997,9 @@ class NeuralEstimator:
             return
         per_item = self.head_.per_item
         m = int(buf.item_id[: buf.size].max()) + 1 if per_item else 1
+        if self._compiled_embedding():
+            self.head_.refit(*self._host_refit_sums(m))
+            return
         sums = None
         with torch.no_grad():
             for start in range(0, buf.size, 8192):
@@ -1012,6 +1039,37 @@ class NeuralEstimator:
             self.head_.refit(*sums)
         else:
             self.head_.refit(*(self._numpy(s) for s in sums))
+
+    def _host_refit_sums(self, m: int) -> tuple[np.ndarray, ...]:
+        """:meth:`_refit_head`'s sums on the numba engine, in numpy: the buffer's rows sorted by
+        item first (a cheap sort of ids and a gather of the small user rows), so that each item's
+        rows are one contiguous block whose XᵀX is one BLAS product, with no gather of embeddings
+        and no torch call; chunks of 8,192 rows bound the memory. The same sums to rounding."""
+        buf, host = self.buffer_, self.buffer_.host
+        n = buf.size
+        ids = host["item_id"][:n]
+        order = np.argsort(ids, kind="stable") if m > 1 else np.arange(n)
+        sorted_ids = ids[order]
+        h = int(self.host_trainer_.embed_dim)
+        d = h + int(self.intercept)
+        gram, xy, yy = np.zeros((m, d, d)), np.zeros((m, d)), np.zeros(m)
+        X = np.empty((min(n, 8192), d))
+        if self.intercept:
+            X[:, h] = 1.0
+        for start in range(0, n, 8192):
+            rows = order[start : start + 8192]
+            c = rows.size
+            X[:c, :h] = self.host_trainer_.embed(host["user"][rows])
+            y = host["reward"][rows].astype(np.float64)
+            bounds = np.searchsorted(sorted_ids[start : start + c], np.arange(m + 1)) if m > 1 else np.array([0, c])
+            for item in np.flatnonzero(np.diff(bounds)).tolist():
+                lo, hi = bounds[item], bounds[item + 1]
+                xs, ys = X[lo:hi], y[lo:hi]
+                gram[item] += xs.T @ xs
+                xy[item] += xs.T @ ys
+                yy[item] += ys @ ys
+        counts = np.bincount(ids, minlength=m).astype(np.float64) if m > 1 else np.array([float(n)])
+        return gram, xy, yy, counts
 
     # ------------------------------------------------------------------ checkpointing
     def state_dict(self) -> dict[str, Any]:

@@ -149,7 +149,18 @@ class NumpyMLPTrainer:
         self._state_buffers[name] = buf
         return buf.numpy()
 
-    # ------------------------------------------------------------------ one step
+    # ------------------------------------------------------------------ a round, one step
+    def round(self, user: np.ndarray, item_id: np.ndarray, reward: np.ndarray, indices: np.ndarray,
+              lrs: list[float]) -> np.ndarray:
+        """Steps on the minibatches ``indices`` (steps, batch) of rows of ``user`` (N, d_u),
+        ``item_id`` (N,) and ``reward`` (N,) at learning rates ``lrs``; each step's loss."""
+        losses = np.empty(len(indices))
+        self.begin_round()
+        with np.errstate(under="ignore"):  # squared-gradient averages of idle units decay to 0
+            for step, (index, lr) in enumerate(zip(indices, lrs)):
+                losses[step] = self.step(user.take(index, axis=0), item_id.take(index), reward.take(index), lr)
+        return losses
+
     def step(self, user: np.ndarray, item_ids: np.ndarray, target: np.ndarray, lr: float) -> float:
         """One minibatch step on rows ``user`` (n, d_u), ``item_ids`` (n,), ``target`` (n,) at
         learning rate ``lr``; returns the loss before the step."""

@@ -102,7 +102,7 @@ def test_numpy_engine_policy_matches_torch_engine_and_resumes_exactly(tmp_path):
 
 
 def test_numpy_engine_errors_are_clear():
-    with pytest.raises(ValueError, match="engine must be 'torch' or 'numpy'"):
+    with pytest.raises(ValueError, match="engine must be one of"):
         OnlineTraining(engine="jax")
     est = NeuralEstimator(model="mlp", device="cpu", training=OnlineTraining(engine="numpy"))
     env = make_vector_env("banditrec/Linear-v0", num_envs=2)
