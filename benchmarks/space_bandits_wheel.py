@@ -21,8 +21,9 @@ at a time (decide, then learn from the chosen arm's reward):
   train_steps 100, batch_size 512, a0 = b0 = 6, lam = 0.25, buffer as large as the run, and the
   paper's training step: TF1's RMSProp (``--optimizer rmsprop_tf``) at 0.1 / (1 + 0.5 s) within
   each retraining, gradients clipped to norm 5. One row per training engine (``--engines``:
-  ``numpy`` writes the small network's steps out in numpy, ``torch`` uses autograd; same
-  arithmetic to rounding). The posteriors are refitted from all data when the network retrains and
+  ``numba`` runs each retraining as one compiled loop and the network's forward pass for
+  decisions too, ``numpy`` writes the small network's steps out in numpy, ``torch`` uses
+  autograd; same arithmetic to rounding). The posteriors are refitted from all data when the network retrains and
   updated incrementally (Sherman–Morrison) after every decision in between; ``n_mc`` (default
   100) further posterior draws estimate each decision's propensity, which space-bandits does not
   compute. One decision at a time (B = 1), and also in batches of ``--batch`` contexts (decide for
@@ -54,7 +55,7 @@ from threadpoolctl import threadpool_limits
 
 from banditrec.environments import WheelWorld
 from banditrec.environments.simulator import Observation
-from banditrec.policies import NeuralLinear
+from banditrec.policies import NeuralLinear, compiled_training
 
 K = 5
 
@@ -137,7 +138,8 @@ def main() -> None:
     parser.add_argument("--lr", type=float, default=0.1, help="banditrec's learning rate at each retraining's start")
     parser.add_argument("--step-decay", type=float, default=0.5, help="lr / (1 + step_decay · s) within a retraining")
     parser.add_argument("--max-grad-norm", type=float, default=5.0)
-    parser.add_argument("--engines", default="numpy,torch", help="banditrec training engines, one B = 1 row each")
+    parser.add_argument("--engines", default="numba,numpy,torch",
+                        help="banditrec training engines, one B = 1 row each (the first also gets the batched row)")
     parser.add_argument("--batch", type=int, default=10, help="contexts per decision batch for the batched row")
     parser.add_argument("--n-mc", type=int, default=100, help="banditrec's propensity draws per decision")
     parser.add_argument("--repeats", type=int, default=3,
@@ -150,6 +152,7 @@ def main() -> None:
     # torch imports its compiler stack (~3 s, once per process) when the first optimizer is built:
     # pay it here, outside every timed loop, instead of inside whichever library runs first.
     torch.optim.RMSprop([torch.zeros(1, requires_grad=True)])
+    compiled_training.warm_up()  # and load the numba engine's compiled loop (~0.5 s from its cache)
     n = args.contexts
     training = {"optimizer": args.optimizer, "lr": args.lr, "step_decay": args.step_decay,
                 "max_grad_norm": args.max_grad_norm}

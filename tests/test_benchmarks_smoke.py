@@ -86,7 +86,7 @@ def test_scale_benchmark_measures_a_small_disjoint_linucb():
     assert 0 <= out["regret_per_decision"] <= 1
 
 
-@pytest.mark.parametrize("engine", ["numpy", "torch"])
+@pytest.mark.parametrize("engine", ["numba", "numpy", "torch"])
 def test_space_bandits_benchmark_runs_banditrec_on_a_short_wheel(engine):
     """The banditrec side of space_bandits_wheel.py (space-bandits itself is an optional extra)."""
     bench = _load("space_bandits_wheel")
@@ -95,6 +95,12 @@ def test_space_bandits_benchmark_runs_banditrec_on_a_short_wheel(engine):
     actions, rate = bench.run_banditrec(obs, rewards, training, batch=5, n_mc=3)
     assert actions.shape == (300,) and set(np.unique(actions)) <= set(range(5)) and rate > 0
     assert bench.pseudo_regret(expected, actions) >= 0
+
+
+@pytest.mark.parametrize("engine", ["torch", "numpy", "numba"])
+def test_training_engines_benchmark_times_a_round(engine):
+    bench = _load("training_engines")
+    assert bench.time_engine(engine, (2, (8,), 3, 16), steps=2, repeats=2) > 0
 
 
 @pytest.mark.parametrize("world", ["device", "numpy"])

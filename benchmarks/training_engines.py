@@ -1,0 +1,104 @@
+"""Time per training step of each CPU training engine, by network size.
+
+A neural bandit policy trains online: Riquelme et al.'s wheel settings take two minibatch steps of
+512 rows per decision, so one decision at a time the step's cost bounds the decision rate. This
+script times one round of ``--steps`` steps on rows drawn from a buffer, for each engine
+(``OnlineTraining.engine``): ``torch`` (autograd and the torch optimizer), ``numpy`` (the steps
+written out in numpy: BLAS products over the minibatch) and ``numba`` (the round as one compiled
+loop over the minibatch's rows), on a ``model="multi_output"`` network (one output per item), TF1
+RMSProp with clipping at 5 (the wheel's step), MSE loss. Reported: the median over ``--repeats``
+rounds of µs per step, and each engine's speed relative to torch. torch and BLAS run on one thread.
+
+    python benchmarks/training_engines.py [--steps 100] [--repeats 7]
+"""
+
+from __future__ import annotations
+
+import argparse
+import platform
+import time
+
+import numpy as np
+import torch
+from threadpoolctl import threadpool_limits
+
+from banditrec.models import MultiOutputMLP
+from banditrec.models.optim import make_optimizer
+from banditrec.models.training import loss_function
+from banditrec.policies import compiled_training
+from banditrec.policies.compiled_training import CompiledMLPTrainer
+from banditrec.policies.graphed_training import eager_round
+from banditrec.policies.numpy_training import NumpyMLPTrainer
+
+# (inputs, hidden layers, outputs, minibatch): the wheel, a deeper small network, wide layers.
+SIZES = [(2, (50,), 5, 512), (2, (50, 50), 5, 512), (16, (64,), 100, 256), (16, (100, 100), 100, 512),
+         (32, (256,), 100, 512)]
+
+
+def time_engine(engine: str, size, steps: int, repeats: int, seed: int = 0) -> float:
+    """Median µs per step of ``repeats`` rounds of ``steps`` steps."""
+    d, hidden, n_out, batch = size
+    rng = np.random.default_rng(seed)
+    n = 20_000
+    user = rng.standard_normal((n, d)).astype(np.float32)
+    ids = rng.integers(0, n_out, n)
+    y = rng.standard_normal(n).astype(np.float32)
+    net = MultiOutputMLP(d, 0, hidden, n_items=n_out, seed=1)
+    opt = make_optimizer("rmsprop_tf", net.parameters(), 0.1)
+    lrs = [0.1 / (1 + 0.5 * s) for s in range(steps)]
+    if engine == "torch":
+        u, i, t = torch.from_numpy(user), torch.from_numpy(ids), torch.from_numpy(y)
+        loss_fn, no_items, no_users = loss_function("mse"), torch.zeros(batch, 1, 0), torch.zeros(batch, dtype=torch.int64)
+
+        def step(index):
+            out = net(u[index], no_items, i[index][:, None], no_users)[:, 0]
+            value = loss_fn(out, t[index])
+            opt.zero_grad()
+            value.backward()
+            torch.nn.utils.clip_grad_norm_(net.parameters(), 5.0, foreach=True)
+            opt.step()
+            return value.detach()
+
+        def run(indices):
+            eager_round(opt, step, torch.as_tensor(indices), lrs)
+    else:
+        trainer = (CompiledMLPTrainer if engine == "numba" else NumpyMLPTrainer)(net, "mse", opt, 5.0)
+
+        def run(indices):
+            trainer.round(user, ids, y, indices, lrs)
+
+    run(rng.integers(0, n, (steps, batch)))  # first round: state allocation, compiled-code loading
+    times = []
+    for _ in range(repeats):
+        indices = rng.integers(0, n, (steps, batch))
+        start = time.perf_counter()
+        run(indices)
+        times.append(time.perf_counter() - start)
+    return float(np.median(times)) / steps * 1e6
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--steps", type=int, default=100)
+    parser.add_argument("--repeats", type=int, default=7)
+    parser.add_argument("--engines", default="torch,numpy,numba")
+    args = parser.parse_args()
+    torch.set_num_threads(1)
+    threadpool_limits(1)
+    compiled_training.warm_up()
+    engines = args.engines.split(",")
+    print(f"µs per training step (median of {args.repeats} rounds of {args.steps}), TF1 RMSProp, clip 5, MSE; "
+          f"torch {torch.__version__}, numpy {np.__version__}, 1 thread, {platform.machine()}")
+    print("| network (in → hidden → out) | minibatch | " + " | ".join(engines) + " | "
+          + " | ".join(f"{e} vs torch" for e in engines if e != "torch") + " |")
+    print("| --- | ---: |" + " ---: |" * (len(engines) + len([e for e in engines if e != "torch"])))
+    for size in SIZES:
+        d, hidden, n_out, batch = size
+        us = {engine: time_engine(engine, size, args.steps, args.repeats) for engine in engines}
+        ratios = [f"{us['torch'] / us[e]:.1f}×" if "torch" in us else "" for e in engines if e != "torch"]
+        net = " → ".join(str(x) for x in (d, *hidden, n_out))
+        print(f"| {net} | {batch} | " + " | ".join(f"{us[e]:,.0f}" for e in engines) + " | " + " | ".join(ratios) + " |")
+
+
+if __name__ == "__main__":
+    main()
