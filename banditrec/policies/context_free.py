@@ -23,18 +23,30 @@ class ItemStatistics:
         Estimate for an item never tried (0 makes greedy policies pessimistic about new items).
     beta_prior : (float, float)
         Beta(a, b) prior for Thompson sampling on click rewards in [0, 1].
+    clicks : bool
+        Whether rewards must be clicks in [0, 1] (what Beta-Bernoulli Thompson sampling can learn
+        from): a policy then refuses another reward at ``update``, before learning from it. The
+        greedy and UCB policies on the same statistics take any finite reward (False).
     """
 
-    def __init__(self, prior_mean: float = 0.0, beta_prior: tuple[float, float] = (1.0, 1.0)) -> None:
+    def __init__(self, prior_mean: float = 0.0, beta_prior: tuple[float, float] = (1.0, 1.0),
+                 clicks: bool = False) -> None:
         a, b = beta_prior
         if not all(is_real(x) and 0 < x < np.inf for x in (a, b)):
             raise ValueError(f"beta_prior (a, b) must be two positive finite numbers, got {beta_prior!r}")
         self.prior_mean = float(prior_mean)
         self.beta_prior = (float(a), float(b))
+        self.clicks = bool(clicks)
         self.counts_ = np.zeros(0)
         self.sums_ = np.zeros(0)
         self.total_ = 0
         self.rewards_in_unit_interval_ = True
+
+    @property
+    def reward_bounds(self) -> tuple[float, float, str] | None:
+        if self.clicks:
+            return 0.0, 1.0, "a Beta-Bernoulli posterior (click rewards; use LinTS or a neural Thompson policy for real-valued rewards)"
+        return None
 
     def _grow(self, ids: np.ndarray) -> None:
         need = int(ids.max()) + 1 if ids.size else 0
@@ -62,7 +74,7 @@ class ItemStatistics:
 
     def sample(self, obs: Observation, rng: np.random.Generator, n_draws: int) -> np.ndarray:
         """Draws from each item's Beta posterior, shape (n_draws, B, K)."""
-        if not self.rewards_in_unit_interval_:
+        if not self.rewards_in_unit_interval_:  # learned without ``clicks``'s check at update
             raise ValueError(
                 "Beta-Bernoulli Thompson sampling needs rewards in [0, 1]; this run produced others "
                 "(use LinTS or a neural Thompson policy for real-valued rewards)"

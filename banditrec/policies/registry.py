@@ -50,7 +50,7 @@ def UCB1(alpha: float = 1.0, seed=None) -> Policy:
 
 def BernoulliTS(a: float = 1.0, b: float = 1.0, n_mc: int = 100, seed=None) -> Policy:
     """Context-free Beta-Bernoulli Thompson sampling over item ids (rewards in [0, 1])."""
-    return BanditPolicy(ItemStatistics(beta_prior=(a, b)), Thompson(n_mc), seed, name="BernoulliTS")
+    return BanditPolicy(ItemStatistics(beta_prior=(a, b), clicks=True), Thompson(n_mc), seed, name="BernoulliTS")
 
 
 def LinUCB(

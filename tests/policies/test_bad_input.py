@@ -460,3 +460,22 @@ def test_models_that_cannot_be_trained_are_named(batch):
         NeuralEpsilonGreedy(model=IntegerScores(), device="cpu", seed=0).act(obs)
     with pytest.raises(ValueError, match="model NoParameters has no trainable parameters"):
         NeuralEpsilonGreedy(model=NoParameters(), device="cpu", seed=0).act(obs)
+
+
+@pytest.mark.parametrize("B", [1, 4])
+def test_bernoulli_ts_refuses_a_non_click_reward_before_learning_from_it(B):
+    from banditrec.policies import BernoulliTS
+
+    env = make_vector_env("banditrec/Linear-v0", num_envs=B, n_items=5, context_dim=3)
+    env.reset(seed=0)
+    obs = env.observation
+    policy = BernoulliTS(seed=0)
+    actions, _ = policy.act(obs)
+    rewards = np.full(B, 0.5)
+    rewards[-1] = 2.0
+    with pytest.raises(ValueError, match=r"BernoulliTS.update: rewards must lie in \[0, 1\] for a Beta-Bernoulli "
+                                         r"posterior .*got range \[.*2\]"):
+        policy.update(obs, actions, rewards)
+    assert policy.estimator.counts_.sum() == 0  # nothing learned from the refused batch
+    policy.update(obs, actions, np.ones(B))  # clicks are fine
+    policy.act(obs)
