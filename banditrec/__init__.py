@@ -3,4 +3,4 @@
 from banditrec import environments  # registers the built-in Gymnasium ids
 
 __version__ = "0.1.0"
-__all__ = ["environments", "__version__"]
+__all__ = ["__version__", "environments"]

@@ -18,7 +18,7 @@ answers (``validate=True``) checks host copies of them.
 from __future__ import annotations
 
 from dataclasses import fields
-from typing import Any
+from typing import Any, ClassVar
 
 import gymnasium as gym
 import numpy as np
@@ -247,7 +247,7 @@ class BanditVectorEnv(VectorEnv):
     For speed, ``step_batch`` returns the :class:`Observation` instead of the dict.
     """
 
-    metadata = {"autoreset_mode": AutoresetMode.NEXT_STEP, "render_modes": []}
+    metadata: ClassVar[dict[str, Any]] = {"autoreset_mode": AutoresetMode.NEXT_STEP, "render_modes": []}
 
     def __init__(
         self,
@@ -297,7 +297,7 @@ class BanditVectorEnv(VectorEnv):
 class BanditEnv(gym.Env):
     """One user per step: the B = 1 case, for code written against the single-agent API."""
 
-    metadata = {"render_modes": []}
+    metadata: ClassVar[dict[str, Any]] = {"render_modes": []}
 
     def __init__(
         self,

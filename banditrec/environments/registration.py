@@ -96,9 +96,8 @@ def registered_ids(namespace: str | None = NAMESPACE) -> list[str]:
     ids = []
     for env_id, spec in gym.registry.items():
         vep = spec.vector_entry_point
-        if isinstance(vep, partial) and vep.func is _make_vector_env:
-            if namespace is None or spec.namespace == namespace:
-                ids.append(env_id)
+        if isinstance(vep, partial) and vep.func is _make_vector_env and namespace in (None, spec.namespace):
+            ids.append(env_id)
     return sorted(ids)
 
 

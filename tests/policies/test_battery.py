@@ -11,8 +11,16 @@ from functools import partial
 import numpy as np
 import pytest
 
-from banditrec.policies import POLICIES, Decision, LinEpsilonGreedy, LinTS, LinUCB, Policy, RandomPolicy
-from banditrec.policies import EpsilonGreedyPolicy
+from banditrec.policies import (
+    POLICIES,
+    Decision,
+    EpsilonGreedyPolicy,
+    LinEpsilonGreedy,
+    LinTS,
+    LinUCB,
+    Policy,
+    RandomPolicy,
+)
 
 from .battery import CHECKS, check_policy
 

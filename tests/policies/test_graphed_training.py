@@ -81,7 +81,7 @@ def test_round_learning_rates_follow_the_schedule():
 
 def test_cuda_graph_setting_does_not_block_loading_a_state(tmp_path):
     """How steps run is not a hyperparameter: a state saved with graphs off loads with them on auto."""
-    kwargs = dict(hidden=(8,), device="cpu", seed=0)
+    kwargs = {"hidden": (8,), "device": "cpu", "seed": 0}
     saved = feed(NeuralEstimator(**kwargs, training=OnlineTraining(train_every=32, train_steps=4,
                                                                   batch_size=8, cuda_graph="off")))
     fresh = NeuralEstimator(**kwargs, training=OnlineTraining(train_every=32, train_steps=4, batch_size=8))
@@ -138,7 +138,7 @@ def test_graphed_rounds_train_the_same_network_as_eager_rounds(optimizer, step_d
 
 @needs_cuda
 def test_graphed_training_checkpoints_move_between_cuda_and_cpu(tmp_path):
-    kw = dict(seed=0, hidden=(16,), train_every=32, train_steps=4, batch_size=16)
+    kw = {"seed": 0, "hidden": (16,), "train_every": 32, "train_steps": 4, "batch_size": 16}
     gpu = make_policy("NeuralLinear", device="cuda", **kw)
     obs = make_obs(seed=0)
     for step in range(8):

@@ -35,7 +35,7 @@ def test_pretrained_policy_starts_with_lower_regret():
     model, metrics = pretrain(model, feedback, loss="mse", epochs=30, seed=0)
     assert np.isfinite(metrics["test_loss"]) and metrics["test_loss"] < metrics["train_loss"] * 1.5
 
-    common = dict(epsilon=0.05, hidden=(64,), loss="mse", seed=3)
+    common = {"epsilon": 0.05, "hidden": (64,), "loss": "mse", "seed": 3}
     warm = _regret(NeuralEpsilonGreedy(model=model, **common), steps=60)
     cold = _regret(NeuralEpsilonGreedy(model="mlp", **common), steps=60)
     # first 960 decisions: the warm policy already knows the world, the cold one is still learning
