@@ -6,9 +6,9 @@ bandit benchmarks (Riquelme et al.'s wheel: a 2 → 50 → 5 network, minibatche
 per decision) those calls' overhead is much of a step. Compiled, a whole round of steps is one
 call: layer by layer over the minibatch's rows, with each row's loop over a layer's units
 contiguous (vector instructions) and only the chosen output of each row computed. At the wheel's
-sizes a step takes about half the numpy engine's time (a quarter of torch's); for layers of a
-hundred units or more BLAS's blocked products win and the numpy engine is the better choice
-(``benchmarks/training_engines.py`` times the engines by network size). With
+sizes a step took 98 µs against the numpy engine's 196 and torch's 1,323 (one run of
+``benchmarks/training_engines.py``, which times the engines by network size); with a second
+hidden layer, even of 50 units, BLAS's blocked products win and the numpy engine is faster. With
 ``engine="numba"`` the network's forward pass for host decisions (and for refitting a last-layer
 posterior) runs compiled too: :meth:`CompiledMLPTrainer.embed`, the training loop's own
 arithmetic, without torch's per-call overhead, which is most of a one-user decision's time.

@@ -227,3 +227,12 @@ def test_numba_engine_refits_the_posterior_the_models_way(head, intercept):
         scale = float(np.abs(generic[key]).max()) if key in ("A_inv_", "theta_") else 0.0
         np.testing.assert_allclose(value, generic[key], rtol=1e-5, atol=max(1e-8, 1e-5 * scale), err_msg=key)
     assert fast["count_"].sum() == 600
+
+
+def test_numba_engine_trains_for_decisions_made_on_the_device():
+    """decide_on="device" keeps decisions in torch (model.embed); the numba engine still trains."""
+    first, regret = _play(_wheel_policy("numba", decide_on="device"), steps=40)
+    second, again = _play(_wheel_policy("numba", decide_on="device"), steps=40)
+    np.testing.assert_array_equal(first, second)
+    _, random_regret = _play(make_policy("Random", seed=0), steps=40)
+    assert regret == again and regret < 0.8 * random_regret
