@@ -122,6 +122,9 @@ ROWS: dict[str, tuple[str, dict, str]] = {
     # The same on the numpy training engine (same arithmetic per step to rounding, ~2.4x faster
     # trials), which is what makes ten seeds at every δ affordable on two cores.
     "NeuralLinear-tf-numpy": ("NeuralLinear", TF1_NUMPY, "neural"),
+    # ... and on the numba engine (eleventh session: each round of steps one compiled loop, the
+    # forward pass for decisions compiled too), to check its regret over a whole 80,000-context run.
+    "NeuralLinear-tf-numba": ("NeuralLinear", {**TF1_NUMPY, "engine": "numba"}, "neural"),
     # ... and starting from TF1's initialisation (Glorot-uniform weights, zero biases).
     "NeuralLinear-tf-glorot": ("NeuralLinear", {**PAPER_ARCHITECTURE, **TF1_STEP,
                                                 "model_options": {"n_items": 5, "init": "glorot"}}, "neural"),
