@@ -5,10 +5,12 @@ minibatch step, each over a (512 × 50) array or smaller, and at the sizes of th
 bandit benchmarks (Riquelme et al.'s wheel: a 2 → 50 → 5 network, minibatches of 512, two steps
 per decision) those calls' overhead is much of a step. Compiled, a whole round of steps is one
 call: layer by layer over the minibatch's rows, with each row's loop over a layer's units
-contiguous (vector instructions) and only the chosen output of each row computed. At the wheel's
-sizes a step took 98 µs against the numpy engine's 196 and torch's 1,323 (one run of
-``benchmarks/training_engines.py``, which times the engines by network size); with a second
-hidden layer, even of 50 units, BLAS's blocked products win and the numpy engine is faster. With
+contiguous (vector instructions) and only the chosen output of each row computed. A layer with
+``BLAS_MIN_WIDTH`` (32) inputs or more runs its products through BLAS instead (numba's ``np.dot``),
+where blocked products beat row loops; a narrow first layer, such as the wheel's 2 inputs, keeps
+the loop. At the wheel's sizes a step took 75 µs against the numpy engine's 183 and torch's 931;
+with two hidden layers of 50, 239 against 394 and 1,173 (one run of
+``benchmarks/training_engines.py``, which times the engines by network size). With
 ``engine="numba"`` the network's forward pass for host decisions (and for refitting a last-layer
 posterior) runs compiled too: :meth:`CompiledMLPTrainer.embed`, the training loop's own
 arithmetic, without torch's per-call overhead, which is most of a one-user decision's time.
@@ -43,6 +45,11 @@ __all__ = ["AVAILABLE", "CompiledMLPTrainer", "warm_up"]
 
 AVAILABLE = ridge_kernels.AVAILABLE  # numba imported, and not turned off by BANDITREC_NUMBA=0
 
+# A hidden layer with at least this many inputs runs its forward and backward products through
+# BLAS's blocked products; a narrower one (the wheel's first layer: 2 inputs) through the loop over
+# rows, which is faster there and keeps its results what they were before this switch existed.
+BLAS_MIN_WIDTH = 32
+
 # Optimizer codes of the compiled loop.
 _SGD, _RMSPROP_TF, _RMSPROP, _ADAM = range(4)
 _CODES = {torch.optim.SGD: _SGD, TFRMSprop: _RMSPROP_TF, torch.optim.RMSprop: _RMSPROP, torch.optim.Adam: _ADAM}
@@ -66,8 +73,18 @@ if AVAILABLE:
                 if A_out[k, j] < zero:  # noqa: PLR1730 (not max(): a NaN must stay NaN, as in torch.relu)
                     A_out[k, j] = zero
 
+    @njit(cache=True, inline="always")
+    def _blas_relu_layer(A_in, Wt, b, A_out):
+        """The same for a wide input: BLAS's blocked product, then the bias and the ReLU."""
+        zero = np.float32(0.0)
+        np.dot(A_in, Wt, A_out)
+        for k in range(A_in.shape[0]):
+            for j in range(A_out.shape[1]):
+                v = A_out[k, j] + b[j]
+                A_out[k, j] = v if not v < zero else zero  # a NaN stays NaN, as in torch.relu
+
     @njit(cache=True)
-    def _embed(X, dims, theta, out):
+    def _embed(X, dims, theta, out, blas_min):
         """The last hidden layer (B, h) of rows X (B, d_in) into ``out``: the training loop's forward
         pass, with its order of operations."""
         n = X.shape[0]
@@ -81,13 +98,16 @@ if AVAILABLE:
                 for i in range(din):
                     Wt[i, j] = W[j, i]
             A_out = out if layer == dims.shape[0] - 3 else np.empty((n, dout), np.float32)
-            _relu_layer(A_in, Wt, theta[pos + din * dout:pos + din * dout + dout], A_out)
+            if din >= blas_min:
+                _blas_relu_layer(A_in, Wt, theta[pos + din * dout:pos + din * dout + dout], A_out)
+            else:
+                _relu_layer(A_in, Wt, theta[pos + din * dout:pos + din * dout + dout], A_out)
             A_in = A_out
             pos += din * dout + dout
 
     @njit(cache=True)
     def _train_round(X, item_ids, y, indices, lrs, dims, theta, grad, s1, s2, steps, seg_ends,
-                     opt, hyper, bce, max_norm, losses):
+                     opt, hyper, bce, max_norm, losses, blas_min):
         """Steps ``indices.shape[0]`` of minibatches ``indices[s]`` (rows of X, item_ids, y) at
         learning rates ``lrs``. ``dims`` = (d_in, hidden..., n_out); ``theta``/``grad``: the
         parameters and their gradient, flat in torch's order (W1, b1, ..., W_out, b_out; each W
@@ -160,7 +180,10 @@ if AVAILABLE:
                         Wt[i, j] = W[j, i]
                 A_in = acts[a_off[layer]:a_off[layer] + n * din].reshape((n, din))
                 A_out = acts[a_off[layer + 1]:a_off[layer + 1] + n * dout].reshape((n, dout))
-                _relu_layer(A_in, Wt, theta[b_off[layer]:b_off[layer] + dout], A_out)
+                if din >= blas_min:
+                    _blas_relu_layer(A_in, Wt, theta[b_off[layer]:b_off[layer] + dout], A_out)
+                else:
+                    _relu_layer(A_in, Wt, theta[b_off[layer]:b_off[layer] + dout], A_out)
             # The chosen output of each row, its loss and the gradients of the output layer.
             loss = 0.0
             G = GA[:n * h].reshape((n, h))
@@ -197,28 +220,41 @@ if AVAILABLE:
                 G = (GA if (L - 1 - layer) % 2 == 0 else GB)[:n * dout].reshape((n, dout))
                 W = theta[w_off[layer]:b_off[layer]].reshape((dout, din))
                 db = grad[b_off[layer]:b_off[layer] + dout]
-                for q in range(din * dout):
-                    dWT[t_off[layer] + q] = zero
                 dWt = dWT[t_off[layer]:t_off[layer] + din * dout].reshape((din, dout))
-                for k in range(n):
-                    for j in range(dout):  # through the ReLU
-                        if A_out[k, j] <= zero:
-                            G[k, j] = zero
-                    for i in range(din):
-                        ai = A_in[k, i]
+                wide = din >= blas_min
+                if wide:
+                    for k in range(n):
+                        for j in range(dout):  # through the ReLU
+                            if A_out[k, j] <= zero:
+                                G[k, j] = zero
                         for j in range(dout):
-                            dWt[i, j] += ai * G[k, j]
-                    for j in range(dout):
-                        db[j] += G[k, j]
+                            db[j] += G[k, j]
+                    np.dot(A_in.T, G, dWt)
+                else:
+                    for q in range(din * dout):
+                        dWT[t_off[layer] + q] = zero
+                    for k in range(n):
+                        for j in range(dout):  # through the ReLU
+                            if A_out[k, j] <= zero:
+                                G[k, j] = zero
+                        for i in range(din):
+                            ai = A_in[k, i]
+                            for j in range(dout):
+                                dWt[i, j] += ai * G[k, j]
+                        for j in range(dout):
+                            db[j] += G[k, j]
                 if layer > 0:  # the gradient of the layer below's output: rows of W
                     G_below = (GB if (L - 1 - layer) % 2 == 0 else GA)[:n * din].reshape((n, din))
-                    for k in range(n):
-                        for i in range(din):
-                            G_below[k, i] = zero
-                        for j in range(dout):
-                            gkj = G[k, j]
+                    if wide:
+                        np.dot(G, W, G_below)
+                    else:
+                        for k in range(n):
                             for i in range(din):
-                                G_below[k, i] += gkj * W[j, i]
+                                G_below[k, i] = zero
+                            for j in range(dout):
+                                gkj = G[k, j]
+                                for i in range(din):
+                                    G_below[k, i] += gkj * W[j, i]
                 dW = grad[w_off[layer]:b_off[layer]].reshape((dout, din))
                 for j in range(dout):
                     for i in range(din):
@@ -332,7 +368,7 @@ class CompiledMLPTrainer(NumpyMLPTrainer):
         if x.ndim != 2 or x.shape[1] != self._dims[0]:
             raise ValueError(f"user features must have shape (B, {self._dims[0]}), got {x.shape}")
         out = np.empty((x.shape[0], int(self._dims[-2])), dtype=np.float32)
-        _embed(x, self._dims, self._gather(), out)
+        _embed(x, self._dims, self._gather(), out, BLAS_MIN_WIDTH)
         return out
 
     def round(self, user: np.ndarray, item_id: np.ndarray, reward: np.ndarray, indices: np.ndarray,
@@ -351,7 +387,7 @@ class CompiledMLPTrainer(NumpyMLPTrainer):
             np.ascontiguousarray(reward, dtype=np.float32), np.ascontiguousarray(indices, dtype=np.int64),
             np.asarray(lrs, dtype=np.float64), self._dims, theta, self._grad, s1, s2, steps,
             self._seg_ends, self._opt, self._hyper, self.loss == "bce",
-            float(self.max_grad_norm) if self.max_grad_norm is not None else 0.0, losses,
+            float(self.max_grad_norm) if self.max_grad_norm is not None else 0.0, losses, BLAS_MIN_WIDTH,
         )
         for value, sl in zip(self._values, self._slices):
             value[...] = theta[sl].reshape(value.shape)
@@ -368,6 +404,7 @@ def warm_up() -> None:
         np.zeros((1, 1), f32), np.zeros(1, np.int64), np.zeros(1, f32), np.zeros((1, 1), np.int64),
         np.ones(1), np.array([1, 1, 1], np.int64), np.zeros(4, f32), np.zeros(4, f32), np.zeros(4, f32),
         np.zeros(4, f32), np.zeros(4, f32), np.array([1, 2, 3, 4], np.int64), 0, np.zeros(5), False, 0.0,
-        np.empty(1),
+        np.empty(1), BLAS_MIN_WIDTH,
     )
-    _embed(np.zeros((1, 1), f32), np.array([1, 1, 1], np.int64), np.zeros(4, f32), np.empty((1, 1), f32))
+    _embed(np.zeros((1, 1), f32), np.array([1, 1, 1], np.int64), np.zeros(4, f32), np.empty((1, 1), f32),
+           BLAS_MIN_WIDTH)

@@ -123,9 +123,9 @@ class OnlineTraining:
         backward pass and optimizer update out in numpy (:mod:`banditrec.policies.numpy_training`:
         BLAS products over the minibatch, best for wide layers); ``"numba"`` runs each round
         of steps as one compiled loop over the minibatch's rows
-        (:mod:`banditrec.policies.compiled_training`: fastest for one small hidden layer, such
-        as the wheel's 2 → 50 → 5, and it computes the network's forward pass for host
-        decisions too). Both compute each step to rounding what torch computes, not bit for
+        (:mod:`banditrec.policies.compiled_training`: the fastest on the CPU at every size
+        timed, most of all for small networks such as the wheel's 2 → 50 → 5, and it computes
+        the network's forward pass for host decisions too). Both compute each step to rounding what torch computes, not bit for
         bit, hence opt-in: long chaotic runs diverge (see the numpy module's caveat).
     cuda_graph : {"auto", "on", "off"}
         Replay each training round from a captured CUDA graph

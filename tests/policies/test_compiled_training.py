@@ -62,11 +62,13 @@ def _torch_round(net, opt, loss, clip, user, ids, y, indices, lrs):
 
 
 @pytest.mark.parametrize("case", list(CASES.values()), ids=list(CASES))
-@pytest.mark.parametrize("hidden", [(16,), (16, 8), (12, 9, 5)])
-def test_compiled_rounds_equal_torch_autograd(case, hidden):
+@pytest.mark.parametrize(("inputs", "hidden"), [(3, (16,)), (3, (16, 8)), (3, (12, 9, 5)), (40, (48, 36))],
+                         ids=["3-16", "3-16-8", "3-12-9-5", "40-48-36 (BLAS layers)"])
+def test_compiled_rounds_equal_torch_autograd(case, inputs, hidden):
+    """Layers with fewer than BLAS_MIN_WIDTH inputs run the loop over rows, wider ones BLAS."""
     loss, optimizer, lr, wd, clip = case
-    user, ids, y = _data()
-    nets = [MultiOutputMLP(3, 0, hidden, n_items=7, seed=1) for _ in range(2)]
+    user, ids, y = _data(du=inputs)
+    nets = [MultiOutputMLP(inputs, 0, hidden, n_items=7, seed=1) for _ in range(2)]
     opts = [make_optimizer(optimizer, net.parameters(), lr, wd) for net in nets]
     trainer = CompiledMLPTrainer(nets[1], loss, opts[1], clip)
     rng = np.random.default_rng(2)
@@ -87,19 +89,19 @@ def test_compiled_rounds_equal_torch_autograd(case, hidden):
             torch.testing.assert_close(own[key][name], ref[key][name], rtol=1e-4, atol=1e-6)
 
 
-@pytest.mark.parametrize("hidden", [(50,), (16, 8)])
-def test_compiled_embedding_is_the_models_last_hidden_layer(hidden):
-    net = MultiOutputMLP(3, 0, hidden, n_items=5, seed=3)
+@pytest.mark.parametrize(("inputs", "hidden"), [(3, (50,)), (3, (16, 8)), (40, (48, 36))])
+def test_compiled_embedding_is_the_models_last_hidden_layer(inputs, hidden):
+    net = MultiOutputMLP(inputs, 0, hidden, n_items=5, seed=3)
     trainer = CompiledMLPTrainer(net, "mse", make_optimizer("sgd", net.parameters(), 0.1), None)
-    x = np.random.default_rng(0).standard_normal((11, 3))
+    x = np.random.default_rng(0).standard_normal((11, inputs))
     expected = net.embed(torch.from_numpy(x).float(), None, torch.zeros(11, 1, dtype=torch.int64), None)[:, 0]
     np.testing.assert_allclose(trainer.embed(x), expected.detach().numpy(), rtol=1e-6, atol=1e-6)
     with torch.no_grad():  # it reads the module's current weights, e.g. after a checkpoint load
         net.body[0].weight.mul_(2.0)
     expected = net.embed(torch.from_numpy(x).float(), None, torch.zeros(11, 1, dtype=torch.int64), None)[:, 0]
     np.testing.assert_allclose(trainer.embed(x), expected.detach().numpy(), rtol=1e-6, atol=1e-6)
-    with pytest.raises(ValueError, match=r"user features must have shape \(B, 3\)"):
-        trainer.embed(np.zeros((2, 4)))
+    with pytest.raises(ValueError, match=rf"user features must have shape \(B, {inputs}\)"):
+        trainer.embed(np.zeros((2, inputs + 1)))
 
 
 def _wheel_policy(engine, **extra):
