@@ -159,7 +159,8 @@ def main(argv: list[str] | None = None) -> int:
         return 130
     except (ValueError, TypeError, FileNotFoundError, NotADirectoryError, ImportError,
             DataUnavailableError) as exc:
-        print(f"banditrec: error: {exc}", file=sys.stderr)
+        notes = "".join(f" ({note})" for note in getattr(exc, "__notes__", ()))  # e.g. which trial failed
+        print(f"banditrec: error: {exc}{notes}", file=sys.stderr)
         return 2
 
 

@@ -121,22 +121,29 @@ def run_trial(
     if callable(warm_up):
         warm_up()  # one-off per-process costs (loading compiled loops) stay outside the clock
     start = time.perf_counter()
-    for t in range(n_steps):
-        actions, propensities = policy.act(obs)
-        if log is not None:
-            log.append((obs, actions, propensities, env.core.expected))
-        next_obs, rewards, _, info = env.step_batch(actions)
-        policy.update(obs, actions, rewards)
-        if log is not None:
-            log[-1] = log[-1] + (rewards,)
-        if device_sums is not None:
-            device_sums.append(torch.stack([rewards.sum(), info["regret"].sum()]))
-        else:
-            reward_sum[t] = rewards.sum()
-            regret_sum[t] = info["regret"].sum()
-        obs = next_obs
-        if progress is not None and (t + 1) % report_every == 0:
-            progress(report_every)
+    t = 0
+    try:
+        for t in range(n_steps):
+            actions, propensities = policy.act(obs)
+            if log is not None:
+                log.append((obs, actions, propensities, env.core.expected))
+            next_obs, rewards, _, info = env.step_batch(actions)
+            policy.update(obs, actions, rewards)
+            if log is not None:
+                log[-1] = log[-1] + (rewards,)
+            if device_sums is not None:
+                device_sums.append(torch.stack([rewards.sum(), info["regret"].sum()]))
+            else:
+                reward_sum[t] = rewards.sum()
+                regret_sum[t] = info["regret"].sum()
+            obs = next_obs
+            if progress is not None and (t + 1) % report_every == 0:
+                progress(report_every)
+    except Exception as exc:
+        # A sweep's error must say which trial failed: with several jobs the first to fail is
+        # whichever finishes first, and its message alone names no policy or seed.
+        exc.add_note(f"in trial {policy_spec.name!r}, seed {seed}, step {t + 1} of {n_steps}")
+        raise
     if device_sums:
         reward_sum, regret_sum = torch.stack(device_sums).double().cpu().numpy().T
     wall = time.perf_counter() - start

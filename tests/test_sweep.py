@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import pandas as pd
 import pytest
 
@@ -63,19 +65,29 @@ def test_cli_runs_on_the_ray_backend(tmp_path, capsys):
     assert "2 trial(s) run" in capsys.readouterr().out
 
 
-def test_a_failing_trial_on_ray_raises_its_own_error(tmp_path, capsys):
-    # It printed the Ray worker's whole traceback after "banditrec: error:"; the local backend
-    # prints the one-line message, and so does Ray now.
+def test_a_failing_trial_names_itself_in_one_line_on_every_backend(tmp_path, capsys):
+    # Ray printed the worker's whole traceback after "banditrec: error:"; now every backend prints
+    # the trial's own one-line message. With two trials over two jobs the first to fail is
+    # whichever finishes first, so the message names its trial, and equals what running that
+    # trial alone, in this process, prints.
     pytest.importorskip("ray", reason="the ray extra is not installed")
     from banditrec.cli import main
 
     cfg = _two_seed_config(tmp_path, 40, 4, 'id = "banditrec/Wheel-v0"', "BernoulliTS")
-    messages = {}
-    for backend in ("local", "ray"):
-        assert main(["run", str(cfg), "--out", str(tmp_path / backend), "--quiet", "--backend", backend]) != 0
+
+    def error(config, out, *extra):
+        assert main(["run", str(config), "--out", str(tmp_path / out), "--quiet", *extra]) != 0
         err = capsys.readouterr().err
         ours = [line for line in err.splitlines() if line.startswith("banditrec:")]  # not Ray's own log lines
-        assert len(ours) == 1 and ours[0].startswith("banditrec: error:"), err
+        assert len(ours) == 1, err
+        assert ours[0].startswith("banditrec: error: BernoulliTS.update: rewards must lie in [0, 1]"), err
         assert "Traceback" not in err and "ray::" not in err, err
-        messages[backend] = ours[0]
-    assert messages["ray"] == messages["local"]
+        return ours[0]
+
+    for backend in ("local", "ray"):  # local with jobs = 2: worker processes
+        message = error(cfg, backend, "--backend", backend)
+        found = re.search(r" \(in trial 'p', seed (\d), step \d+ of 10\)$", message)
+        assert found, message
+        alone = tmp_path / f"alone-{backend}.toml"
+        alone.write_text(cfg.read_text().replace("seeds = 2\njobs = 2", f"seeds = [{found.group(1)}]\njobs = 1"))
+        assert error(alone, f"alone-{backend}") == message
