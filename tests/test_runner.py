@@ -82,6 +82,18 @@ def test_rerun_reuses_finished_trials_and_resumes_interrupted_runs(tmp_path, mon
     assert again.trials_run == 0 and again.trials_reused == 6
 
 
+def test_a_failing_trial_names_itself_and_keeps_the_finished_ones(tmp_path):
+    wheel = EnvironmentSpec(id="banditrec/Wheel-v0")
+    cfg = _config(environment=wheel, seeds=(0, 1),
+                  policies=(PolicySpec("random", "Random"), PolicySpec("bts", "BernoulliTS")))  # rewards up to 50
+    with pytest.raises(ValueError, match=r"rewards must lie in \[0, 1\]") as info:
+        run_experiment(cfg, tmp_path, progress=False)
+    assert info.value.__notes__ == ["in trial 'bts', seed 0, step 1 of 75"]
+    assert len(list((tmp_path / "trials").glob("*.json"))) == 2  # both Random trials ran first and stay
+    fixed = run_experiment(cfg.replace(policies=cfg.policies[:1]), tmp_path, progress=False)
+    assert fixed.trials_reused == 2 and fixed.trials_run == 0
+
+
 def test_changed_settings_are_not_reused(tmp_path):
     run_experiment(_config(), tmp_path, progress=False)
     changed = run_experiment(_config(horizon=800), tmp_path, progress=False)
