@@ -157,7 +157,7 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("\ninterrupted: finished trials are saved; rerun the same command to resume", file=sys.stderr)
         return 130
-    except (ValueError, TypeError, FileNotFoundError, NotADirectoryError, ImportError,
+    except (ValueError, TypeError, FileNotFoundError, NotADirectoryError, ImportError, FloatingPointError,
             DataUnavailableError) as exc:
         notes = "".join(f" ({note})" for note in getattr(exc, "__notes__", ()))  # e.g. which trial failed
         print(f"banditrec: error: {exc}{notes}", file=sys.stderr)

@@ -61,6 +61,19 @@ def test_errors_are_one_line_not_tracebacks(tmp_path, capsys):
     assert main(["plot", str(tmp_path)]) == 2
 
 
+def test_a_numerical_failure_in_a_trial_is_one_line_naming_the_trial(tmp_path, capsys):
+    # A ridge penalty too small for the features: the policy refuses the update with a
+    # FloatingPointError, which the CLI printed as a traceback.
+    cfg = tmp_path / "tiny.toml"
+    cfg.write_text('[experiment]\nname = "tiny"\nhorizon = 512\nbatch_size = 64\nseeds = 1\n'
+                   '[environment]\nid = "banditrec/Nonlinear-v0"\n[policies.tiny]\ntype = "LinUCB"\nlam = 1e-16\n')
+    assert main(["run", str(cfg), "--out", str(tmp_path / "o"), "--quiet"]) == 2
+    err = capsys.readouterr().err
+    assert "Traceback" not in err and len(err.strip().splitlines()) == 1, err
+    assert err.startswith("banditrec: error: the ridge penalty lam=1e-16 is too small for these features")
+    assert err.rstrip().endswith("(in trial 'tiny', seed 0, step 1 of 8)")
+
+
 def test_count_overrides_are_checked_like_the_config_file(tmp_path, capsys):
     # --seeds 0 used to reach pandas ("No objects to concatenate") and --horizon 0 an IndexError.
     cfg = tmp_path / "ok.toml"
