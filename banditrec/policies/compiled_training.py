@@ -74,8 +74,12 @@ if AVAILABLE:
                     A_out[k, j] = zero
 
     @njit(cache=True, inline="always")
-    def _blas_relu_layer(A_in, Wt, b, A_out):
-        """The same for a wide input: BLAS's blocked product, then the bias and the ReLU."""
+    def _hidden_layer(A_in, Wt, b, A_out, blas_min):
+        """A_out = relu(A_in Wt + b): by :func:`_relu_layer`'s loop, or for an input of
+        ``blas_min`` columns or more by BLAS's blocked product, then the bias and the ReLU."""
+        if A_in.shape[1] < blas_min:
+            _relu_layer(A_in, Wt, b, A_out)
+            return
         zero = np.float32(0.0)
         np.dot(A_in, Wt, A_out)
         for k in range(A_in.shape[0]):
@@ -98,10 +102,7 @@ if AVAILABLE:
                 for i in range(din):
                     Wt[i, j] = W[j, i]
             A_out = out if layer == dims.shape[0] - 3 else np.empty((n, dout), np.float32)
-            if din >= blas_min:
-                _blas_relu_layer(A_in, Wt, theta[pos + din * dout:pos + din * dout + dout], A_out)
-            else:
-                _relu_layer(A_in, Wt, theta[pos + din * dout:pos + din * dout + dout], A_out)
+            _hidden_layer(A_in, Wt, theta[pos + din * dout:pos + din * dout + dout], A_out, blas_min)
             A_in = A_out
             pos += din * dout + dout
 
@@ -180,10 +181,7 @@ if AVAILABLE:
                         Wt[i, j] = W[j, i]
                 A_in = acts[a_off[layer]:a_off[layer] + n * din].reshape((n, din))
                 A_out = acts[a_off[layer + 1]:a_off[layer + 1] + n * dout].reshape((n, dout))
-                if din >= blas_min:
-                    _blas_relu_layer(A_in, Wt, theta[b_off[layer]:b_off[layer] + dout], A_out)
-                else:
-                    _relu_layer(A_in, Wt, theta[b_off[layer]:b_off[layer] + dout], A_out)
+                _hidden_layer(A_in, Wt, theta[b_off[layer]:b_off[layer] + dout], A_out, blas_min)
             # The chosen output of each row, its loss and the gradients of the output layer.
             loss = 0.0
             G = GA[:n * h].reshape((n, h))
