@@ -5,7 +5,14 @@ and the built-in ones expose their last hidden layer, ``embed(...) -> (B, K, h)`
 neural bandit policies (:mod:`banditrec.policies.neural`) put their uncertainty.
 """
 
-from banditrec.models.base import RecModel, check_embedding, check_scores, init_parameters, make_generator
+from banditrec.models.base import (
+    RecModel,
+    check_embedding,
+    check_input_sizes,
+    check_scores,
+    init_parameters,
+    make_generator,
+)
 from banditrec.models.build import MODEL_KINDS, build_model
 from banditrec.models.checkpoint import load_model, save_model
 from banditrec.models.device import resolve_device, torch_threads
@@ -26,6 +33,7 @@ __all__ = [
     "as_log_arrays",
     "build_model",
     "check_embedding",
+    "check_input_sizes",
     "check_scores",
     "init_parameters",
     "load_model",

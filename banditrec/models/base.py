@@ -24,7 +24,7 @@ import numpy as np
 import torch
 from torch import nn
 
-__all__ = ["RecModel", "bucket_ids", "check_embedding", "check_scores", "init_parameters", "make_generator"]
+__all__ = ["RecModel", "bucket_ids", "check_embedding", "check_input_sizes", "check_scores", "init_parameters", "make_generator"]
 
 
 def make_generator(seed: int | np.random.SeedSequence | np.random.Generator | None) -> torch.Generator:
@@ -153,12 +153,33 @@ class RecModel(nn.Module):
     def forward(self, user, items, item_ids, user_ids) -> torch.Tensor:
         return self.head(self.embed(user, items, item_ids, user_ids), item_ids, user_ids)
 
+    def input_sizes(self) -> dict[str, int]:
+        """The feature sizes this model was built for and reads, by argument name ("user_dim",
+        "item_dim"): what :func:`check_input_sizes` compares with the data."""
+        return {k: self.config[k] for k in ("user_dim", "item_dim") if k in self.config}
+
     def _materialize(self, seed, linear: str = "torch", scale: float = 0.3) -> None:
         self.to_empty(device="cpu")
         init_parameters(self, make_generator(seed), linear=linear, scale=scale)
 
     def extra_repr(self) -> str:
         return ", ".join(f"{k}={v!r}" for k, v in self.config.items() if k != "seed")
+
+
+def check_input_sizes(model: nn.Module, user_dim: int, item_dim: int, where: str) -> None:
+    """A built-in model fed features of other sizes than it was built for fails inside torch's
+    matrix product; name the sizes instead. Models that are not :class:`RecModel` are not checked
+    (their forward pass is theirs to check)."""
+    if not isinstance(model, RecModel):
+        return
+    given = {"user_dim": user_dim, "item_dim": item_dim}
+    for name, built in model.input_sizes().items():
+        if built != given[name]:
+            kind = name.split("_")[0]
+            raise ValueError(
+                f"{type(model).__name__} was built for {kind} features of size {built} ({name}={built}), "
+                f"but {where} has {kind} features of size {given[name]}"
+            )
 
 
 def check_scores(scores, batch_size: int, n_candidates: int, who: str) -> torch.Tensor:

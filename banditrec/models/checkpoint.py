@@ -10,7 +10,7 @@ from typing import Any
 import torch
 from torch import nn
 
-__all__ = ["check_state_compatible", "load_model", "read_checkpoint", "save_model"]
+__all__ = ["check_state_compatible", "load_model", "read_checkpoint", "save_model", "write_checkpoint"]
 
 _FORMAT = "banditrec-model"
 _VERSION = 1
@@ -25,7 +25,6 @@ def save_model(model: nn.Module, path: str | os.PathLike) -> Path:
     if not isinstance(model, nn.Module):
         raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     payload = {
         "format": _FORMAT,
         "version": _VERSION,
@@ -33,7 +32,21 @@ def save_model(model: nn.Module, path: str | os.PathLike) -> Path:
         "config": dict(getattr(model, "config", {}) or {}),
         "state_dict": {k: v.detach().cpu() for k, v in model.state_dict().items()},
     }
-    torch.save(payload, path)
+    return write_checkpoint(payload, path)
+
+
+def write_checkpoint(payload: Any, path: Path) -> Path:
+    """``torch.save`` to ``path`` atomically (a temporary file beside it, then a rename), creating
+    its folder if needed: an interrupted save leaves the previous checkpoint, never half a file."""
+    if path.is_dir():
+        raise IsADirectoryError(f"cannot write a checkpoint to {path}: it is a directory; give a file path")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp")
+    try:
+        torch.save(payload, tmp)
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
     return path
 
 

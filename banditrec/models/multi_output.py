@@ -58,6 +58,18 @@ class MultiOutputMLP(RecModel):
             self.out = nn.Linear(hidden[-1], n_items)
         self._materialize(seed, linear=init, scale=init_scale)
 
+    def input_sizes(self) -> dict[str, int]:
+        return {"user_dim": self.config["user_dim"]}  # item features are ignored
+
+    @staticmethod
+    def check_item_ids(n_items: int, lo: int, hi: int) -> None:
+        """Ids outside ``[0, n_items)`` have no output: a ValueError naming the range."""
+        if lo < 0 or hi >= n_items:
+            raise ValueError(
+                f"MultiOutputMLP has {n_items} outputs (n_items={n_items}) but got item ids in "
+                f"[{lo}, {hi}]; set model_options n_items to the catalogue size"
+            )
+
     @property
     def embedding_dim(self) -> int:
         return self.config["hidden"][-1]
@@ -86,11 +98,6 @@ class MultiOutputMLP(RecModel):
                 lo, hi = int(item_ids.min()), int(item_ids.max())
             except RuntimeError:  # vmap
                 pass
-        if lo < 0 or hi >= n:
-            raise ValueError(
-                f"MultiOutputMLP has {n} outputs (n_items={n}) but got item ids in "
-                f"[{lo}, {hi}]; set model_options n_items to the "
-                "catalogue size"
-            )
+        self.check_item_ids(n, lo, hi)
         scores = self.out(embedding[:, 0, :])  # (B, n_items): φ(u) is the same for every candidate
         return scores.gather(1, item_ids)

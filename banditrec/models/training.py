@@ -19,7 +19,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from banditrec._util import as_generator
-from banditrec.models.base import check_scores
+from banditrec.models.base import check_input_sizes, check_scores
 from banditrec.models.device import resolve_device, torch_threads
 
 __all__ = ["LOSSES", "LogArrays", "as_log_arrays", "loss_function", "pretrain", "roc_auc"]
@@ -280,8 +280,9 @@ def _pretrain(
     for name, value in (("epochs", epochs), ("batch_size", batch_size), ("patience", patience)):
         if not isinstance(value, (int, np.integer)) or value < 1:
             raise ValueError(f"{name} must be a positive int, got {value!r}")
-    if not lr > 0:
-        raise ValueError(f"lr must be > 0, got {lr!r}")
+    if not 0 < lr < float("inf"):
+        raise ValueError(f"lr must be > 0 and finite, got {lr!r}")
+    check_input_sizes(model, logs.user_features.shape[1], logs.item_features.shape[1], "the logs")
     binary = bool(np.isin(logs.rewards, (0.0, 1.0)).all())
     if loss == "auto":
         loss = "bce" if binary else "mse"

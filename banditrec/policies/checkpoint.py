@@ -21,7 +21,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from banditrec.models.checkpoint import read_checkpoint
+from banditrec.models.checkpoint import read_checkpoint, write_checkpoint
 from banditrec.policies.base import Policy
 
 __all__ = ["load_policy", "load_policy_state", "policy_state", "save_policy"]
@@ -106,12 +106,7 @@ def _from_torch(obj: Any) -> Any:
 def save_policy(policy: Policy, path: str | os.PathLike) -> Path:
     """Write the policy's learned state to ``path`` (atomically), creating its folder if needed
     (as :func:`~banditrec.models.save_model` does)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    torch.save(_to_torch(policy_state(policy)), tmp)
-    os.replace(tmp, path)
-    return path
+    return write_checkpoint(_to_torch(policy_state(policy)), Path(path))
 
 
 def load_policy(policy: Policy, path: str | os.PathLike) -> Policy:

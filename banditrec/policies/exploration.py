@@ -7,6 +7,11 @@ written once and serve the context-free, linear and neural models alike. An esti
 - ``mean_and_width(obs) -> ((B, K), (B, K))``: plus a confidence width (UCB);
 - ``sample(obs, rng, n) -> (n, B, K)``: draws of the candidates' rewards from the posterior (Thompson).
 
+Estimators trust their input: :class:`~banditrec.policies.BanditPolicy` checks every batch
+(``Observation.coerce``) and every feedback (:func:`banditrec.policies.base.check_feedback`:
+shapes, NaN/inf rewards, out-of-range or masked actions) before an estimator sees it, so the
+checks run once per call. Code that drives an estimator directly should check the same way.
+
 An estimator whose ``device_decisions(obs)`` is true (a neural estimator with ``decide_on``
 resolving to the device) also offers ``mean_tensor``, ``mean_and_width_tensor``,
 ``sample_tensor(obs, n)`` and ``mask_tensor`` on its device and a torch ``generator_``;

@@ -41,10 +41,11 @@ from torch import nn
 
 from banditrec._util import as_generator, check_real
 from banditrec.environments.simulator import Observation
-from banditrec.models.base import check_embedding, check_hidden, check_scores
+from banditrec.models.base import check_embedding, check_hidden, check_input_sizes, check_scores
 from banditrec.models.build import MODEL_KINDS, build_model
 from banditrec.models.checkpoint import check_state_compatible
 from banditrec.models.device import resolve_device, torch_threads
+from banditrec.models.multi_output import MultiOutputMLP
 from banditrec.models.optim import OPTIMIZERS, make_optimizer
 from banditrec.models.training import LOSSES, loss_function
 from banditrec.policies import compiled_training, ridge_kernels
@@ -538,7 +539,14 @@ class NeuralEstimator:
                 raise ValueError(f"{name} must be > 0 and finite, got {value!r}")
         if posterior not in ("nig", "gaussian"):
             raise ValueError(f"posterior must be 'nig' or 'gaussian', got {posterior!r}")
+        if training.engine != "torch" and isinstance(model, str) and model != "multi_output":
+            raise ValueError(
+                f"engine={training.engine!r} trains model='multi_output' only, got model={model!r}; "
+                "use engine='torch' or model='multi_output'"
+            )
         resolved = resolve_device(device)  # fail early on an unknown device
+        if training.engine != "torch" and resolved.type != "cpu":
+            raise ValueError(f"engine={training.engine!r} trains on the CPU; this estimator's device is {resolved}")
         if training.cuda_graph == "on" and resolved.type != "cuda":
             raise ValueError(f"cuda_graph='on' needs a CUDA device; this estimator's device is {resolved}")
         if not isinstance(intercept, (bool, np.bool_)):
@@ -575,6 +583,7 @@ class NeuralEstimator:
             ).float()  # float32 even under torch.set_default_dtype(torch.float64), as the inputs are
         else:
             net = self.model
+            check_input_sizes(net, user_dim, item_dim, "the observation")
             if not any(p.requires_grad for p in net.parameters()):
                 raise ValueError(
                     f"model {type(net).__name__} has no trainable parameters; the neural policies train their "
@@ -715,6 +724,7 @@ class NeuralEstimator:
         who = type(self.model_).__name__
         out: dict[str, Any] = {}
         if self._compiled_embedding(obs):  # the numba engine's forward pass: no torch call
+            self._check_output_ids(obs.item_ids)
             phi = self.host_trainer_.embed(obs.user_features)
             _check_finite_output(np.repeat(np.isfinite(phi).all(axis=1)[:, None], K, axis=1), obs.mask, f"{who}.embed")
             out["host_embedding"] = host = np.empty((B, K, phi.shape[1]))
@@ -744,6 +754,13 @@ class NeuralEstimator:
                 out["grad"] = self.head_.gradients(*inputs)
         self._cache = (obs, self.version_, out)
         return out
+
+    def _check_output_ids(self, item_ids: np.ndarray) -> None:
+        """The numpy and numba engines index the output layer's rows by item id without the
+        model's own check (the numba engine would write outside its arrays): the model's error,
+        before any id reaches them."""
+        if self.host_trainer_ is not None and item_ids.shape[0]:
+            MultiOutputMLP.check_item_ids(self.model_.config["n_items"], int(item_ids.min()), int(item_ids.max()))
 
     def _compiled_embedding(self, obs: Observation | None = None) -> bool:
         """Whether the last hidden layer comes from the numba engine's compiled forward pass (host
@@ -896,10 +913,12 @@ class NeuralEstimator:
                 r = torch.as_tensor(rewards, dtype=torch.float32, device=self.device_)
             cached = self._cache is not None and self._cache[0] is obs  # the tensors act() already made
             user, items, item_ids, user_ids = self._cache[2]["inputs"] if cached else self._tensors(obs)
+            self._check_output_ids(item_ids[rows, chosen])
             self.buffer_.add(user, items[rows, chosen], item_ids[rows, chosen], user_ids, r)
         else:  # all on the CPU: the rows go into the buffer's numpy views (the same float32 values)
             picked = np.arange(B), actions
             rewards = np.asarray(rewards, dtype=np.float64)
+            self._check_output_ids(obs.item_ids[picked])
             self.buffer_.add(obs.user_features, obs.item_features[picked], obs.item_ids[picked], obs.user_ids, rewards)
         every = self.training.train_every
         rounds = (self.n_seen_ + B) // every - self.n_seen_ // every
@@ -1118,11 +1137,17 @@ class NeuralEstimator:
             state["params"]["training"].pop("cuda_graph", None)  # how steps run, not what they do
         if isinstance(own.get("training"), dict):
             own["training"].pop("cuda_graph", None)
-        diff = {
-            k: (state["params"].get(k), own[k])
-            for k in own
-            if k not in ("device", "decide_on") and state["params"].get(k) != own[k]
-        }
+        # Where and how fast it runs (device, decisions' side, CPU threads) is not what it learned.
+        diff = {}
+        for k in own:
+            saved = state["params"].get(k)
+            if k in ("device", "decide_on", "num_threads") or saved == own[k]:
+                continue
+            if isinstance(saved, dict) and isinstance(own[k], dict):  # name the fields that differ
+                diff.update({f"{k}.{f}": (saved.get(f), own[k].get(f)) for f in {**saved, **own[k]}
+                             if saved.get(f) != own[k].get(f)})
+            else:
+                diff[k] = (saved, own[k])
         if diff:
             raise ValueError(
                 "the saved state has different hyperparameters (saved vs this estimator): "

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import copy
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import numpy as np
@@ -51,6 +54,8 @@ class BanditPolicy(Policy):
         self.estimator = estimator
         self.exploration = exploration
         self.name = name or f"{type(exploration).__name__}({type(estimator).__name__})"
+        self._inspection_rng: np.random.Generator | None = None
+        self._inspection_generator_state: torch.Tensor | None = None
 
     def get_params(self) -> dict[str, Any]:
         params = {"name": self.name, "exploration": self.exploration.get_params()}
@@ -103,8 +108,34 @@ class BanditPolicy(Policy):
     def reward_bounds(self):
         return getattr(self.estimator, "reward_bounds", None)
 
+    @contextmanager
+    def _inspecting(self, obs: Observation) -> Iterator[np.random.Generator]:
+        """The random stream for :meth:`action_distribution` and :meth:`explain`, which look without
+        touching: their draws (Thompson samples, Monte-Carlo shares, tie-breaks) come from a stream
+        of their own, on the host and on an estimator's torch generator alike, so a policy that is
+        inspected decides afterwards exactly as one that is not. The stream starts from the
+        decision stream's state at the first inspection, so it too is the same on every rerun."""
+        on_device(self.estimator, obs)  # builds a neural estimator, and its generator, on first use
+        if self._inspection_rng is None:
+            self._inspection_rng = np.random.default_rng(copy.deepcopy(self.rng).integers(0, 2**63 - 1))
+        generator = getattr(self.estimator, "generator_", None)
+        decisions = None
+        if isinstance(generator, torch.Generator):
+            decisions = generator.get_state()
+            if self._inspection_generator_state is None:
+                generator.manual_seed(int(self._inspection_rng.integers(0, 2**63 - 1)))
+            else:
+                generator.set_state(self._inspection_generator_state)
+        try:
+            yield self._inspection_rng
+        finally:
+            if decisions is not None:
+                self._inspection_generator_state = generator.get_state()
+                generator.set_state(decisions)
+
     def _distribution(self, obs: Observation) -> np.ndarray:
-        dist = self.exploration.distribution(self.estimator, obs, self.rng, self.n_decisions_)
+        with self._inspecting(obs) as rng:
+            dist = self.exploration.distribution(self.estimator, obs, rng, self.n_decisions_)
         return self._with_round_robin(dist, obs)
 
     def _learn(self, obs: Observation, actions: np.ndarray, rewards: np.ndarray) -> None:
@@ -114,7 +145,8 @@ class BanditPolicy(Policy):
         """Per candidate (B, K): ``mean`` estimate, ``exploration`` term, ``probability``; and for
         linear estimators ``contributions`` (B, K, d), each feature's share of the mean."""
         obs = Observation.coerce(obs)
-        out = self.exploration.explain(self.estimator, obs, self.rng, self.n_decisions_)
+        with self._inspecting(obs) as rng:
+            out = self.exploration.explain(self.estimator, obs, rng, self.n_decisions_)
         out["probability"] = self._with_round_robin(out["probability"], obs)
         if callable(getattr(self.estimator, "contributions", None)):
             out["contributions"] = self.estimator.contributions(obs)

@@ -18,6 +18,8 @@ few steps on a world with masked candidates (some users have fewer than K valid 
   NumPy / ``random`` state is never touched;
 - ``check_update_rejects``: ``update`` raises ValueError for NaN/inf rewards, wrong shapes,
   out-of-range, masked or non-integer actions, and leaves the policy unchanged;
+- ``check_inspection_is_free``: ``action_distribution`` and ``explain`` leave the policy's later
+  decisions unchanged (a policy that is looked at decides as one that is not);
 - ``check_dict_observation``: a Gymnasium dict observation (batched or single user) works like
   an :class:`Observation`.
 
@@ -89,8 +91,9 @@ class Battery:
         assert isinstance(policy, Policy), f"factory returned {type(policy).__name__}, not a banditrec Policy"
         return policy
 
-    def rollout(self, seed: int | None = None, as_dict: bool = False, n_dist: int = 1) -> Rollout:
-        """Learn for ``learn_steps`` batches; before each ``act`` record the mean of ``n_dist`` distributions."""
+    def rollout(self, seed: int | None = None, as_dict: bool = False, n_dist: int = 1, explain: bool = False) -> Rollout:
+        """Learn for ``learn_steps`` batches; before each ``act`` record the mean of ``n_dist``
+        distributions (none when ``n_dist`` is 0), and call ``explain`` too when asked."""
         seed = self.seed if seed is None else seed
         policy = self.new_policy(seed)
         env = make_vector_env(self.env_id, num_envs=self.batch_size, **self.env_kwargs)
@@ -99,7 +102,9 @@ class Battery:
         out = Rollout(policy, [], [], [], [], obs)
         for _ in range(self.learn_steps):
             view = obs.to_dict() if as_dict else obs
-            dist = np.mean([policy.action_distribution(view) for _ in range(n_dist)], axis=0)
+            dist = np.mean([policy.action_distribution(view) for _ in range(n_dist)], axis=0) if n_dist else None
+            if explain:
+                policy.explain(view)
             decision = policy.act(view)
             valid = obs.mask[np.arange(obs.batch_size), np.clip(decision.actions, 0, obs.n_candidates - 1)]
             assert valid.all() and np.all((decision.actions >= 0) & (decision.actions < obs.n_candidates)), (
@@ -219,6 +224,19 @@ def check_reproducible(b: Battery) -> None:
     assert random.getstate() == py_state, "check_reproducible: Python's global random module was used"
 
 
+def check_inspection_is_free(b: Battery) -> None:
+    untouched, inspected = b.rollout(n_dist=0), b.rollout(n_dist=2, explain=True)
+    for t in range(b.learn_steps):
+        np.testing.assert_array_equal(
+            untouched.actions[t], inspected.actions[t],
+            err_msg=f"check_inspection_is_free: step {t}: action_distribution/explain changed the later decisions",
+        )
+        np.testing.assert_array_equal(
+            untouched.propensities[t], inspected.propensities[t],
+            err_msg=f"check_inspection_is_free: step {t}: action_distribution/explain changed the later propensities",
+        )
+
+
 def _bad_feedback(obs: Observation, actions: np.ndarray) -> dict[str, tuple[Any, Any]]:
     B, K = obs.mask.shape
     rewards = np.zeros(B)
@@ -282,6 +300,7 @@ CHECKS: dict[str, Callable[[Battery], None]] = {
     "propensities": check_propensities,
     "frequencies": check_frequencies,
     "reproducible": check_reproducible,
+    "inspection_is_free": check_inspection_is_free,
     "update_rejects": check_update_rejects,
     "dict_observation": check_dict_observation,
 }

@@ -479,3 +479,48 @@ def test_bernoulli_ts_refuses_a_non_click_reward_before_learning_from_it(B):
     assert policy.estimator.counts_.sum() == 0  # nothing learned from the refused batch
     policy.update(obs, actions, np.ones(B))  # clicks are fine
     policy.act(obs)
+
+
+@pytest.mark.parametrize("engine", ["torch", "numpy", "numba"])
+def test_item_ids_beyond_a_multi_output_networks_outputs_are_the_models_error_on_every_engine(engine):
+    # The numba engine indexes the output layer without bounds checks: before this check an id of
+    # n_items wrote outside its arrays (a heap corruption, the process aborted on exit).
+    if engine == "numba":
+        pytest.importorskip("numba")
+    env = make_vector_env("banditrec/Linear-v0", num_envs=8, n_items=5, context_dim=4)
+    env.reset(seed=0)
+    policy = NeuralLinear(model="multi_output", engine=engine, model_options={"n_items": 4}, hidden=(8,),
+                          seed=0, train_every=8, train_steps=4)
+    with pytest.raises(ValueError, match=r"MultiOutputMLP has 4 outputs \(n_items=4\) but got item ids in \[0, 4\]"):
+        for _ in range(20):
+            obs = env.observation
+            actions = policy.act(obs).actions
+            _, rewards, _, _ = env.step_batch(actions)
+            policy.update(obs, actions, rewards)
+    assert policy.estimator.n_rounds_ == 0  # no training round saw the bad ids
+
+
+def test_a_built_in_model_fed_features_of_another_size_names_both_sizes():
+    from banditrec.models import build_model, pretrain
+    from banditrec.models.training import LogArrays
+
+    env = make_vector_env("banditrec/Linear-v0", num_envs=4, n_items=5, context_dim=4)
+    env.reset(seed=0)
+    obs = env.observation
+    d_u, d_i = obs.user_features.shape[1], obs.item_features.shape[2]
+    wrong_user = build_model("mlp", d_u + 1, d_i, (8,), seed=0)
+    with pytest.raises(ValueError, match=rf"MLPScorer was built for user features of size {d_u + 1} .*the observation has user features of size {d_u}"):
+        NeuralLinear(model=wrong_user, seed=0).act(obs)
+    wrong_item = build_model("two_tower", d_u, d_i + 2, (8,), seed=0)
+    with pytest.raises(ValueError, match=rf"TwoTower was built for item features of size {d_i + 2}"):
+        NeuralEpsilonGreedy(model=wrong_item, seed=0).act(obs)
+    # A multi-output network ignores item features: only the user size must match.
+    NeuralLinear(model=build_model("multi_output", d_u, d_i + 3, (8,), n_items=5, seed=0), seed=0).act(obs)
+    n = 64
+    rng = np.random.default_rng(0)
+    logs = LogArrays(rng.normal(size=(n, d_u)), rng.normal(size=(n, d_i + 2)), rng.integers(0, 5, n),
+                     np.full(n, -1), rng.normal(size=n))
+    with pytest.raises(ValueError, match=rf"was built for item features of size {d_i} .*the logs has item features of size {d_i + 2}"):
+        pretrain(build_model("mlp", d_u, d_i, (8,), seed=0), logs, epochs=1)
+    with pytest.raises(ValueError, match="lr must be > 0 and finite"):
+        pretrain(build_model("mlp", d_u, d_i + 2, (8,), seed=0), logs, epochs=1, lr=float("inf"))

@@ -97,6 +97,15 @@ class _GlobalRandom(RandomPolicy):
         return Decision(u.argmax(axis=1), 1.0 / obs.mask.sum(axis=1))
 
 
+class _Nosy(RandomPolicy):
+    """Draws from its decision stream when asked for its distribution (as Thompson sampling's
+    Monte-Carlo shares once did), so looking at it changes what it does next."""
+
+    def _distribution(self, obs):
+        self.rng.random()
+        return super()._distribution(obs)
+
+
 class _Gullible(RandomPolicy):
     """Accepts any feedback."""
 
@@ -121,6 +130,7 @@ class _NoDict(RandomPolicy):
         (_IgnoresMask, "decisions"),
         (_LeakyDistribution, "distribution"),
         (_GlobalRandom, "reproducible"),
+        (_Nosy, "inspection_is_free"),
         (_Gullible, "update_rejects"),
         (_NoDict, "dict_observation"),
     ],

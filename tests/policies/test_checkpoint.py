@@ -143,3 +143,15 @@ def test_truncated_policy_checkpoint_is_one_clear_line(tmp_path):
         f"{path} is not a readable banditrec policy checkpoint (written by save_policy): "
         "it is not a torch checkpoint archive (truncated, or another kind of file)"
     )
+
+
+def test_saving_onto_a_directory_is_a_clear_error_and_leaves_nothing_behind(tmp_path):
+    from banditrec.models import build_model, save_model
+
+    target = tmp_path / "taken"
+    target.mkdir()
+    with pytest.raises(IsADirectoryError, match="it is a directory; give a file path"):
+        save_policy(make_policy("LinUCB", seed=0), target)
+    with pytest.raises(IsADirectoryError, match="it is a directory; give a file path"):
+        save_model(build_model("mlp", 3, 2, (4,), seed=0), target)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["taken"]  # no half-written temporary file

@@ -184,9 +184,8 @@ def test_numba_engine_errors_are_clear(monkeypatch):
     env = make_vector_env("banditrec/Linear-v0", num_envs=2)
     env.reset(seed=0)
     obs = env.observation
-    est = NeuralEstimator(model="mlp", device="cpu", training=OnlineTraining(engine="numba"))
-    with pytest.raises(ValueError, match="engine='numba' cannot train this estimator: it trains model='multi_output'"):
-        est.mean(obs)
+    with pytest.raises(ValueError, match="engine='numba' trains model='multi_output' only, got model='mlp'"):
+        NeuralEstimator(model="mlp", device="cpu", training=OnlineTraining(engine="numba"))
     tower = TwoTower(obs.user_features.shape[1], obs.item_features.shape[2], (8,))
     with pytest.raises(ValueError, match="engine='numba' cannot train"):
         NeuralEstimator(model=tower, device="cpu", training=OnlineTraining(engine="numba")).mean(obs)

@@ -438,6 +438,11 @@ def test_state_dict_before_any_data_and_mismatched_hyperparameters():
     play(policy, 2)
     with pytest.raises(ValueError, match=r"different hyperparameters .*hidden: \[8\] vs \[16\]"):
         FACTORIES["NeuralUCB"](0, hidden=(16,)).estimator.load_state_dict(policy.estimator.state_dict())
+    # A training field that differs is named alone, not as two whole dicts to compare by eye.
+    with pytest.raises(ValueError, match=r"different hyperparameters .*: training\.lr: 0\.001 vs 0\.02$"):
+        FACTORIES["NeuralUCB"](0, lr=0.02).estimator.load_state_dict(policy.estimator.state_dict())
+    # How many CPU threads run it is not what it learned: that state loads.
+    FACTORIES["NeuralUCB"](0, num_threads=2).estimator.load_state_dict(policy.estimator.state_dict())
     with pytest.raises(ValueError, match="not a NeuralEstimator state"):
         est.load_state_dict({"model": {}})
 

@@ -13,7 +13,7 @@ import pytest
 import torch
 
 from banditrec.environments import make_vector_env
-from banditrec.models import MultiOutputMLP
+from banditrec.models import MultiOutputMLP, TwoTower
 from banditrec.models.optim import make_optimizer
 from banditrec.policies import make_policy
 from banditrec.policies.checkpoint import load_policy, save_policy
@@ -104,9 +104,13 @@ def test_numpy_engine_policy_matches_torch_engine_and_resumes_exactly(tmp_path):
 def test_numpy_engine_errors_are_clear():
     with pytest.raises(ValueError, match="engine must be one of"):
         OnlineTraining(engine="jax")
-    est = NeuralEstimator(model="mlp", device="cpu", training=OnlineTraining(engine="numpy"))
+    # A built-in model it cannot train is refused when the estimator is made, not at the first batch.
+    with pytest.raises(ValueError, match="engine='numpy' trains model='multi_output' only, got model='mlp'"):
+        NeuralEstimator(model="mlp", device="cpu", training=OnlineTraining(engine="numpy"))
     env = make_vector_env("banditrec/Linear-v0", num_envs=2)
     env.reset(seed=0)
     obs = env.observation
+    # A module is checked when the estimator is built from the first batch.
+    tower = TwoTower(obs.user_features.shape[1], obs.item_features.shape[2], (8,))
     with pytest.raises(ValueError, match="engine='numpy' cannot train this estimator: it trains model='multi_output'"):
-        est.mean(obs)
+        NeuralEstimator(model=tower, device="cpu", training=OnlineTraining(engine="numpy")).mean(obs)
