@@ -157,11 +157,18 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("\ninterrupted: finished trials are saved; rerun the same command to resume", file=sys.stderr)
         return 130
-    except (ValueError, TypeError, FileNotFoundError, NotADirectoryError, ImportError, FloatingPointError,
-            DataUnavailableError) as exc:
+    except (ValueError, TypeError, OSError, ImportError, FloatingPointError, DataUnavailableError) as exc:
         notes = "".join(f" ({note})" for note in getattr(exc, "__notes__", ()))  # e.g. which trial failed
-        print(f"banditrec: error: {exc}{notes}", file=sys.stderr)
+        print(f"banditrec: error: {_message(exc)}{notes}", file=sys.stderr)
         return 2
+
+
+def _message(exc: BaseException) -> str:
+    """The error in one line; an operating system's (a folder it may not write, a full disk) as
+    'path: reason' rather than '[Errno 13] Permission denied: ...'."""
+    if isinstance(exc, OSError) and exc.strerror and exc.filename is not None:
+        return f"cannot use {exc.filename}: {exc.strerror}"
+    return str(exc)
 
 
 if __name__ == "__main__":

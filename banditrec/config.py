@@ -14,6 +14,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 if sys.version_info >= (3, 11):
     import tomllib
 else:  # pragma: no cover
@@ -85,6 +87,39 @@ class ExperimentConfig:
     n_checkpoints: int = 200
     jobs: int = 1
 
+    def __post_init__(self) -> None:
+        """What :meth:`from_dict` checks in a file, checked for a config built or changed in code
+        (:meth:`replace`): a bad value is one named error here, not a traceback from the run."""
+        name = self.name
+        if not isinstance(name, str) or not name.strip() or name in (".", "..") or any(c in name for c in "/\\"):
+            raise ConfigError(
+                f"name must be a non-empty name without path separators (it names the output folder "
+                f"runs/<name>), got {name!r}"
+            )
+        for key in ("horizon", "batch_size", "n_checkpoints", "jobs"):
+            value = getattr(self, key)
+            if not isinstance(value, (int, np.integer)) or isinstance(value, bool) or value < 1:
+                raise ConfigError(f"{key} must be a positive integer, got {value!r}")
+            object.__setattr__(self, key, int(value))
+        seeds = self.seeds
+        if isinstance(seeds, (int, np.integer)) and not isinstance(seeds, bool) and seeds >= 1:
+            seeds = range(int(seeds))  # a count, as in a TOML file
+        if (
+            not isinstance(seeds, (list, tuple, range))
+            or not seeds
+            or not all(isinstance(s, (int, np.integer)) and not isinstance(s, bool) and s >= 0 for s in seeds)
+        ):
+            raise ConfigError(f"seeds must be a count or a non-empty list of non-negative ints, got {self.seeds!r}")
+        if len(set(seeds)) != len(seeds):
+            raise ConfigError(f"seeds has duplicates: {list(seeds)}")
+        object.__setattr__(self, "seeds", tuple(int(s) for s in seeds))
+        if not isinstance(self.environment, EnvironmentSpec):
+            raise ConfigError(f"environment must be an EnvironmentSpec, got {type(self.environment).__name__}")
+        policies = self.policies
+        if not isinstance(policies, (list, tuple)) or not all(isinstance(p, PolicySpec) for p in policies):
+            raise ConfigError(f"policies must be a sequence of PolicySpec, got {policies!r}")
+        object.__setattr__(self, "policies", tuple(policies))
+
     @property
     def n_steps(self) -> int:
         return -(-self.horizon // self.batch_size)
@@ -134,7 +169,10 @@ class ExperimentConfig:
             raise ConfigError(f"{source}: [environment] num_envs is the batch size; set [experiment] batch_size instead")
         environment = EnvironmentSpec(env_id, simulator, {k: v for k, v in env.items() if k not in ("id", "simulator")})
         policies = parse_policies(pols, source)
-        return cls(name, horizon, batch_size, seeds, environment, tuple(policies), n_checkpoints, jobs)
+        try:
+            return cls(name, horizon, batch_size, seeds, environment, tuple(policies), n_checkpoints, jobs)
+        except ConfigError as exc:
+            raise ConfigError(f"{source}: [experiment] {exc}") from None
 
 
 def parse_policies(tables: Mapping[str, Any], source: str = "config") -> list[PolicySpec]:

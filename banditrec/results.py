@@ -80,4 +80,7 @@ def load_results(run_dir: str | Path) -> pd.DataFrame:
     path = Path(run_dir) / "results.csv"
     if not path.is_file():
         raise FileNotFoundError(f"{run_dir} holds no results.csv: not a finished banditrec run folder")
-    return pd.read_csv(path)
+    try:
+        return pd.read_csv(path)
+    except (pd.errors.EmptyDataError, pd.errors.ParserError, UnicodeDecodeError) as exc:
+        raise ValueError(f"{path} is not a readable results table ({exc}); rerun the experiment to rewrite it") from None

@@ -221,11 +221,16 @@ def _atomic_write(path: Path, write: Callable[[Path], None]) -> None:
 
 def _save_trial(trials_dir: Path, result: TrialResult, fingerprint: str) -> None:
     stem = _trial_stem(result.policy, result.seed)
+    feedback_path = trials_dir.parent / "feedback" / f"{stem}.npz"
     if result.feedback is not None:
-        result.feedback.save(trials_dir.parent / "feedback" / f"{stem}.npz")
+        result.feedback.metadata["fingerprint"] = fingerprint
+        result.feedback.save(feedback_path)
+    else:  # a log left by an earlier run of this trial under other settings is not this trial's
+        feedback_path.unlink(missing_ok=True)
     _atomic_write(trials_dir / f"{stem}.csv", lambda p: result.table.to_csv(p, index=False))
     meta = {"policy": result.policy, "seed": result.seed, "fingerprint": fingerprint,
-            "wall_time": result.wall_time, "decisions": result.decisions}
+            "wall_time": result.wall_time, "decisions": result.decisions,
+            "feedback": result.feedback is not None}
     # The JSON is written last: a trial counts as finished only when both files exist.
     _atomic_write(trials_dir / f"{stem}.json", lambda p: p.write_text(json.dumps(meta)))
 
@@ -242,6 +247,8 @@ def _load_trial(
     try:
         meta = json.loads(meta_path.read_text())
         if meta.get("fingerprint") != fingerprint:
+            return None
+        if need_feedback and not meta.get("feedback"):  # its log, if any, is from another run
             return None
         table = pd.read_csv(csv_path)
     except (ValueError, OSError):
@@ -273,7 +280,9 @@ def check_output_dir(path: str | Path, *subfolders: str) -> Path:
 
 
 def _check_runnable(config: ExperimentConfig) -> None:
-    """Fail before any trial runs: unknown env ids, policy types or parameters."""
+    """Fail before any trial runs: no policies, unknown env ids, policy types or parameters."""
+    if not config.policies:
+        raise ConfigError("the experiment has no policies to run; add at least one [policies.<name>] table")
     env = build_env(config.environment, config.batch_size)
     env.close()
     for spec in config.policies:

@@ -59,6 +59,9 @@ def test_errors_are_one_line_not_tracebacks(tmp_path, capsys):
     assert main(["run", str(cfg), "--quiet"]) == 2
     assert "unknown policy type 'LinUBC'" in capsys.readouterr().err
     assert main(["plot", str(tmp_path)]) == 2
+    (tmp_path / "results.csv").write_text("")  # a run folder whose table was emptied
+    assert main(["plot", str(tmp_path)]) == 2
+    assert f"{tmp_path / 'results.csv'} is not a readable results table" in capsys.readouterr().err
 
 
 def test_a_numerical_failure_in_a_trial_is_one_line_naming_the_trial(tmp_path, capsys):
@@ -116,3 +119,21 @@ def test_out_that_is_a_file_is_an_error_line(tmp_path, capsys):
         assert err.startswith("banditrec: error: ") and message in err, err
         assert err.count("\n") == 1 and "Traceback" not in err
     assert afile.read_text() == "x"
+
+
+def test_an_output_folder_it_may_not_write_is_an_error_line(tmp_path, capsys, monkeypatch):
+    """Used to be a PermissionError traceback (a folder of another user's, a read-only disk)."""
+    import errno
+    from pathlib import Path
+
+    cfg = tmp_path / "cli.toml"
+    cfg.write_text(CONFIG)
+    out = tmp_path / "locked"
+
+    def refuse(self, *args, **kwargs):
+        raise PermissionError(errno.EACCES, "Permission denied", str(self))
+
+    monkeypatch.setattr(Path, "mkdir", refuse)  # as root, a real chmod would not stop it
+    assert main(["run", str(cfg), "--out", str(out), "--quiet"]) == 2
+    err = capsys.readouterr().err
+    assert err == f"banditrec: error: cannot use {out / 'trials'}: Permission denied\n", err

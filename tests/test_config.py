@@ -96,3 +96,42 @@ def test_list_valued_parameters_take_a_list_of_lists():
     assert [p.params["hidden"] for p in one.policies if p.type == "NeuralEpsilonGreedy"] == [[16, 32]]
     grid = ExperimentConfig.from_dict(_with("policies", "net", {"type": "NeuralEpsilonGreedy", "hidden": [[16], [32]]}))
     assert [p.params["hidden"] for p in grid.policies if p.type == "NeuralEpsilonGreedy"] == [[16], [32]]
+
+
+@pytest.mark.parametrize(
+    "changes, match",
+    [
+        ({"seeds": 3.5}, "seeds must be a count or a non-empty list of non-negative ints, got 3.5"),
+        ({"seeds": ()}, "seeds must be a count or a non-empty list"),
+        ({"seeds": (-1,)}, "seeds must be a count or a non-empty list"),
+        ({"seeds": (1, 1)}, r"seeds has duplicates: \[1, 1\]"),
+        ({"horizon": 0}, "horizon must be a positive integer, got 0"),
+        ({"n_checkpoints": 0}, "n_checkpoints must be a positive integer, got 0"),
+        ({"jobs": 0}, "jobs must be a positive integer, got 0"),
+        ({"batch_size": True}, "batch_size must be a positive integer, got True"),
+        ({"name": ""}, "name must be a non-empty name without path separators"),
+        ({"name": "../../escape"}, "name must be a non-empty name without path separators"),
+        ({"name": "a/b"}, "name must be a non-empty name without path separators"),
+        ({"policies": ("LinUCB",)}, "policies must be a sequence of PolicySpec"),
+    ],
+)
+def test_a_config_changed_in_code_is_checked_as_a_file_is(changes, match):
+    cfg = ExperimentConfig.from_dict(VALID)
+    with pytest.raises(ConfigError, match=match):
+        cfg.replace(**changes)
+
+
+def test_replace_takes_a_seed_count_as_a_file_does():
+    assert ExperimentConfig.from_dict(VALID).replace(seeds=3).seeds == (0, 1, 2)
+
+
+def test_an_experiment_name_that_is_a_path_is_refused_in_a_file(tmp_path):
+    with pytest.raises(ConfigError, match=r"\[experiment\] name must be a non-empty name without path separators"):
+        ExperimentConfig.from_dict(_with("experiment", "name", "../out"))
+
+
+def test_an_experiment_without_policies_fails_before_running():
+    from banditrec.runner import run_experiment
+
+    with pytest.raises(ConfigError, match="the experiment has no policies to run"):
+        run_experiment(ExperimentConfig.from_dict(VALID).replace(policies=()), None, progress=False)

@@ -122,6 +122,25 @@ def test_bad_experiments_fail_before_running(changes, error, match):
         run_experiment(_config(**changes), None, progress=False)
 
 
+def test_a_feedback_log_is_reused_only_with_the_trial_it_records(tmp_path):
+    from banditrec.ope.feedback import LoggedFeedback
+
+    cfg = _config(seeds=(0,), policies=(PolicySpec("random", "Random"),))
+    run_experiment(cfg.replace(horizon=96), tmp_path, progress=False, plot=False, log_feedback=True)
+    (log,) = (tmp_path / "feedback").glob("*.npz")
+    assert LoggedFeedback.load(log).n_rounds == 96
+    # Rerun under other settings without logging: the old log is not this trial's and goes.
+    assert run_experiment(cfg.replace(horizon=200), tmp_path, progress=False, plot=False).trials_run == 1
+    assert not log.exists()
+    # Asking for logs now reruns the trial rather than trusting a log it did not write.
+    again = run_experiment(cfg.replace(horizon=200), tmp_path, progress=False, plot=False, log_feedback=True)
+    assert (again.trials_run, again.trials_reused) == (1, 0)
+    fb = LoggedFeedback.load(log)
+    assert fb.n_rounds == 200 and len(fb.metadata["fingerprint"]) == 16
+    # ... and reuses the trial once its log is there.
+    assert run_experiment(cfg.replace(horizon=200), tmp_path, progress=False, plot=False, log_feedback=True).trials_reused == 1
+
+
 def test_logged_feedback_matches_the_run(tmp_path):
     from banditrec.ope.feedback import LoggedFeedback
 

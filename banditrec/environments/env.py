@@ -92,7 +92,9 @@ class BanditCore:
             )
         if not isinstance(batch_size, (int, np.integer)) or isinstance(batch_size, bool) or batch_size < 1:
             raise ValueError(f"batch_size (num_envs) must be a positive int, got {batch_size!r}")
-        if max_episode_steps is not None and (not isinstance(max_episode_steps, (int, np.integer)) or max_episode_steps < 1):
+        if max_episode_steps is not None and (
+            not isinstance(max_episode_steps, (int, np.integer)) or isinstance(max_episode_steps, bool) or max_episode_steps < 1
+        ):
             raise ValueError(f"max_episode_steps must be a positive int or None, got {max_episode_steps!r}")
         if simulator.reward_type not in ("binary", "real"):
             raise ValueError(f"{type(simulator).__name__}.reward_type must be 'binary' or 'real', got {simulator.reward_type!r}")

@@ -937,6 +937,12 @@ class LoggedDataWorld(UserSimulator):
                     f"pass like_threshold to binarise ratings"
                 )
             labels = values.astype(np.int64)
+        if labels.size and not labels.any():  # a world where nothing is ever liked: regret 0 for any policy
+            values = reward.to_numpy(np.float64)
+            why = (f"no {reward_col!r} value reaches like_threshold={like_threshold:g} (they lie in "
+                   f"[{values.min():g}, {values.max():g}])" if like_threshold is not None
+                   else f"every {reward_col!r} value is 0")
+            raise ValueError(f"the feedback holds no like: {why}; a world fitted to it would be flat")
         for name, column in (("user_col", user_col), ("item_col", item_col)):
             if df[column].isna().any():
                 raise ValueError(f"{name}={column!r} has missing ids")

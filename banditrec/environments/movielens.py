@@ -226,7 +226,8 @@ class MovieLens100kWorld(UserSimulator):
             epochs=epochs,
             implicit_negatives=implicit_negatives,
             temperature=temperature,
-            target_click_rate=target_click_rate if target_click_rate > 0 else None,
+            # NaN is not "0 or less": it goes on to the world's own check, which names it.
+            target_click_rate=None if isinstance(target_click_rate, (int, float)) and target_click_rate <= 0 else target_click_rate,
             initial_items=initial_items or None,
             new_items_per_step=new_items_per_step,
             drift=drift,

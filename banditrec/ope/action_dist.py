@@ -101,6 +101,11 @@ def action_dist_from_policy(policy: Any, feedback: LoggedFeedback, batch_size: i
         out = method(obs[start : start + int(batch_size)])
         if hasattr(out, "detach"):  # torch tensors, possibly on an accelerator
             out = out.detach().cpu().numpy()
+        if out is None or np.ndim(out) < 2:  # concatenating it would fail with numpy's words
+            raise TypeError(
+                f"{type(policy).__name__}.action_distribution(obs) must return an array of shape (B, K), "
+                f"got {out!r:.80}"
+            )
         chunks.append(np.asarray(out, dtype=np.float64))
     dist = np.concatenate(chunks) if chunks else np.zeros((0, feedback.n_candidates))
     return validate_action_dist(dist, feedback, name=f"{type(policy).__name__}.action_distribution(obs)")

@@ -141,6 +141,12 @@ class LoggedFeedback:
         require_shape(mask, "mask", (n, k), ref)
         user_ids = as_int_array(self.user_ids, "user_ids", 1, "with shape (n,)")
         require_shape(user_ids, "user_ids", (n,), ref)
+        # The contract of an observation (what a policy scoring these rows is handed): a log that
+        # breaks it is refused here, not when a policy is first evaluated on it.
+        if item_ids.size and item_ids.min() < 0:
+            raise ValueError(f"item_ids must be >= 0 (catalogue ids; masked slots too), got {int(item_ids.min())}")
+        if user_ids.size and user_ids.min() < -1:
+            raise ValueError(f"user_ids must be >= 0, or -1 for anonymous users, got {int(user_ids.min())}")
         actions = as_int_array(self.actions, "actions", 1, "with shape (n,)")
         require_shape(actions, "actions", (n,), ref)
         rewards = as_float_array(self.rewards, "rewards", 1, "with shape (n,)")
@@ -205,6 +211,9 @@ class LoggedFeedback:
             if timestamps.dtype.kind not in "iufM":
                 raise TypeError(f"timestamps must be numeric or datetime64, got dtype {timestamps.dtype}")
             require_shape(timestamps, "timestamps", (n,), ref)
+            missing = np.isnat(timestamps) if timestamps.dtype.kind == "M" else ~np.isfinite(timestamps)
+            if missing.any():  # split_by_time would silently sort those rows last
+                raise ValueError(f"timestamps must be finite (no NaN or NaT); missing in {describe_bad(missing, timestamps)}")
         if self.expected_rewards is not None:
             expected = as_float_array(self.expected_rewards, "expected_rewards", 2, "with shape (n, K)")
             require_shape(expected, "expected_rewards", (n, k), ref)

@@ -349,6 +349,8 @@ def evaluate_offline(
         raise ValueError(f"method must be 'bootstrap' or 'normal', got {method!r}")
     train, evaluation = split_by_time(feedback, train_fraction)
     chosen = default_estimators() if estimators is None else estimators
+    if isinstance(chosen, (list, tuple)) and not chosen:
+        raise ValueError("estimators is empty: give at least one estimator, or None for the defaults")
     model_based = isinstance(chosen, (list, tuple)) and any(
         isinstance(est, BaseEstimator) and est.needs_reward_model for est in chosen
     )

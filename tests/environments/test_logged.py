@@ -272,6 +272,8 @@ def test_runs_as_a_gymnasium_environment(world):
     [
         ({"reward_col": "score"}, ValueError, "reward_col='score' is not a column"),
         ({"like_threshold": None}, ValueError, "holds values other than 0/1.*pass like_threshold"),
+        # No rating is a like: the fit used to succeed on all-zero labels, a flat world (regret 0).
+        ({"like_threshold": 99}, ValueError, r"holds no like: no 'stars' value reaches like_threshold=99 \(they lie in"),
         (
             {"arrival": "poisson"},
             ValueError,

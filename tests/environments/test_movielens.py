@@ -124,6 +124,14 @@ def test_constructor_takes_plain_values_and_checks_them(tmp_path):
         MovieLens100kWorld(path=str(tmp_path / "missing"))
 
 
+def test_ratings_that_can_never_be_a_like_or_a_nan_click_rate_are_refused(tmp_path):
+    # Both used to build a world silently: flat (every reward 0.1, regret 0) or uncalibrated.
+    with pytest.raises(ValueError, match=r"holds no like: no 'rating' value reaches like_threshold=10 \(they lie in \[1, 5\]\)"):
+        small_world(tmp_path, like_threshold=10.0)
+    with pytest.raises(ValueError, match="target_click_rate must lie in"):
+        small_world(tmp_path, target_click_rate=float("nan"))
+
+
 def test_real_movielens_world_fidelity_and_cache(tmp_path_factory, data_unavailable):
     """The real data: the fitted truth must rank held-out likes far above chance.
 

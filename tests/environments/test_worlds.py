@@ -145,6 +145,10 @@ BAD_VALUES = [
     ("banditrec/Linear-v0", {"scale": "3"}, "scale", "3"),
     ("banditrec/Linear-v0", {"noise": "0.1"}, "noise", "0.1"),
     ("banditrec/Linear-v0", {"scale": True}, "scale", True),
+    # A TOML `true` as a size used to pass as 1: K = 1 gave every policy regret 0.
+    ("banditrec/Linear-v0", {"n_candidates": True}, "n_candidates", True),
+    ("banditrec/Linear-v0", {"min_candidates": True}, "min_candidates", True),
+    ("banditrec/Linear-v0", {"n_items": True}, "n_items", True),
     ("banditrec/Nonlinear-v0", {"scale": "2.5"}, "scale", "2.5"),
     ("banditrec/Wheel-v0", {"delta": "0.5"}, "delta", "0.5"),
     ("banditrec/Wheel-v0", {"mu_centre": "1.2"}, "mu_centre", "1.2"),

@@ -242,6 +242,7 @@ def test_specs_and_objects_give_the_same_table():
         ({"alpha": 0.0}, ValueError, "alpha must be"),
         ({"seed": -1}, ValueError, "seed must be a non-negative integer"),
         ({"method": "exact"}, ValueError, "method must be"),
+        ({"estimators": []}, ValueError, "estimators is empty"),  # used to return only the logging row
     ],
 )
 def test_bad_arguments_are_rejected_with_a_message(kwargs, error, match):

@@ -291,6 +291,13 @@ def test_action_dist_from_policy_validates_the_policy_output(world):
     with pytest.raises(TypeError, match="policy must have an action_distribution"):
         action_dist_from_policy("greedy", fb)
 
+    class Silent:
+        def action_distribution(self, obs):
+            return None
+
+    with pytest.raises(TypeError, match=r"Silent.action_distribution\(obs\) must return an array of shape \(B, K\), got None"):
+        action_dist_from_policy(Silent(), fb)
+
 
 def test_obp_style_action_dist_per_position():
     fb = LoggedFeedback.from_arrays(

@@ -97,6 +97,10 @@ def test_bad_propensities(propensities, match):
         ({"expected_rewards": np.full((N, K), np.inf)}, r"expected_rewards must be finite or NaN"),
         ({"mask": np.zeros((N, K), dtype=bool)}, r"mask must have at least one valid candidate per round"),
         ({"logging_action_dist": np.full((N, K), 1 / 3)}, r"logging_action_dist puts probability on masked"),
+        # Used to be accepted and saved, then refused as an "observation" by the first evaluation.
+        ({"timestamps": np.array([0.0, 1.0, np.nan, 3.0, 4.0])}, r"timestamps must be finite \(no NaN or NaT\); missing in 1 row\(s\), first at index 2"),
+        ({"user_ids": np.full(N, -5)}, r"user_ids must be >= 0, or -1 for anonymous users, got -5"),
+        ({"item_ids": np.full((N, K), -2)}, r"item_ids must be >= 0 \(catalogue ids; masked slots too\), got -2"),
     ],
     ids=[
         "nan-reward",
@@ -113,6 +117,9 @@ def test_bad_propensities(propensities, match):
         "inf-expected",
         "empty-mask",
         "logging-on-masked",
+        "nan-timestamp",
+        "neg-user-id",
+        "neg-item-id",
     ],
 )
 def test_bad_tables(overrides, match):
