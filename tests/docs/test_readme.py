@@ -7,6 +7,8 @@ import io
 import re
 from pathlib import Path
 
+import numpy as np
+
 README = Path(__file__).resolve().parents[2] / "README.md"
 
 
@@ -38,3 +40,18 @@ def test_readme_experiment_example_runs(tmp_path, monkeypatch):
     assert (run / "regret.png").is_file() and (run / "summary.csv").is_file()
     printed = out.getvalue()
     assert "linucb" in printed and "neural" in printed and "final_cumulative_regret" in printed
+
+
+def test_readme_neural_example_runs(tmp_path, monkeypatch):
+    # The third example: pretrain on logs, hand the model to NeuralLinear, explain, save and resume
+    # (the example itself asserts that the resumed policy decides as the original).
+    code = re.findall(r"```python\n(.*?)```", README.read_text(), flags=re.DOTALL)[2]
+    monkeypatch.chdir(tmp_path)
+    out = io.StringIO()
+    with contextlib.redirect_stdout(out):
+        exec(compile(code, "README.md", "exec"), {})  # noqa: S102 (the README's own example, run as written)
+    assert (tmp_path / "runs" / "neural-linear.pt").is_file()
+    lines = out.getvalue().splitlines()
+    assert lines[0].startswith("test MSE ") and float(lines[0].split()[2]) < 0.25
+    probabilities = np.array(lines[3].strip("[]").split(), dtype=float)
+    assert probabilities.shape == (10,) and abs(probabilities.sum() - 1) <= 0.05  # each printed to 2 decimals
