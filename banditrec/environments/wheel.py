@@ -82,5 +82,10 @@ class WheelWorld(UserSimulator):
         return np.take_along_axis(means, obs.item_ids, axis=1)
 
     def sample_rewards(self, obs, actions, expected, rng):
-        sd = np.where(expected == self.mu_large, self.sigma_large, self.sigma)
+        # The large-reward noise goes where the arm is the context's quadrant arm outside δ, by
+        # position, not by value: mu_centre or mu_other set equal to mu_large keep sigma.
+        x = obs.user_features
+        arm = obs.item_ids[np.arange(x.shape[0]), actions]
+        large = (np.einsum("bd,bd->b", x, x) > self.delta**2) & (arm == self.quadrant_arm(x))
+        sd = np.where(large, self.sigma_large, self.sigma)
         return expected + sd * rng.standard_normal(expected.shape)

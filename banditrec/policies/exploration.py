@@ -168,12 +168,15 @@ class UCB(Exploration):
 
     def _scores(self, estimator, obs):
         mean, width = estimator.mean_and_width(obs)
-        return mean, self.alpha * width
+        # alpha = 0 is greedy: no bonus, even where the width is infinite (an untried item of
+        # UCB1), which 0 · inf would turn into NaN scores and infinite propensities.
+        return mean, (self.alpha * width if self.alpha else np.zeros_like(mean))
 
     def choose(self, estimator, obs, rng, t):
         if on_device(estimator, obs):
             mean, width = estimator.mean_and_width_tensor(obs)
-            actions, _, n_tied = argmax_ties(mean + self.alpha * width, _device_mask(estimator, obs), estimator.generator_)
+            scores = mean + self.alpha * width if self.alpha else mean
+            actions, _, n_tied = argmax_ties(scores, _device_mask(estimator, obs), estimator.generator_)
             return _decision(actions, 1.0 / n_tied.double(), obs)
         mean, bonus = self._scores(estimator, obs)
         actions, _, n_tied = _argmax_ties(mean + bonus, obs.mask, rng)
@@ -198,6 +201,10 @@ class Thompson(Exploration):
 
     The propensity of the chosen action has no closed form; it is the share of ``n_mc`` further
     posterior draws (plus the one acted on) in which that action wins: an estimate in (0, 1].
+    Counting the acted-on draw keeps it above 0 and makes its inverse, the weight off-policy
+    estimators use, nearly unbiased: for an action of probability π, E[1/p̂] = (1 − (1 − π)^(n_mc+1))/π,
+    within 1% of 1/π once π · (n_mc + 1) ≥ 4.6 (p̂ itself averages (1 + n_mc π)/(n_mc + 1), high
+    for rare actions). Raise ``n_mc`` where rare actions matter to an off-policy estimate.
     """
 
     def __init__(self, n_mc: int = 100) -> None:

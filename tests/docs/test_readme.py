@@ -29,29 +29,29 @@ def test_readme_commands_match_ci():
     assert test_command in text and test_command in ci
 
 
-def test_readme_experiment_example_runs(tmp_path, monkeypatch):
-    # The second example: policies x seeds from Python, written where the README says.
-    code = re.findall(r"```python\n(.*?)```", README.read_text(), flags=re.DOTALL)[1]
-    monkeypatch.chdir(tmp_path)
+def _run_example(index: int, folder, monkeypatch) -> str:
+    """Run the README's ``index``-th Python block as written, in ``folder``; what it printed."""
+    code = re.findall(r"```python\n(.*?)```", README.read_text(), flags=re.DOTALL)[index]
+    monkeypatch.chdir(folder)
     out = io.StringIO()
     with contextlib.redirect_stdout(out):
         exec(compile(code, "README.md", "exec"), {})  # noqa: S102 (the README's own example, run as written)
+    return out.getvalue()
+
+
+def test_readme_experiment_example_runs(tmp_path, monkeypatch):
+    # The second example: policies x seeds from Python, written where the README says.
+    printed = _run_example(1, tmp_path, monkeypatch)
     run = tmp_path / "runs" / "two-policies"
     assert (run / "regret.png").is_file() and (run / "summary.csv").is_file()
-    printed = out.getvalue()
     assert "linucb" in printed and "neural" in printed and "final_cumulative_regret" in printed
 
 
 def test_readme_neural_example_runs(tmp_path, monkeypatch):
     # The third example: pretrain on logs, hand the model to NeuralLinear, explain, save and resume
     # (the example itself asserts that the resumed policy decides as the original).
-    code = re.findall(r"```python\n(.*?)```", README.read_text(), flags=re.DOTALL)[2]
-    monkeypatch.chdir(tmp_path)
-    out = io.StringIO()
-    with contextlib.redirect_stdout(out):
-        exec(compile(code, "README.md", "exec"), {})  # noqa: S102 (the README's own example, run as written)
+    lines = _run_example(2, tmp_path, monkeypatch).splitlines()
     assert (tmp_path / "runs" / "neural-linear.pt").is_file()
-    lines = out.getvalue().splitlines()
     assert lines[0].startswith("test MSE ") and float(lines[0].split()[2]) < 0.25
     probabilities = np.array(lines[3].strip("[]").split(), dtype=float)
     assert probabilities.shape == (10,) and abs(probabilities.sum() - 1) <= 0.05  # each printed to 2 decimals

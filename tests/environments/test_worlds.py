@@ -166,3 +166,17 @@ def test_quoted_float_parameter_says_to_drop_the_quotes():
     message = r"scale must be a finite number > 0, got '3' \(a string; write the number without quotes\)"
     with pytest.raises(ValueError, match=message):
         make_vector_env("banditrec/Linear-v0", num_envs=2, scale="3")
+
+
+def test_wheel_noise_follows_the_arm_not_the_value():
+    # The large-reward noise used to be chosen by comparing the mean with mu_large, so a centre arm
+    # set to pay mu_large took sigma_large everywhere.
+    env = make_vector_env("banditrec/Wheel-v0", num_envs=4000, mu_centre=50.0, sigma_large=2.0)
+    env.reset(seed=0)
+    _, rewards, _, _ = env.step_batch(np.zeros(4000, dtype=int))  # the centre arm, inside and outside δ
+    assert abs(np.std(rewards - 50.0) - 0.01) < 0.001
+    obs = env.observation
+    quadrant = env.simulator.quadrant_arm(obs.user_features)
+    outer = np.einsum("bd,bd->b", obs.user_features, obs.user_features) > 0.5**2
+    _, rewards, _, _ = env.step_batch(quadrant)
+    assert abs(np.std(rewards[outer] - 50.0) - 2.0) < 0.1 and abs(np.std(rewards[~outer] - 1.0) - 0.01) < 0.001

@@ -524,3 +524,20 @@ def test_a_built_in_model_fed_features_of_another_size_names_both_sizes():
         pretrain(build_model("mlp", d_u, d_i, (8,), seed=0), logs, epochs=1)
     with pytest.raises(ValueError, match="lr must be > 0 and finite"):
         pretrain(build_model("mlp", d_u, d_i + 2, (8,), seed=0), logs, epochs=1, lr=float("inf"))
+
+
+def test_ucb_with_alpha_zero_is_greedy_even_on_untried_items():
+    # 0 · inf (an untried item's UCB1 width) used to give NaN scores, infinite propensities and
+    # a NaN distribution, and the policy stuck to slot 0.
+    env = make_vector_env("banditrec/Linear-v0", num_envs=4, n_items=10, n_candidates=5)
+    env.reset(seed=0)
+    policy = UCB1(alpha=0.0, seed=0)
+    for _ in range(3):
+        obs = env.observation
+        actions, propensities = policy.act(obs)
+        assert np.all((propensities > 0) & (propensities <= 1))
+        dist = policy.action_distribution(obs)
+        np.testing.assert_allclose(dist.sum(axis=1), 1.0)
+        assert np.isfinite(policy.explain(obs)["exploration"]).all()
+        _, rewards, _, _ = env.step_batch(actions)
+        policy.update(obs, actions, rewards)

@@ -173,3 +173,31 @@ def test_battery_monte_carlo_tolerance_catches_biased_thompson_propensities():
     check_policy(LinTS, checks=["propensities"])
     with pytest.raises(AssertionError, match="check_propensities"):
         check_policy(_BiasedThompson, checks=["propensities"])
+
+
+def test_thompson_inverse_propensities_are_the_documented_near_unbiased_weights():
+    # An action won by the posterior with probability pi = 0.0158: its propensity, the share of
+    # 1 + n_mc draws it wins, averages (1 + n_mc pi)/(n_mc + 1) = 0.0255, but the IPS weight 1/p
+    # averages (1 - (1 - pi)^(n_mc + 1))/pi = 50.6 (Thompson's docstring), not 1/0.0255 = 39.
+    from banditrec.environments.simulator import Observation
+    from banditrec.policies import Thompson
+
+    pi, n_mc, B = 0.0158, 100, 25_000
+
+    class TwoArms:
+        def sample(self, obs, rng, n):
+            draws = np.full((n, obs.batch_size, 2), 0.5)
+            draws[:, :, 0] = rng.random((n, obs.batch_size)) < pi  # arm 0 wins a draw with probability pi
+            return draws
+
+    obs = Observation(np.zeros((B, 1)), np.zeros((B, 2, 1)), np.tile([0, 1], (B, 1)), np.ones((B, 2), bool),
+                      np.full(B, -1))
+    rng = np.random.default_rng(0)
+    weights = []
+    for _ in range(4):
+        actions, p = Thompson(n_mc).choose(TwoArms(), obs, rng, 0)
+        weights.append(1.0 / p[actions == 0])
+    weights = np.concatenate(weights)
+    expected = (1 - (1 - pi) ** (n_mc + 1)) / pi
+    assert abs(weights.mean() - expected) < 5 * weights.std() / np.sqrt(weights.size), (weights.mean(), expected)
+    assert abs(weights.mean() - 1 / 0.0255) > 5 * weights.std() / np.sqrt(weights.size)
