@@ -4,8 +4,12 @@ from __future__ import annotations
 
 import argparse
 import inspect
+import json
+import signal
 import sys
+import threading
 from pathlib import Path
+from typing import Any
 
 from banditrec.data.cache import DataUnavailableError
 
@@ -62,7 +66,13 @@ def _cmd_plot(args: argparse.Namespace) -> int:
     from banditrec.plots import plot_results
     from banditrec.results import load_results
 
-    files = plot_results(load_results(args.run_dir), Path(args.run_dir) / "regret.png", title=Path(args.run_dir).name)
+    run_dir = Path(args.run_dir)
+    title = run_dir.resolve().name
+    try:  # the experiment's own name, as the run titled its plot, when the folder was renamed
+        title = json.loads((run_dir / "manifest.json").read_text())["config"]["name"]
+    except (OSError, ValueError, KeyError, TypeError):
+        pass
+    files = plot_results(load_results(run_dir), run_dir / "regret.png", title=title)
     print("\n".join(str(f) for f in files))
     return 0
 
@@ -150,8 +160,17 @@ def _positive_int(text: str) -> int:
     return value
 
 
+def _interrupt(signum: int, frame: Any) -> None:
+    raise KeyboardInterrupt
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    # A scheduler's or supervisor's SIGTERM stops a run as Ctrl-C does: worker processes are
+    # stopped and finished trials stay saved (the default SIGTERM ends the process at once and
+    # leaves its workers behind).
+    on_main = threading.current_thread() is threading.main_thread()
+    previous = signal.signal(signal.SIGTERM, _interrupt) if on_main else None
     try:
         return args.func(args)
     except KeyboardInterrupt:
@@ -161,6 +180,9 @@ def main(argv: list[str] | None = None) -> int:
         notes = "".join(f" ({note})" for note in getattr(exc, "__notes__", ()))  # e.g. which trial failed
         print(f"banditrec: error: {_message(exc)}{notes}", file=sys.stderr)
         return 2
+    finally:
+        if on_main:
+            signal.signal(signal.SIGTERM, previous)
 
 
 def _message(exc: BaseException) -> str:

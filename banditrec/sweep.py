@@ -7,6 +7,9 @@ Trials are independent and fully seeded, so every backend returns the same numbe
 
 from __future__ import annotations
 
+import ctypes
+import signal
+import sys
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 from typing import Any
@@ -62,8 +65,22 @@ def execute_trials(
             yield trial, run_trial(config, spec, seed, tick, log_feedback=log_feedback)
 
 
+def _die_with_parent() -> None:
+    """Worker initializer: on Linux, ask the kernel to end this worker when the process that
+    started it dies, even by SIGKILL (an out-of-memory kill, a scheduler's kill -9), rather than
+    leave it idle forever waiting for work."""
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)  # not the CLI's handler, inherited on fork: just end
+    if sys.platform.startswith("linux"):
+        try:
+            libc = ctypes.CDLL(None, use_errno=True)
+            libc.prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+        except (OSError, AttributeError):  # no prctl: nothing to set
+            pass
+
+
 def _processes(config, todo, log_feedback, tick) -> Iterator[tuple[Trial, Any]]:
-    pool = ProcessPoolExecutor(max_workers=min(config.jobs, len(todo)))
+    pool = ProcessPoolExecutor(max_workers=min(config.jobs, len(todo)), initializer=_die_with_parent)
+    completed = False
     try:
         pending = {pool.submit(_job, config, spec, seed, log_feedback): (spec, seed, fp) for spec, seed, fp in todo}
         while pending:
@@ -74,8 +91,14 @@ def _processes(config, todo, log_feedback, tick) -> Iterator[tuple[Trial, Any]]:
                 if tick is not None:
                     tick(config.n_steps)
                 yield trial, result
+        completed = True
     finally:
-        pool.shutdown(wait=True, cancel_futures=True)
+        if not completed:
+            # Interrupted, or a trial failed: stop the trials in flight now. Waiting for them
+            # (minutes for a neural trial) would only throw their results away.
+            for process in list((getattr(pool, "_processes", None) or {}).values()):
+                process.terminate()
+        pool.shutdown(wait=completed, cancel_futures=True)
 
 
 def _ray(config, todo, address, log_feedback, tick) -> Iterator[tuple[Trial, Any]]:

@@ -23,6 +23,7 @@ import argparse
 import collections
 import time
 import warnings
+from pathlib import Path
 
 import torch
 from torch.profiler import ProfilerActivity, profile
@@ -53,7 +54,10 @@ def main() -> None:
     parser.add_argument("--decisions", type=int, default=512)
     parser.add_argument("--policies", default="NeuralEpsilonGreedy,NeuralLinear,NeuralUCB")
     args = parser.parse_args()
-    device = str(resolve_device(args.device))
+    try:
+        device = str(resolve_device(args.device))
+    except ValueError as exc:  # e.g. --device cuda on a machine without one: one line, not a traceback
+        raise SystemExit(f"{Path(__file__).name}: {exc}") from None
     cuda = device.startswith("cuda")
     B = args.batch
     print(f"device {device} ({torch.cuda.get_device_name(0) if cuda else 'CPU'}), torch {torch.__version__}, "

@@ -41,6 +41,7 @@ import platform
 import statistics
 import sys
 import time
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -202,7 +203,10 @@ def main() -> None:
     if args.child:
         print(json.dumps(measure(json.loads(args.child))))
         return
-    device = str(resolve_device(args.device))
+    try:
+        device = str(resolve_device(args.device))
+    except ValueError as exc:  # e.g. --device cuda on a machine without one: one line, not a traceback
+        raise SystemExit(f"{Path(__file__).name}: {exc}") from None
     devices = [device, "cpu"] if device.startswith("cuda") else ["cpu"]
     base = {
         "batch": args.batch, "candidates": args.candidates, "steps": args.steps, "repeats": args.repeats,

@@ -16,6 +16,7 @@ import argparse
 import platform
 import statistics
 import time
+from pathlib import Path
 
 import torch
 
@@ -67,7 +68,10 @@ def main() -> None:
     parser.add_argument("--train-every", type=int, default=32, help="decisions between training rounds")
     parser.add_argument("--train-steps", type=int, default=32, help="minibatch steps per training round")
     args = parser.parse_args()
-    device = str(resolve_device(args.device))
+    try:
+        device = str(resolve_device(args.device))
+    except ValueError as exc:  # e.g. --device cuda on a machine without one: one line, not a traceback
+        raise SystemExit(f"{Path(__file__).name}: {exc}") from None
     batches = [int(b) for b in args.batches.split(",")]
     card = torch.cuda.get_device_name(0) if device.startswith("cuda") else platform.processor() or platform.machine()
     schedule = {"train_every": args.train_every, "train_steps": args.train_steps}

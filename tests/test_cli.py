@@ -26,7 +26,7 @@ type = "LinUCB"
 """
 
 
-def test_run_then_plot(tmp_path, capsys):
+def test_run_then_plot(tmp_path, capsys, monkeypatch):
     cfg = tmp_path / "cli.toml"
     cfg.write_text(CONFIG)
     out = tmp_path / "out"
@@ -37,6 +37,15 @@ def test_run_then_plot(tmp_path, capsys):
     (out / "regret.png").unlink()
     assert main(["plot", str(out)]) == 0
     assert (out / "regret.png").is_file()
+    # A renamed (or '.') run folder is still titled with its experiment's name.
+    import banditrec.plots
+
+    titles = []
+    original = banditrec.plots.plot_results
+    monkeypatch.setattr(banditrec.plots, "plot_results",
+                        lambda results, path, title: titles.append(title) or original(results, path, title=title))
+    assert main(["plot", str(out.rename(tmp_path / "copy-of-run"))]) == 0
+    assert titles == ["cli"]
 
 
 def test_listings(capsys):

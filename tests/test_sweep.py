@@ -3,6 +3,10 @@
 from __future__ import annotations
 
 import re
+import signal
+import subprocess
+import sys
+import time
 
 import pandas as pd
 import pytest
@@ -91,3 +95,73 @@ def test_a_failing_trial_names_itself_in_one_line_on_every_backend(tmp_path, cap
         alone = tmp_path / f"alone-{backend}.toml"
         alone.write_text(cfg.read_text().replace("seeds = 2\njobs = 2", f"seeds = [{found.group(1)}]\njobs = 1"))
         assert error(alone, f"alone-{backend}") == message
+
+
+SLOW = """
+[experiment]
+name = "slow"
+horizon = 150000
+batch_size = 10
+seeds = 4
+jobs = 2
+
+[environment]
+id = "banditrec/Linear-v0"
+n_items = 20
+context_dim = 16
+
+[policies.lints]
+type = "LinTS"
+"""
+
+
+def _children(pid: int) -> list[int]:
+    import os
+
+    found = []
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                with open(f"/proc/{entry}/stat") as stat:
+                    fields = stat.read().rsplit(")", 1)[1].split()
+            except OSError:
+                continue
+            if int(fields[1]) == pid and fields[0] != "Z":
+                found.append(int(entry))
+    return found
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc; PR_SET_PDEATHSIG is Linux's")
+@pytest.mark.parametrize("signame", ["SIGTERM", "SIGINT", "SIGKILL"])
+def test_a_run_stopped_by_a_signal_leaves_no_worker_behind(tmp_path, signame):
+    # Before: SIGTERM to the main process alone ended it at once and left both workers idle
+    # forever; SIGINT to it alone waited for the trials in flight, then threw them away.
+    config = tmp_path / "slow.toml"
+    config.write_text(SLOW)
+    run = subprocess.Popen([sys.executable, "-m", "banditrec.cli", "run", str(config), "--out", str(tmp_path / "out"),
+                            "--quiet"], stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 120
+    while len(_children(run.pid)) < 2 and time.monotonic() < deadline:
+        time.sleep(0.1)
+    workers = _children(run.pid)
+    assert len(workers) == 2, "the run did not start its two workers"
+    time.sleep(1.0)
+    signalled = time.monotonic()
+    run.send_signal(getattr(signal, signame))
+    _, err = run.communicate(timeout=60)
+    if signame != "SIGKILL":
+        assert run.returncode == 130 and "interrupted: finished trials are saved" in err, (run.returncode, err)
+        # at once, not after the trials in flight (each is about a minute here)
+        assert time.monotonic() - signalled < 15
+    deadline = time.monotonic() + 20
+    while any(_alive(w) for w in workers) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert not [w for w in workers if _alive(w)], "worker processes outlived the run"
+
+
+def _alive(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat") as stat:
+            return stat.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return False

@@ -44,3 +44,16 @@ def test_linfullpost_row_fits_planes_with_an_intercept(tmp_path):
     normalised = 100 * final("LinFullPost") / final("Uniform")
     assert list(normalised.index) == [0, 1, 2, 3]
     assert normalised.mean() < 25, normalised.round(2).to_dict()
+
+
+def test_from_runs_refuses_to_divide_regrets_of_different_horizons(tmp_path):
+    # Before: a row saved at 200 contexts was divided by Uniform's regret over 4,000 and printed
+    # under "after 80,000 contexts" (the --horizon default), a plausible-looking 1.34.
+    _run(tmp_path, "--cheap-seeds", "2", rows=("Uniform", "LinFullPost"), horizon=200)
+    assert "after 200 contexts" in _run(tmp_path, "--from-runs", rows=("Uniform", "LinFullPost"))
+    _run(tmp_path, "--cheap-seeds", "2", rows=("Uniform",), horizon=4000)
+    cmd = [sys.executable, str(SCRIPT), "--rows", "Uniform", "LinFullPost", "--deltas", "0.5", "--out",
+           str(tmp_path / "runs"), "--plot", "", "--from-runs"]
+    done = subprocess.run(cmd, check=False, capture_output=True, text=True, timeout=300)
+    assert done.returncode != 0
+    assert "ran another number of contexts than Uniform's" in done.stderr and "200 against 4,000" in done.stderr

@@ -309,6 +309,9 @@ if __name__ == "__main__":
     out = Path(args.out or f"experiments/ope/results/{'+'.join(args.worlds)}")
     out.mkdir(parents=True, exist_ok=True)
     if args.replot:
+        if not (out / "validation.csv").is_file() or not (out / "manifest.json").is_file():
+            raise SystemExit(f"--replot redraws a finished validation, and {out} holds none (validation.csv is "
+                             f"not committed): run the same command without --replot first")
         results = pd.read_csv(out / "validation.csv")
         elapsed = json.loads((out / "manifest.json").read_text())["wall_seconds"]
     else:

@@ -5,7 +5,7 @@ stream from the seed alone), and a row's score is its normalised cumulative regr
 100 × its cumulative regret / Uniform's cumulative regret on the same seed. Prints a markdown
 table (mean ± standard error over seeds, beside the published NeuralLinear row) and saves a plot.
 
-    python experiments/wheel/reproduce.py                      # everything, about 30 min on 2 cores
+    python experiments/wheel/reproduce.py                      # every default row at every δ, about an hour on 2 cores
     python experiments/wheel/reproduce.py --rows Uniform LinFullPost --cheap-seeds 20
 
 Each (δ, row) is its own run folder under ``--out``; finished trials are reused on a rerun, so an
@@ -234,7 +234,8 @@ def main() -> None:
 
     def final_rows(delta: float, row: str, results: pd.DataFrame) -> pd.DataFrame:
         last = results.groupby("seed")["step"].transform("max") == results["step"]
-        return results[last][["seed", "cumulative_regret"]].assign(delta=delta, row=row)
+        return (results[last][["seed", "step", "cumulative_regret"]]
+                .rename(columns={"step": "contexts"}).assign(delta=delta, row=row))
 
     if args.from_runs:  # whatever finished trials each (δ, row) folder holds, with their seed counts
         for d, r in units:
@@ -257,8 +258,21 @@ def main() -> None:
     if missing:
         raise SystemExit(f"Uniform has no trial for (δ, seed) {missing}, which other rows have; run Uniform "
                          f"on those seeds first (e.g. --rows Uniform --cheap-seeds {max(s for _, s in missing) + 1})")
-    finals["normalised"] = 100.0 * finals.cumulative_regret / uniform.loc[
-        list(zip(finals.delta, finals.seed))].to_numpy()
+    # Saved runs may come from other --horizon values: a trial is normalised only by Uniform's
+    # over the same contexts.
+    uniform_contexts = finals[finals.row == "Uniform"].set_index(["delta", "seed"])["contexts"]
+    keys = list(zip(finals.delta, finals.seed))
+    mismatched = finals[finals.contexts.to_numpy() != uniform_contexts.loc[keys].to_numpy()]
+    if len(mismatched):
+        first = mismatched.iloc[0]
+        raise SystemExit(
+            f"{len(mismatched)} saved trial(s) ran another number of contexts than Uniform's on the same δ and "
+            f"seed (e.g. {first.row} at δ={first.delta}, seed {first.seed}: {first.contexts:,} against "
+            f"{uniform_contexts.loc[(first.delta, first.seed)]:,}); rerun them with one --horizon"
+        )
+    finals["normalised"] = 100.0 * finals.cumulative_regret / uniform.loc[keys].to_numpy()
+    horizons = sorted(set(finals.contexts))
+    horizon_label = " / ".join(f"{h:,}" for h in horizons)  # one value unless δ differ in horizon
     table = finals.groupby(["row", "delta"])["normalised"].agg(["mean", "std", "count"])
     table["se"] = table["std"] / np.sqrt(table["count"])
 
@@ -268,7 +282,7 @@ def main() -> None:
         m, se, n = table.loc[(row, delta), ["mean", "se", "count"]]
         return f"{m:.2f} ± {se:.2f} ({n:.0f})" if n > 1 else f"{m:.2f} (1)"
 
-    print(f"\nNormalised cumulative regret after {args.horizon:,} contexts (mean ± s.e. over seeds; "
+    print(f"\nNormalised cumulative regret after {horizon_label} contexts (mean ± s.e. over seeds; "
           "seeds in brackets)\n")
     print("| δ | " + " | ".join(map(str, args.deltas)) + " |")
     print("|---|" + "---|" * len(args.deltas))
@@ -301,7 +315,7 @@ def main() -> None:
         ax.set_yscale("log")
         ax.set_xlabel("δ")
         ax.set_ylabel("normalised cumulative regret (Uniform = 100)")
-        ax.set_title(f"Wheel bandit, {args.horizon:,} contexts")
+        ax.set_title(f"Wheel bandit, {horizon_label} contexts")
         ax.grid(True, which="both", alpha=0.3)
         ax.legend(fontsize=8)
         fig.tight_layout()
