@@ -2,7 +2,7 @@
 
 :func:`load_movielens_100k` tries its sources in order and returns the first that works:
 
-1. an explicit ``path`` (then it is the *only* source) or ``$BANDITREC_MOVIELENS_PATH``: the
+1. an explicit ``path`` or ``$BANDITREC_MOVIELENS_PATH`` (either is then the *only* source): the
    GroupLens ``ml-100k.zip``, its extracted folder (``u.data``, ``u.user``, ``u.item``), or a folder
    (or zip) of RecBole atomic files (``ml-100k.inter``/``.user``/``.item``/``.kg``/``.link``);
 2. the banditrec cache (checksums verified);
@@ -478,8 +478,8 @@ def load_movielens_100k(
     ----------
     path : path, optional
         A GroupLens ``ml-100k.zip``, its extracted folder, or a folder/zip of RecBole atomic
-        files. When given, it is the only source tried. Without it ``$BANDITREC_MOVIELENS_PATH``
-        is tried first, then the cache, an installed recbole, the recbole wheel and GroupLens.
+        files. When given, it is the only source tried; so is ``$BANDITREC_MOVIELENS_PATH`` when set.
+        Otherwise the cache, an installed recbole, the recbole wheel and GroupLens are tried.
     cache_dir : path, optional
         Cache folder (default: see :func:`banditrec.data.cache.cache_root`).
 
@@ -503,10 +503,10 @@ def load_movielens_100k(
     entry = cache_root(cache_dir) / CACHE_ENTRY
     sources: list[Source[MovieLens100k]] = []
     env_path = os.environ.get(PATH_ENV)
-    if env_path:
-        sources.append(Source(f"${PATH_ENV}={env_path}", lambda: _load_local(Path(env_path))))
-    else:
-        sources.append(Source(f"${PATH_ENV}", _raise(FileNotFoundError(f"${PATH_ENV} is not set"))))
+    if env_path:  # an explicit choice, as ``path`` is: the only source, never silently another copy
+        data, _ = try_sources("MovieLens-100k", [Source(f"${PATH_ENV}={env_path}", lambda: _load_local(Path(env_path)))])
+        return data
+    sources.append(Source(f"${PATH_ENV}", _raise(FileNotFoundError(f"${PATH_ENV} is not set"))))
     sources += [
         Source(f"cache {entry}", lambda: _read_cache(entry)),
         Source("installed recbole package", _from_installed_recbole),

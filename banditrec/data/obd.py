@@ -98,6 +98,14 @@ def _parse_log(data: bytes | Path, name: str) -> pd.DataFrame:
     if missing or not any(c.startswith("user_feature_") for c in raw.columns):
         missing += [] if any(c.startswith("user_feature_") for c in raw.columns) else ["user_feature_*"]
         raise DataFormatError(f"{name}: missing column(s) {missing}; found {list(raw.columns)[:12]}...")
+    # A row cut short (a truncated download or copy) parses with NaN in its last columns.
+    holes = raw.isna().to_numpy()
+    if holes.any():
+        row, col = np.argwhere(holes)[0]
+        raise DataFormatError(
+            f"{name}: {int(holes.any(axis=1).sum())} row(s) have missing values, first row {int(row)} in column "
+            f"{raw.columns[col]!r} (a file cut short?)"
+        )
     for column in ("item_id", "position", "click", "propensity_score"):
         values = pd.to_numeric(raw[column], errors="coerce")
         if values.isna().any():

@@ -61,6 +61,13 @@ def read_checkpoint(path: Path, map_location: Any, what: str, label: str | None 
             f"{label} is not {what}: "
             "it is not a torch checkpoint archive (truncated, or another kind of file)"
         )
+    try:  # torch.load does not check the archive's CRCs: flipped bytes would load as NaN weights
+        with zipfile.ZipFile(path) as archive:
+            bad = archive.testzip()
+    except (zipfile.BadZipFile, OSError, RuntimeError) as exc:
+        bad = f"({exc})"
+    if bad is not None:
+        raise ValueError(f"{label} is not {what}: it is damaged (entry {bad} fails its checksum)")
     try:
         return torch.load(path, map_location=map_location, weights_only=True)
     except Exception as exc:  # torch raises several types for foreign or corrupt files
@@ -130,7 +137,21 @@ def load_model(
             f"this banditrec reads up to {_VERSION}"
         )
     state = payload["state_dict"]
-    source = f"checkpoint {path.name} (saved from {payload.get('class')} {payload.get('config')})"
-    check_state_compatible(model, state, source)
+    saved_class, saved_config = str(payload.get("class", "")), payload.get("config") or {}
+    source = f"checkpoint {path.name} (saved from {saved_class} {saved_config})"
+    check_state_compatible(model, state, source)  # names what differs in names and shapes first
+    # Names and shapes can agree across architectures (an MLP over 3 user and 5 item features and
+    # one over 5 and 3): the class and the built-in models' config must too.
+    own_class = type(model).__qualname__
+    if saved_class.rsplit(".", 1)[-1] != own_class:
+        raise ValueError(f"{str(path)!r} holds a {saved_class.rsplit('.', 1)[-1]}, not a {own_class}")
+    own_config = dict(getattr(model, "config", {}) or {})
+    differ = {k: (saved_config.get(k), own_config.get(k)) for k in {*saved_config, *own_config}
+              if k != "seed" and saved_config.get(k) != own_config.get(k)}
+    if differ:
+        raise ValueError(
+            f"{str(path)!r} was saved from a {own_class} built otherwise (saved vs this model): "
+            + ", ".join(f"{k}: {a!r} vs {b!r}" for k, (a, b) in sorted(differ.items()))
+        )
     model.load_state_dict(state)
     return model

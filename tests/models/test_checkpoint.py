@@ -3,7 +3,7 @@
 import pytest
 import torch
 
-from banditrec.models import MLPScorer, TwoTower, load_model, save_model
+from banditrec.models import MLPScorer, MultiOutputMLP, TwoTower, build_model, load_model, save_model
 
 
 def _inputs():
@@ -79,3 +79,24 @@ def test_damaged_checkpoint_entry_is_one_clear_line(tmp_path):
     with pytest.raises(ValueError, match=message) as info:
         load_model(MLPScorer(4, 4, hidden=(8,)), path)
     assert "\n" not in str(info.value)
+
+
+def test_a_checkpoint_with_flipped_bytes_is_refused_not_loaded_as_nan(tmp_path):
+    # torch.load does not check the archive's CRCs: 64 flipped bytes loaded as NaN weights.
+    path = save_model(build_model("mlp", 6, 4, hidden=(8,), seed=0), tmp_path / "mlp.pt")
+    damaged = bytearray(path.read_bytes())
+    damaged[len(damaged) // 2: len(damaged) // 2 + 64] = b"\xff" * 64
+    path.write_bytes(bytes(damaged))
+    with pytest.raises(ValueError, match=r"it is damaged \(entry .* fails its checksum\)"):
+        load_model(build_model("mlp", 6, 4, hidden=(8,)), path)
+
+
+def test_same_shapes_of_another_architecture_are_refused(tmp_path):
+    # Names and shapes agree, the models do not: user and item features swapped, another class.
+    swapped = save_model(MLPScorer(3, 5, hidden=8, seed=0), tmp_path / "a.pt")
+    with pytest.raises(ValueError, match=r"built otherwise \(saved vs this model\): item_dim: 5 vs 3, user_dim: 3 vs 5"):
+        load_model(MLPScorer(5, 3, hidden=8), swapped)
+    other = save_model(MLPScorer(4, 0, hidden=8), tmp_path / "b.pt")
+    with pytest.raises(ValueError, match="holds a MLPScorer, not a MultiOutputMLP"):
+        load_model(MultiOutputMLP(4, 0, hidden=8, n_items=1), other)
+    load_model(MLPScorer(3, 5, hidden=8, seed=1), swapped)  # the same architecture loads
