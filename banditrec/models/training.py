@@ -153,6 +153,9 @@ def _split(n: int, val_fraction: float, test_fraction: float, rng: np.random.Gen
     perm = rng.permutation(n)
     n_test = round(test_fraction * n)
     n_val = round(val_fraction * n)
+    for name, fraction, size in (("val_fraction", val_fraction, n_val), ("test_fraction", test_fraction, n_test)):
+        if fraction > 0 and size == 0:  # early stopping or the test metrics would silently be off
+            raise ValueError(f"{name}={fraction} of {n} rows is no row; give more rows or {name}=0")
     if n - n_test - n_val < 1:
         raise ValueError(
             f"{n} rows leave no training data with val_fraction={val_fraction}, test_fraction={test_fraction}"
@@ -231,8 +234,10 @@ def pretrain(
     model : nn.Module
         The same object, trained, on ``device``.
     metrics : dict
-        ``loss``, ``train_loss``, ``val_loss`` (best), ``test_loss``, ``test_auc`` (BCE only, NaN
-        without both classes), ``best_epoch``, ``epochs_run``, ``n_train``, ``n_val``, ``n_test``.
+        ``loss``, ``train_loss`` (the last epoch's mean training loss), ``val_loss`` (the best
+        epoch's, whose weights are returned), ``test_loss`` and ``test_auc`` (of the returned
+        weights; AUC for BCE only, NaN without both classes), ``best_epoch``, ``epochs_run``,
+        ``n_train``, ``n_val``, ``n_test``.
 
     Raises
     ------

@@ -94,6 +94,9 @@ def test_log_arrays_validation(change, error, match):
 def test_argument_validation():
     with pytest.raises(ValueError, match="val_fraction must lie in \\[0, 1\\), got 1.5"):
         pretrain(MLPScorer(4, 4), click_logs(50), val_fraction=1.5)
+    # 10% of 4 rows used to round to no validation row and switch early stopping off silently.
+    with pytest.raises(ValueError, match="val_fraction=0.1 of 4 rows is no row"):
+        pretrain(MLPScorer(4, 4), click_logs(4), val_fraction=0.1, test_fraction=0.0)
     with pytest.raises(ValueError, match="loss must be one of"):
         pretrain(MLPScorer(4, 4), click_logs(50), loss="hinge")
     with pytest.raises(TypeError, match="lacks attributes"):
