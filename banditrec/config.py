@@ -202,7 +202,9 @@ def _sequence_parameters(type_: str) -> set[str]:
 
 
 def _expand_grid(name: str, type_: str, params: dict[str, Any], source: str = "config") -> list[PolicySpec]:
-    """A parameter given as a list becomes a grid: one policy per combination, named by its values.
+    """A parameter given as a list becomes a grid: one policy per combination, named by the values
+    of the parameters that vary (a one-value list, such as one network ``hidden = [[64, 64]]``,
+    keeps the table's name).
 
     A parameter whose value is a list (``hidden``) takes a list of lists as its grid; a flat list
     there is an error, not a grid of one-layer networks the user did not ask for."""
@@ -221,10 +223,11 @@ def _expand_grid(name: str, type_: str, params: dict[str, Any], source: str = "c
     if not grid:
         return [PolicySpec(name, type_, params)]
     specs = []
+    varied = [k for k, values in grid.items() if len(values) > 1]  # a list of one value is a setting, not a grid
     for combo in itertools.product(*grid.values()):
         chosen = dict(zip(grid, combo))
-        label = ",".join(f"{k}={v}" for k, v in chosen.items())
-        specs.append(PolicySpec(f"{name}[{label}]", type_, {**params, **chosen}))
+        label = ",".join(f"{k}={chosen[k]}" for k in varied)
+        specs.append(PolicySpec(f"{name}[{label}]" if label else name, type_, {**params, **chosen}))
     return specs
 
 

@@ -35,6 +35,16 @@ def test_parameter_lists_expand_into_a_grid():
     assert "linucb[alpha=0.1,lam=2.0]" in names and len(names) == 5
 
 
+def test_a_one_value_list_is_a_setting_that_keeps_the_policy_name():
+    # hidden = [[16, 16]] (the README's way to give one network) used to rename the policy
+    # 'neural[hidden=[16, 16]]' in every table; only parameters that vary label a grid.
+    raw = _with("policies", "neural", {"type": "NeuralEpsilonGreedy", "hidden": [[16, 16]], "epsilon": [0.05, 0.1]})
+    names = {p.name: p.params for p in ExperimentConfig.from_dict(raw).policies}
+    assert names["neural[epsilon=0.05]"] == {"hidden": [16, 16], "epsilon": 0.05} and "neural[epsilon=0.1]" in names
+    raw = _with("policies", "neural", {"type": "NeuralEpsilonGreedy", "hidden": [[16, 16]]})
+    assert "neural" in [p.name for p in ExperimentConfig.from_dict(raw).policies]
+
+
 @pytest.mark.parametrize(
     "raw, match",
     [
@@ -135,3 +145,13 @@ def test_an_experiment_without_policies_fails_before_running():
 
     with pytest.raises(ConfigError, match="the experiment has no policies to run"):
         run_experiment(ExperimentConfig.from_dict(VALID).replace(policies=()), None, progress=False)
+
+
+def test_a_typo_in_model_options_fails_before_any_trial_runs():
+    # It used to surface only when the trial built its network from the first batch, after the
+    # trials before it in the sweep had run.
+    from banditrec.runner import run_experiment
+
+    raw = _with("policies", "neural", {"type": "NeuralLinear", "model": "multi_output", "model_options": {"n_itmes": 5}})
+    with pytest.raises(ConfigError, match=r"\[policies.neural\]: unknown option\(s\) \['n_itmes'\] for model 'multi_output'"):
+        run_experiment(ExperimentConfig.from_dict(raw), None, progress=False)

@@ -12,12 +12,25 @@ from banditrec.models.mlp import MLPScorer
 from banditrec.models.multi_output import MultiOutputMLP
 from banditrec.models.two_tower import TwoTower
 
-__all__ = ["MODEL_KINDS", "build_model"]
+__all__ = ["MODEL_KINDS", "build_model", "check_model_options"]
 
 MODEL_KINDS = ("mlp", "two_tower", "mf", "multi_output")
 
 # Id tables for "mf" when the catalogue size is not given: ids beyond are hashed into the table.
 DEFAULT_ID_ROWS = 1024
+
+
+def check_model_options(kind: str, options: dict) -> type:
+    """The built-in model class of ``kind``, or a ValueError naming an unknown kind or option:
+    what a policy checks when it is made, before the model is built from the first batch."""
+    if kind not in MODEL_KINDS:
+        raise ValueError(f"unknown model {kind!r}; choose one of {MODEL_KINDS} or pass an nn.Module")
+    cls = {"mlp": MLPScorer, "two_tower": TwoTower, "mf": MatrixFactorization, "multi_output": MultiOutputMLP}[kind]
+    valid = set(inspect.signature(cls).parameters) - {"user_dim", "item_dim", "hidden", "dim", "seed"}
+    unknown = set(options) - valid
+    if unknown:
+        raise ValueError(f"unknown option(s) {sorted(unknown)} for model {kind!r}; valid: {sorted(valid)}")
+    return cls
 
 
 def build_model(
@@ -38,13 +51,7 @@ def build_model(
         Further constructor arguments of the chosen class (e.g. ``cross=True``, ``head="mlp"``,
         ``n_items=1682``).
     """
-    if kind not in MODEL_KINDS:
-        raise ValueError(f"unknown model {kind!r}; choose one of {MODEL_KINDS} or pass an nn.Module")
-    cls = {"mlp": MLPScorer, "two_tower": TwoTower, "mf": MatrixFactorization, "multi_output": MultiOutputMLP}[kind]
-    valid = set(inspect.signature(cls).parameters) - {"user_dim", "item_dim", "hidden", "dim", "seed"}
-    unknown = set(options) - valid
-    if unknown:
-        raise ValueError(f"unknown option(s) {sorted(unknown)} for model {kind!r}; valid: {sorted(valid)}")
+    cls = check_model_options(kind, options)
     if kind == "mf":
         options = {"n_users": DEFAULT_ID_ROWS, "n_items": DEFAULT_ID_ROWS, **options}
         return MatrixFactorization(dim=check_hidden(hidden)[-1], seed=seed, **options)

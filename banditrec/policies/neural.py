@@ -42,7 +42,7 @@ from torch import nn
 from banditrec._util import as_generator, check_real
 from banditrec.environments.simulator import Observation
 from banditrec.models.base import check_embedding, check_hidden, check_input_sizes, check_scores
-from banditrec.models.build import MODEL_KINDS, build_model
+from banditrec.models.build import MODEL_KINDS, build_model, check_model_options
 from banditrec.models.checkpoint import check_state_compatible
 from banditrec.models.device import resolve_device, torch_threads
 from banditrec.models.multi_output import MultiOutputMLP
@@ -523,6 +523,8 @@ class NeuralEstimator:
         hidden = check_hidden(hidden)
         if model_options is not None and not isinstance(model_options, dict):
             raise TypeError(f"model_options must be a dict or None, got {type(model_options).__name__}")
+        if isinstance(model, str):  # a typo fails when the policy is made, not at its first batch
+            check_model_options(model, model_options or {})
         if uncertainty not in UNCERTAINTIES:
             raise ValueError(f"uncertainty must be one of {UNCERTAINTIES}, got {uncertainty!r}")
         if head not in HEADS:
