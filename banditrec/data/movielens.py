@@ -372,7 +372,21 @@ def _sanity_check(data: MovieLens100k) -> MovieLens100k:
 
 
 def _load_local(path: Path) -> MovieLens100k:
-    """A zip or folder in GroupLens or RecBole layout."""
+    """A zip or folder in GroupLens or RecBole layout, its ratings checked to lie in 1-5 stars
+    (a downloaded copy's checksums vouch for it; a local one has only this)."""
+    data = _parse_local(path)
+    ratings = data.ratings
+    bad = np.flatnonzero(~ratings["rating"].between(1, 5).to_numpy())
+    if bad.size:
+        i = bad[0]
+        raise DataFormatError(
+            f"{path}: ratings must lie in 1-5 stars; {bad.size} do not, e.g. user {ratings['user_id'].iloc[i]}, "
+            f"item {ratings['item_id'].iloc[i]}: {ratings['rating'].iloc[i]}"
+        )
+    return data
+
+
+def _parse_local(path: Path) -> MovieLens100k:
     if not path.exists():
         raise FileNotFoundError(f"{path} does not exist")
     if path.is_file():

@@ -290,3 +290,14 @@ def test_real_movielens_through_first_working_source_then_cache(tmp_path, data_u
     pd.testing.assert_frame_equal(again.ratings, data.ratings)
     pd.testing.assert_frame_equal(again.items, data.items)
     pd.testing.assert_frame_equal(again.kg, data.kg)
+
+
+def test_a_local_copy_with_ratings_outside_one_to_five_is_a_format_error(tmp_path):
+    folder = write_recbole(tmp_path / "rb")
+    inter = folder / "ml-100k.inter"
+    lines = inter.read_text().splitlines()
+    fields = lines[1].split("\t")
+    fields[2] = "6"  # six stars
+    inter.write_text("\n".join([lines[0], "\t".join(fields), *lines[2:]]) + "\n")
+    with pytest.raises(DataFormatError, match=r"ratings must lie in 1-5 stars; 1 do not, e.g. user \d+, item \d+: 6.0"):
+        load_movielens_100k(folder)
