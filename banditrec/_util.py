@@ -7,7 +7,12 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["MAX_ID_TABLE_BYTES", "as_generator", "check_id_table", "check_real", "is_real", "load_object"]
+__all__ = ["MAX_ID_TABLE_BYTES", "as_generator", "check_id_table", "check_real", "is_int", "is_real", "load_object"]
+
+
+def is_int(value: Any) -> bool:
+    """An integer, not a bool: a TOML ``true`` must not pass as a size or count of 1."""
+    return isinstance(value, (int, np.integer)) and not isinstance(value, (bool, np.bool_))
 
 
 def is_real(value: Any) -> bool:

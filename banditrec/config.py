@@ -14,7 +14,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-import numpy as np
+from banditrec._util import is_int
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -98,16 +98,16 @@ class ExperimentConfig:
             )
         for key in ("horizon", "batch_size", "n_checkpoints", "jobs"):
             value = getattr(self, key)
-            if not isinstance(value, (int, np.integer)) or isinstance(value, bool) or value < 1:
+            if not is_int(value) or value < 1:
                 raise ConfigError(f"{key} must be a positive integer, got {value!r}")
             object.__setattr__(self, key, int(value))
         seeds = self.seeds
-        if isinstance(seeds, (int, np.integer)) and not isinstance(seeds, bool) and seeds >= 1:
+        if is_int(seeds) and seeds >= 1:
             seeds = range(int(seeds))  # a count, as in a TOML file
         if (
             not isinstance(seeds, (list, tuple, range))
             or not seeds
-            or not all(isinstance(s, (int, np.integer)) and not isinstance(s, bool) and s >= 0 for s in seeds)
+            or not all(is_int(s) and s >= 0 for s in seeds)
         ):
             raise ConfigError(f"seeds must be a count or a non-empty list of non-negative ints, got {self.seeds!r}")
         if len(set(seeds)) != len(seeds):
@@ -141,23 +141,11 @@ class ExperimentConfig:
         env = _section(raw, "environment", source)
         pols = _section(raw, "policies", source)
         name = _get(exp, "name", str, source, "[experiment]", default=Path(source).stem)
-        horizon = _positive_int(exp, "horizon", source, "[experiment]")
-        batch_size = _positive_int(exp, "batch_size", source, "[experiment]", default=1)
-        n_checkpoints = _positive_int(exp, "n_checkpoints", source, "[experiment]", default=200)
-        jobs = _positive_int(exp, "jobs", source, "[experiment]", default=1)
-        seeds_raw = exp.get("seeds", 1)
-        if isinstance(seeds_raw, bool):
-            raise ConfigError(f"{source}: [experiment] seeds must be an int or a list of ints, got {seeds_raw!r}")
-        if isinstance(seeds_raw, int):
-            if seeds_raw < 1:
-                raise ConfigError(f"{source}: [experiment] seeds must be >= 1, got {seeds_raw}")
-            seeds = tuple(range(seeds_raw))
-        elif isinstance(seeds_raw, list) and seeds_raw and all(isinstance(s, int) and not isinstance(s, bool) and s >= 0 for s in seeds_raw):
-            if len(set(seeds_raw)) != len(seeds_raw):
-                raise ConfigError(f"{source}: [experiment] seeds has duplicates: {seeds_raw}")
-            seeds = tuple(seeds_raw)
-        else:
-            raise ConfigError(f"{source}: [experiment] seeds must be a count or a non-empty list of non-negative ints, got {seeds_raw!r}")
+        if "horizon" not in exp:
+            raise ConfigError(f"{source}: [experiment] is missing required key 'horizon'")
+        # The values themselves are checked by __post_init__ (its message gets the file's name).
+        horizon, batch_size = exp["horizon"], exp.get("batch_size", 1)
+        n_checkpoints, jobs, seeds = exp.get("n_checkpoints", 200), exp.get("jobs", 1), exp.get("seeds", 1)
         env_id = env.get("id")
         simulator = env.get("simulator")
         if (env_id is None) == (simulator is None):
@@ -249,15 +237,6 @@ def _get(table, key, typ, source, where, default=None):
     value = table.get(key, default)
     if not isinstance(value, typ) or isinstance(value, bool) and typ is not bool:
         raise ConfigError(f"{source}: {where} {key} must be {typ.__name__}, got {value!r}")
-    return value
-
-
-def _positive_int(table, key, source, where, default=None) -> int:
-    if key not in table and default is None:
-        raise ConfigError(f"{source}: {where} is missing required key '{key}'")
-    value = table.get(key, default)
-    if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-        raise ConfigError(f"{source}: {where} {key} must be a positive integer, got {value!r}")
     return value
 
 

@@ -6,25 +6,20 @@ import functools
 
 import numpy as np
 
-from banditrec._util import is_real
+from banditrec._util import is_int, is_real
 
 __all__ = ["check_world_float", "check_world_sizes", "sample_candidates"]
 
 
-def _is_int(value: object) -> bool:
-    """An integer, not a bool: a TOML ``true`` must not pass as a size of 1."""
-    return isinstance(value, (int, np.integer)) and not isinstance(value, (bool, np.bool_))
-
-
 def check_world_sizes(n_items: int, n_candidates: int | None, min_candidates: int | None) -> tuple[int, int]:
     """Validate the catalogue/candidate sizes shared by the built-in worlds; returns (K, min valid)."""
-    if not _is_int(n_items) or n_items < 1:
+    if not is_int(n_items) or n_items < 1:
         raise ValueError(f"n_items must be a positive int, got {n_items!r}")
     K = n_items if n_candidates is None else n_candidates
-    if not _is_int(K) or not 1 <= K <= n_items:
+    if not is_int(K) or not 1 <= K <= n_items:
         raise ValueError(f"n_candidates must be an int in [1, n_items={n_items}], got {n_candidates!r}")
     lo = K if min_candidates is None else min_candidates
-    if not _is_int(lo) or not 1 <= lo <= K:
+    if not is_int(lo) or not 1 <= lo <= K:
         raise ValueError(f"min_candidates must be an int in [1, n_candidates={K}], got {min_candidates!r}")
     return int(K), int(lo)
 

@@ -27,6 +27,7 @@ from gymnasium import spaces
 from gymnasium.utils import seeding
 from gymnasium.vector import AutoresetMode, VectorEnv
 
+from banditrec._util import is_int
 from banditrec.environments.checks import (
     check_device_answer,
     check_expected_rewards,
@@ -90,11 +91,9 @@ class BanditCore:
             raise TypeError(
                 f"simulator must implement banditrec.environments.UserSimulator, got {type(simulator).__name__}"
             )
-        if not isinstance(batch_size, (int, np.integer)) or isinstance(batch_size, bool) or batch_size < 1:
+        if not is_int(batch_size) or batch_size < 1:
             raise ValueError(f"batch_size (num_envs) must be a positive int, got {batch_size!r}")
-        if max_episode_steps is not None and (
-            not isinstance(max_episode_steps, (int, np.integer)) or isinstance(max_episode_steps, bool) or max_episode_steps < 1
-        ):
+        if max_episode_steps is not None and (not is_int(max_episode_steps) or max_episode_steps < 1):
             raise ValueError(f"max_episode_steps must be a positive int or None, got {max_episode_steps!r}")
         if simulator.reward_type not in ("binary", "real"):
             raise ValueError(f"{type(simulator).__name__}.reward_type must be 'binary' or 'real', got {simulator.reward_type!r}")

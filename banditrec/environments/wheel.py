@@ -67,6 +67,10 @@ class WheelWorld(UserSimulator):
             np.full(batch_size, -1, dtype=np.int64),
         )
 
+    def outside(self, x: np.ndarray) -> np.ndarray:
+        """Whether each context lies outside radius δ, where its quadrant's arm pays ``mu_large``."""
+        return np.einsum("bd,bd->b", x, x) > self.delta**2
+
     def quadrant_arm(self, x: np.ndarray) -> np.ndarray:
         """Arm (1–4) that pays ``mu_large`` for contexts outside δ, by quadrant."""
         right, top = x[:, 0] >= 0, x[:, 1] >= 0
@@ -77,7 +81,7 @@ class WheelWorld(UserSimulator):
         B = x.shape[0]
         means = np.full((B, 5), self.mu_other)
         means[:, 0] = self.mu_centre
-        outer = np.flatnonzero(np.einsum("bd,bd->b", x, x) > self.delta**2)
+        outer = np.flatnonzero(self.outside(x))
         means[outer, self.quadrant_arm(x[outer])] = self.mu_large
         return np.take_along_axis(means, obs.item_ids, axis=1)
 
@@ -86,6 +90,6 @@ class WheelWorld(UserSimulator):
         # position, not by value: mu_centre or mu_other set equal to mu_large keep sigma.
         x = obs.user_features
         arm = obs.item_ids[np.arange(x.shape[0]), actions]
-        large = (np.einsum("bd,bd->b", x, x) > self.delta**2) & (arm == self.quadrant_arm(x))
+        large = self.outside(x) & (arm == self.quadrant_arm(x))
         sd = np.where(large, self.sigma_large, self.sigma)
         return expected + sd * rng.standard_normal(expected.shape)

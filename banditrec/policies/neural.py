@@ -610,11 +610,7 @@ class NeuralEstimator:
             )
         self.buffer_ = _ReplayBuffer(self.training.buffer_size, user_dim, item_dim, self.device_)
         self.host_trainer_: NumpyMLPTrainer | None = None
-        if self.training.engine != "torch":
-            if self.device_.type != "cpu":
-                raise ValueError(
-                    f"engine={self.training.engine!r} trains on the CPU; this estimator's device is {self.device_}"
-                )
+        if self.training.engine != "torch":  # on the CPU: checked when the estimator was made
             trainer = CompiledMLPTrainer if self.training.engine == "numba" else NumpyMLPTrainer
             self.host_trainer_ = trainer(self.model_, self.loss, self.optimizer_, self.training.max_grad_norm)
         self.on_device_ = self.decide_on == "device" or (
