@@ -66,11 +66,23 @@ def LinUCB(
 
 
 def LinTS(
-    v: float = 1.0, form: str = "disjoint", features: str | None = None, lam: float = 1.0,
-    intercept: bool = True, posterior: str = "gaussian", a0: float = 6.0, b0: float = 6.0,
+    v: float | None = None, form: str = "disjoint", features: str | None = None, lam: float = 1.0,
+    intercept: bool = True, posterior: str = "gaussian", a0: float | None = None, b0: float | None = None,
     n_mc: int = 100, initial_pulls: int = 0, seed=None,
 ) -> Policy:
-    """Linear Thompson sampling; posterior="nig" with a0, b0 is Riquelme et al.'s LinFullPost."""
+    """Linear Thompson sampling: posterior="gaussian" (scale v, default 1) or "nig" (a0 = b0 = 6 by default: Riquelme et al.'s LinFullPost).
+
+    ``posterior="gaussian"`` draws θ ~ N(θ̂, v² A⁻¹) (``v`` defaults to 1); ``posterior="nig"``
+    draws σ² ~ InvGamma(a, b) and θ ~ N(θ̂, σ² A⁻¹) from the Normal-Inverse-Gamma posterior of
+    the prior (a0, b0) (both default to 6). A parameter of the other posterior is an error, not
+    silently ignored."""
+    if posterior == "gaussian" and (a0 is not None or b0 is not None):
+        raise ValueError("a0 and b0 set the noise prior of posterior='nig'; posterior='gaussian' uses v only "
+                         f"(got a0={a0!r}, b0={b0!r}): pass posterior='nig', or drop a0 and b0")
+    if posterior == "nig" and v is not None:
+        raise ValueError(f"v scales posterior='gaussian'; posterior='nig' uses a0 and b0 only (got v={v!r}): "
+                         "pass posterior='gaussian', or drop v")
+    v, a0, b0 = (1.0 if v is None else v), (6.0 if a0 is None else a0), (6.0 if b0 is None else b0)
     est = RidgeRegression(form, features, lam, intercept, posterior=posterior, v=v, a0=a0, b0=b0)
     return BanditPolicy(est, Thompson(n_mc), seed, name="LinTS", initial_pulls=initial_pulls)
 

@@ -274,6 +274,11 @@ def test_huge_finite_rewards_get_their_own_message(batch):
         (LinUCB, {"lam": float("inf")}, ValueError, r"lam \(ridge penalty\) must be > 0 and finite"),
         (LinTS, {"v": float("inf")}, ValueError, "v, a0 and b0 must be > 0 and finite"),
         (LinTS, {"posterior": "nig", "b0": float("inf")}, ValueError, "v, a0 and b0 must be > 0 and finite"),
+        # a parameter of the other posterior was silently ignored: a0=1 with the Gaussian posterior
+        # ran exactly as a0=6 (the default), v=5 under NIG exactly as v=1
+        (LinTS, {"a0": 1.0}, ValueError, "a0 and b0 set the noise prior of posterior='nig'"),
+        (LinTS, {"posterior": "gaussian", "b0": 2.0}, ValueError, "posterior='gaussian' uses v only"),
+        (LinTS, {"posterior": "nig", "v": 5.0}, ValueError, "posterior='nig' uses a0 and b0 only"),
         (LinEpsilonGreedy, {"decay": float("inf")}, ValueError, "decay must be >= 0 and finite"),
         (EpsilonGreedyPolicy, {"decay": float("inf")}, ValueError, "decay must be >= 0 and finite"),
         (NeuralLinear, {"a0": "6"}, TypeError, "a0 must be a number"),
