@@ -372,8 +372,9 @@ def _sanity_check(data: MovieLens100k) -> MovieLens100k:
 
 
 def _load_local(path: Path) -> MovieLens100k:
-    """A zip or folder in GroupLens or RecBole layout, its ratings checked to lie in 1-5 stars
-    (a downloaded copy's checksums vouch for it; a local one has only this)."""
+    """A zip or folder in GroupLens or RecBole layout, its ratings checked to lie in 1-5 stars and
+    to name each (user, movie) once (a downloaded copy's checksums vouch for it; a local one has
+    only these checks)."""
     data = _parse_local(path)
     ratings = data.ratings
     bad = np.flatnonzero(~ratings["rating"].between(1, 5).to_numpy())
@@ -382,6 +383,15 @@ def _load_local(path: Path) -> MovieLens100k:
         raise DataFormatError(
             f"{path}: ratings must lie in 1-5 stars; {bad.size} do not, e.g. user {ratings['user_id'].iloc[i]}, "
             f"item {ratings['item_id'].iloc[i]}: {ratings['rating'].iloc[i]}"
+        )
+    # MovieLens holds one rating per (user, movie); a repeated pair (a file concatenated twice, a
+    # merge gone wrong) would be fitted as two observations without a word
+    repeated = ratings.duplicated(["user_id", "item_id"], keep="first").to_numpy()
+    if repeated.any():
+        i = np.flatnonzero(repeated)[0]
+        raise DataFormatError(
+            f"{path}: MovieLens holds one rating per (user, movie); {int(repeated.sum())} pairs repeat, e.g. "
+            f"user {ratings['user_id'].iloc[i]}, item {ratings['item_id'].iloc[i]}"
         )
     return data
 

@@ -18,10 +18,11 @@ GENRE_NAMES = list(ml.GENRES)
 
 def _tables(seed: int = 0, n_users: int = 12, n_items: int = 15, n_ratings: int = 80):
     rng = np.random.default_rng(seed)
+    pairs = rng.choice(n_users * n_items, n_ratings, replace=False)  # one rating per (user, movie)
     ratings = pd.DataFrame(
         {
-            "user_id": rng.integers(1, n_users + 1, n_ratings),
-            "item_id": rng.integers(1, n_items + 1, n_ratings),
+            "user_id": pairs // n_items + 1,
+            "item_id": pairs % n_items + 1,
             "rating": rng.integers(1, 6, n_ratings),
             "timestamp": rng.integers(874_724_710, 893_286_638, n_ratings),
         }
@@ -221,6 +222,15 @@ def test_explicit_path_is_the_only_source(tmp_path):
         load_movielens_100k(3)
 
 
+def _set_rating(text: str, value: str, row: int = 3) -> str:
+    """The atomic ratings file with one data row's rating replaced."""
+    lines = text.splitlines()
+    fields = lines[row].split("\t")
+    fields[2] = value
+    lines[row] = "\t".join(fields)
+    return "\n".join(lines) + "\n"
+
+
 @pytest.mark.parametrize(
     ("edit", "match"),
     [
@@ -229,10 +239,10 @@ def test_explicit_path_is_the_only_source(tmp_path):
             r"ml-100k.inter: missing column\(s\) \['rating'\]",
         ),
         (
-            lambda t: t.replace("\t5\t", "\tfive\t", 1),
+            lambda t: _set_rating(t, "five"),
             r"ml-100k.inter: column 'rating' must be numeric, but line \d+ has 'five'",
         ),
-        (lambda t: t.replace("\t3\t", "\t\t", 1), r"ml-100k.inter: column 'rating' must be numeric"),
+        (lambda t: _set_rating(t, ""), r"ml-100k.inter: column 'rating' must be numeric"),
         (lambda t: t.replace("timestamp:float", "time:float"), r"missing column\(s\) \['timestamp'\]"),
     ],
 )
@@ -300,4 +310,15 @@ def test_a_local_copy_with_ratings_outside_one_to_five_is_a_format_error(tmp_pat
     fields[2] = "6"  # six stars
     inter.write_text("\n".join([lines[0], "\t".join(fields), *lines[2:]]) + "\n")
     with pytest.raises(DataFormatError, match=r"ratings must lie in 1-5 stars; 1 do not, e.g. user \d+, item \d+: 6.0"):
+        load_movielens_100k(folder)
+
+
+def test_a_local_copy_that_repeats_a_user_movie_pair_is_a_format_error(tmp_path):
+    # the repeated rating was fitted as a second observation without a word
+    folder = write_recbole(tmp_path / "rb")
+    inter = folder / "ml-100k.inter"
+    lines = inter.read_text().splitlines()
+    inter.write_text("\n".join([*lines, lines[1]]) + "\n")
+    user, item = lines[1].split("\t")[:2]
+    with pytest.raises(DataFormatError, match=rf"one rating per \(user, movie\); 1 pairs repeat, e.g. user {user}, item {item}"):
         load_movielens_100k(folder)
