@@ -17,7 +17,7 @@ import json
 import os
 import shutil
 import tempfile
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -170,13 +170,16 @@ class CacheEntry:
         return self.path / name
 
 
-def open_entry(path: str | os.PathLike[str]) -> CacheEntry:
-    """Open a cache entry and verify every file against its manifest.
+def open_entry(path: str | os.PathLike[str], only: Iterable[str] | None = None) -> CacheEntry:
+    """Open a cache entry and verify its files against its manifest.
+
+    ``only`` names the files to verify (all of them when None): an entry that collects many
+    independent files (the OBD samples) stays usable for the files that are intact.
 
     Raises
     ------
     FileNotFoundError
-        If the entry or its manifest does not exist.
+        If the entry or its manifest does not exist, or the manifest lacks a file ``only`` names.
     ChecksumError
         If a file is missing or its sha256 differs from the manifest's.
     """
@@ -189,7 +192,13 @@ def open_entry(path: str | os.PathLike[str]) -> CacheEntry:
         files = dict(manifest["files"])
     except (ValueError, KeyError, TypeError) as exc:
         raise ChecksumError(f"unreadable manifest {manifest_path}: {exc}") from exc
-    for name, expected in files.items():
+    if only is not None:
+        only = list(only)
+        absent = [name for name in only if name not in files]
+        if absent:
+            raise FileNotFoundError(f"the cache entry {path} does not hold {', '.join(absent)}")
+    for name in files if only is None else only:
+        expected = files[name]
         file_path = path / name
         if not file_path.is_file():
             raise ChecksumError(f"cache entry {path} lacks {name} listed in its manifest")

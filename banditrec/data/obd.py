@@ -417,10 +417,8 @@ def _local_pair(root: Path, policy: str, campaign: str) -> _Raw:
 
 
 def _cached_pair(entry_path: Path, policy: str, campaign: str) -> _Raw:
-    entry = open_entry(entry_path)  # verifies every checksum
-    log_file, _ctx_file = _files(policy, campaign)
-    if log_file not in entry.files:
-        raise FileNotFoundError(f"the cache entry {entry_path} does not hold {log_file}")
+    # verifies this pair's checksums only: a damaged file of another policy must not block it
+    entry = open_entry(entry_path, only=_files(policy, campaign))
     return _read_pair(lambda rel: entry.file(rel).read_bytes(), policy, campaign, str(entry_path), check=True)
 
 
@@ -466,11 +464,16 @@ class _SampleFetcher:
 
 def _write_sample_cache(entry: Path, found: Mapping[str, bytes]) -> None:
     """Add files to the sample cache entry (rebuilt atomically with what it already held)."""
+    keep: dict[str, bytes] = {}
     try:
-        existing = open_entry(entry)
-        keep = {rel: existing.file(rel).read_bytes() for rel in existing.files}
+        existing = open_entry(entry, only=())
     except (FileNotFoundError, ChecksumError):
-        keep = {}
+        existing = None
+    for rel in existing.files if existing is not None else ():
+        try:  # keep the intact files; a damaged one is dropped (and replaced when found again)
+            keep[rel] = open_entry(entry, only=(rel,)).file(rel).read_bytes()
+        except (OSError, ChecksumError):
+            pass
     keep.update(found)
 
     def build(folder: Path) -> None:

@@ -9,7 +9,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from banditrec.data import DataFormatError, DataUnavailableError, load_open_bandit_dataset
+from banditrec.data import DataFormatError, DataUnavailableError, load_open_bandit_dataset, obd
 from banditrec.data.obd import OBDFeatureEncoder
 
 N_ITEMS = 6
@@ -177,3 +177,26 @@ def test_real_sample_from_package_sources_then_cache(tmp_path, data_unavailable)
     again = load_open_bandit_dataset("all", cache_dir=cache)
     assert all(source.startswith("cache ") for source in again.sources.values())
     pd.testing.assert_frame_equal(again.logs["bts"], data.logs["bts"])
+
+
+def test_a_damaged_cached_file_blocks_only_its_own_log_offline(tmp_path, data_unavailable, monkeypatch):
+    # one damaged file used to fail the whole entry's checksums, so offline no OBD log loaded at all
+    cache = tmp_path / "cache"
+    try:
+        load_open_bandit_dataset("all", cache_dir=cache)
+    except DataUnavailableError as exc:
+        data_unavailable("Open Bandit Dataset sample", exc)
+    entry = next(cache.iterdir())
+    damaged = entry / "random" / "all" / "all.csv"
+    damaged.write_bytes(damaged.read_bytes()[:-10] + b"0123456789")
+    with monkeypatch.context() as offline:
+        offline.setenv("BANDITREC_OFFLINE", "1")
+        offline.setattr(obd._SampleFetcher, "installed", lambda self, p, c: (_ for _ in ()).throw(FileNotFoundError("no obp")))
+        bts = load_open_bandit_dataset("all", behavior_policies=["bts"], cache_dir=cache)
+        assert bts.sources["bts"].startswith("cache ") and len(bts.logs["bts"]) == 10_000
+        with pytest.raises(DataUnavailableError, match=r"checksum mismatch for .*random/all/all.csv"):
+            load_open_bandit_dataset("all", behavior_policies=["random"], cache_dir=cache)
+    # online again, the damaged file is fetched anew and the intact ones are kept
+    load_open_bandit_dataset("all", behavior_policies=["random"], cache_dir=cache)
+    again = load_open_bandit_dataset("all", cache_dir=cache)
+    assert all(source.startswith("cache ") for source in again.sources.values())
