@@ -21,11 +21,16 @@ from __future__ import annotations
 
 import argparse
 import collections
+import os
 import time
 import warnings
 from pathlib import Path
 
-import torch
+# Kineto (torch.profiler's backend) writes two "USDT: profiler_start/stop" lines to stderr per
+# profiled block, hundreds per run, at every log level it documents; 6 is above them all.
+os.environ.setdefault("KINETO_LOG_LEVEL", "6")
+
+import torch  # after the variable, which Kineto reads once
 from torch.profiler import ProfilerActivity, profile
 
 from banditrec.environments import make_vector_env
