@@ -4,7 +4,7 @@ The plug-in point is :class:`UserSimulator` plus :func:`register_simulator`; the
 implement the same interface and are registered under the ``banditrec/`` namespace.
 """
 
-from banditrec.environments.checks import SimulatorError
+from banditrec.environments.checks import SimulatorError, SimulatorWarning
 from banditrec.environments.device_world import DeviceWorld
 from banditrec.environments.env import BanditEnv, BanditVectorEnv, InvalidActionError
 from banditrec.environments.linear import LinearWorld
@@ -29,6 +29,7 @@ __all__ = [
     "NonlinearWorld",
     "Observation",
     "SimulatorError",
+    "SimulatorWarning",
     "UserSimulator",
     "WheelWorld",
     "make_simulator",

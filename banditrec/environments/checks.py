@@ -6,6 +6,8 @@ names the method and the problem, not as a broadcasting error three calls later.
 
 from __future__ import annotations
 
+import copy
+import warnings
 from typing import Any
 
 import numpy as np
@@ -13,11 +15,84 @@ import torch
 
 from banditrec.environments.simulator import Observation, UserSimulator, to_numpy
 
-__all__ = ["SimulatorError", "check_device_answer", "check_expected_rewards", "check_observation", "check_rewards"]
+__all__ = [
+    "SimulatorError",
+    "SimulatorWarning",
+    "check_device_answer",
+    "check_expected_rewards",
+    "check_observation",
+    "check_rewards",
+    "check_seeding",
+]
 
 
 class SimulatorError(ValueError):
     """A user simulator returned something that breaks the contract."""
+
+
+class SimulatorWarning(UserWarning):
+    """A user simulator behaves in a way that makes results misleading rather than wrong-shaped."""
+
+
+_PROBE_SEED = 20_181_031  # any fixed seed: the probe must not draw from the environment's stream
+
+
+def check_seeding(sim: UserSimulator, batch_size: int) -> None:
+    """Warn when ``sim`` does not draw its randomness from the rng it is given.
+
+    Three copies of ``sim`` play a first step (reset, users, expected rewards, rewards of the
+    first valid candidates): two under one seed, one under another. Different answers under one
+    seed mean a stream outside the rng (``np.random``, ``random``, torch's global generator):
+    runs are not reproducible. The same answers under two seeds mean the rng is ignored (say, a
+    generator of its own seeded once): every seed of an experiment replays the same users and
+    clicks, and the confidence bands over seeds are too narrow. A simulator that cannot be
+    copied, or fails in the probe (the run itself then reports it), is not probed.
+    """
+    try:
+        copies = [copy.deepcopy(sim) for _ in range(3)]
+        first, again, other = (
+            _first_step(s, seed, batch_size) for s, seed in zip(copies, (_PROBE_SEED, _PROBE_SEED, _PROBE_SEED + 1))
+        )
+    except Exception:  # noqa: BLE001 - a probe, never the cause of a failure
+        return
+
+    def same(a: tuple[np.ndarray, ...], b: tuple[np.ndarray, ...]) -> bool:
+        return all(x.shape == y.shape and np.array_equal(x, y, equal_nan=True) for x, y in zip(a, b))
+
+    name = type(sim).__name__
+    if not same(first, again):
+        warnings.warn(
+            f"{name} gave different users or rewards for the same seed: it draws randomness from somewhere other "
+            "than the rng it is given (np.random, random, torch's global generator), so runs cannot be reproduced; "
+            "draw only from the rng passed to reset, sample_users and sample_rewards",
+            SimulatorWarning,
+            stacklevel=4,
+        )
+    elif same(first, other):
+        warnings.warn(
+            f"{name} gave the same users and rewards for two different seeds: it ignores the rng it is given (a "
+            "generator of its own seeded once?), so every seed of an experiment replays the same numbers and the "
+            "confidence bands over seeds are too narrow; draw from the rng passed to reset, sample_users and "
+            "sample_rewards",
+            SimulatorWarning,
+            stacklevel=4,
+        )
+
+
+def _first_step(sim: UserSimulator, seed: int, batch_size: int) -> tuple[np.ndarray, ...]:
+    rng = np.random.default_rng(seed)
+    sim.reset(rng)
+    obs = sim.sample_users(batch_size, rng)
+    expected = sim.expected_rewards(obs)
+    host = obs.to_numpy()
+    actions = host.mask.argmax(axis=1)
+    chosen = to_numpy(expected)[np.arange(batch_size), actions]
+    if obs.on_device:
+        actions = torch.as_tensor(actions, device=obs.item_ids.device)
+        chosen = expected[torch.arange(batch_size, device=expected.device), actions]
+    rewards = sim.sample_rewards(obs, actions, chosen, rng)
+    return (*(np.asarray(getattr(host, f), dtype=np.float64) for f in ("user_features", "item_features", "item_ids", "mask", "user_ids")),
+            np.asarray(to_numpy(rewards), dtype=np.float64))
 
 
 def _where(sim: UserSimulator, method: str) -> str:
@@ -83,12 +158,25 @@ def check_observation(sim: UserSimulator, obs: object, batch_size: int) -> Obser
             f"(n_users={sim.n_users}; use -1 for anonymous users)"
         )
     return Observation(
-        user_features=obs.user_features.astype(np.float64, copy=False),
-        item_features=obs.item_features.astype(np.float64, copy=False),
-        item_ids=ids.astype(np.int64, copy=False),
-        mask=obs.mask,
-        user_ids=obs.user_ids.astype(np.int64, copy=False),
+        user_features=_owned(obs.user_features, np.float64),
+        item_features=_owned(obs.item_features, np.float64),
+        item_ids=_owned(ids, np.int64),
+        mask=_owned(obs.mask, np.bool_),
+        user_ids=_owned(obs.user_ids, np.int64),
     )._mark_checked()
+
+
+def _owned(value: np.ndarray, dtype: type) -> np.ndarray:
+    """``value`` as ``dtype``, copied unless it is read-only.
+
+    A simulator may refill the same arrays at every call (a common speed trick). Policies keep
+    the observation they acted on until its feedback arrives, after the world has drawn the next
+    users, and logs keep it for good: without a copy they would learn from, and record, the next
+    batch's features. A read-only array (a fixed catalogue) cannot be refilled through the view.
+    """
+    if value.flags.writeable:
+        return np.array(value, dtype=dtype, copy=True)
+    return value.astype(dtype, copy=False)
 
 
 def check_expected_rewards(sim: UserSimulator, values: object, obs: Observation, binary: bool) -> np.ndarray:
@@ -107,7 +195,7 @@ def check_expected_rewards(sim: UserSimulator, values: object, obs: Observation,
         raise SimulatorError(
             f"{where} returned click probabilities outside [0, 1] (min {valid.min():.4g}, max {valid.max():.4g})"
         )
-    return values.astype(np.float64, copy=False)
+    return _owned(values, np.float64)
 
 
 def check_rewards(sim: UserSimulator, rewards: object, batch_size: int, binary: bool) -> np.ndarray:

@@ -33,6 +33,7 @@ from banditrec.environments.checks import (
     check_expected_rewards,
     check_observation,
     check_rewards,
+    check_seeding,
     check_simulator_sizes,
     host_copy,
 )
@@ -107,6 +108,7 @@ class BanditCore:
         self.obs: Observation | None = None
         self.expected: np.ndarray | None = None
         self.steps = 0
+        self._seeding_checked = False
         self.device: torch.device | None = getattr(simulator, "device", None)
         if self.device is None:
             self._rows = np.arange(self.batch_size)
@@ -117,7 +119,11 @@ class BanditCore:
         self.rng = rng
         self.steps = 0
         self.simulator.reset(rng)
-        return self._arrive()
+        arrived = self._arrive()
+        if self.validate and not self._seeding_checked:  # once the first batch has passed the checks
+            self._seeding_checked = True
+            check_seeding(self.simulator, self.batch_size)
+        return arrived
 
     def _arrive(self) -> tuple[Observation, np.ndarray]:
         sim = self.simulator
@@ -126,10 +132,15 @@ class BanditCore:
             if not isinstance(obs, Observation):
                 obs = check_observation(sim, obs, self.batch_size)  # the error for a non-Observation
             check_device_answer(sim, "sample_users", {f.name: getattr(obs, f.name) for f in fields(obs)})
+            # the users are checked before expected_rewards sees them, so that a bad id or size is
+            # named here rather than failing inside the simulator's own code (a device assert on CUDA)
+            (obs_host,) = host_copy(obs)
+            obs_host = check_observation(sim, obs_host, self.batch_size)
+            obs = Observation(**{f.name: getattr(obs, f.name).clone() for f in fields(obs)})  # see checks._owned
             expected = sim.expected_rewards(obs)
             check_device_answer(sim, "expected_rewards", {"expected rewards": expected})
-            obs_host, expected_host = host_copy(obs, expected)
-            check_expected_rewards(sim, expected_host, check_observation(sim, obs_host, self.batch_size), self._binary)
+            check_expected_rewards(sim, to_numpy(expected), obs_host, self._binary)
+            expected = expected.clone()
             obs = obs._mark_checked()  # its host copy passed check_observation
             self.obs, self.expected = obs, expected.to(torch.float64)
             return obs, self.expected

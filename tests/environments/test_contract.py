@@ -19,11 +19,13 @@ from banditrec.environments import (
     InvalidActionError,
     Observation,
     SimulatorError,
+    SimulatorWarning,
     UserSimulator,
     make_vector_env,
     register_simulator,
     registered_ids,
 )
+from banditrec.policies import LinUCB
 
 IDS = registered_ids()
 N_ENVS = 8
@@ -173,13 +175,18 @@ class ToyShop(UserSimulator):
 
     n_candidates, user_dim, item_dim, n_items = 4, 2, 3, 10
 
-    def __init__(self, bug: str | None = None, masked: bool = False) -> None:
-        self.bug, self.masked = bug, masked
+    def __init__(self, bug: str | None = None, masked: bool = False, reuse: bool = False) -> None:
+        self.bug, self.masked, self.reuse = bug, masked, reuse  # reuse: refill the same arrays each call
+        self._buffers: dict[str, np.ndarray] = {}
         self.items = np.random.default_rng(0).standard_normal((self.n_items, self.item_dim))
         self.weights = np.random.default_rng(1).standard_normal((self.user_dim, self.item_dim))
 
     def sample_users(self, batch_size, rng):
         B, K = batch_size, self.n_candidates
+        if self.bug == "global_rng":
+            rng = np.random.default_rng(np.random.randint(2**31))  # np.random's global stream decides
+        elif self.bug == "own_rng":
+            rng = self.__dict__.setdefault("own", np.random.default_rng(0))  # seeded once, whatever the seed
         x = rng.standard_normal((B, self.user_dim + (self.bug == "users_shape")))
         ids = np.argsort(rng.random((B, self.n_items)), axis=1)[:, :K]
         items = self.items[ids]
@@ -195,11 +202,19 @@ class ToyShop(UserSimulator):
         user_ids = np.full(B, -1, dtype=np.int64)
         if self.bug == "user_ids":
             user_ids[:] = 7  # anonymous world (n_users None): ids must be -1
-        return Observation(x, items, ids, mask, user_ids)
+        fields = {"x": x, "items": items, "ids": ids, "mask": mask, "user_ids": user_ids}
+        return Observation(*(self._out(name, value) for name, value in fields.items()))
+
+    def _out(self, name: str, value: np.ndarray) -> np.ndarray:
+        if not self.reuse:
+            return value
+        buffer = self._buffers.setdefault(name, np.empty_like(value))
+        buffer[...] = value
+        return buffer
 
     def expected_rewards(self, obs):
         z = np.einsum("bu,ui,bki->bk", obs.user_features, self.weights, obs.item_features)
-        p = 1 / (1 + np.exp(-z))
+        p = self._out("expected", 1 / (1 + np.exp(-z)))
         if self.bug == "probabilities":
             return 3 * p
         if self.bug == "expected_shape":
@@ -209,6 +224,7 @@ class ToyShop(UserSimulator):
         return p
 
     def sample_rewards(self, obs, actions, expected, rng):
+        rng = self.__dict__.get("own", rng)
         r = (rng.random(expected.shape) < expected).astype(float)
         if self.bug == "nan_rewards":
             r[0] = np.nan
@@ -243,6 +259,47 @@ def test_custom_simulator_plugs_in(toy_id):
         warnings.simplefilter("always")
         check_env(gym.make(toy_id).unwrapped, skip_close_check=True)
     assert not [w for w in caught if "infinity" not in str(w.message)]
+
+
+def test_a_simulator_that_refills_its_arrays_plays_as_one_that_returns_fresh_ones(toy_id):
+    # Policies keep the batch they acted on until its feedback, which arrives after the world has
+    # drawn the next users: a simulator refilling one buffer made LinUCB learn from the next
+    # users' features (regret 953 against 53 on the auditor's world) and logs record them.
+    def play(reuse: bool):
+        env = make_vector_env(toy_id, num_envs=6, reuse=reuse)
+        env.reset(seed=0)
+        policy, regrets, first = LinUCB(form="shared", seed=0), [], None
+        for _ in range(40):
+            obs, expected = env.observation, env.core.expected
+            first = first or (obs, expected, obs.user_features.copy(), expected.copy())
+            actions, _ = policy.act(obs)
+            _, rewards, _, info = env.step_batch(actions)
+            policy.update(obs, actions, rewards)
+            regrets.append(info["regret"])
+        np.testing.assert_array_equal(first[0].user_features, first[2])  # the first batch, as it was
+        np.testing.assert_array_equal(first[1], first[3])
+        return np.concatenate(regrets)
+
+    np.testing.assert_array_equal(play(reuse=True), play(reuse=False))
+
+
+@pytest.mark.parametrize(
+    ("bug", "message"),
+    [
+        ("global_rng", "gave different users or rewards for the same seed"),
+        ("own_rng", "gave the same users and rewards for two different seeds"),
+    ],
+)
+def test_a_simulator_that_does_not_draw_from_its_rng_is_warned_about(toy_id, bug, message):
+    # neither was detected: the same seed gave other numbers at every run, or five seeds gave five
+    # copies of one trial and a confidence band of width 0
+    with pytest.warns(SimulatorWarning, match=rf"ToyShop {message}: .*draw .*from the rng"):
+        make_vector_env(toy_id, num_envs=4, bug=bug).reset(seed=0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", SimulatorWarning)
+        env = make_vector_env(toy_id, num_envs=4)
+        env.reset(seed=0)
+        env.reset(seed=1)
 
 
 def test_register_simulator_refuses_to_replace_silently(toy_id):

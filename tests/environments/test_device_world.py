@@ -154,6 +154,58 @@ def test_a_device_simulator_answering_in_numpy_is_a_simulator_error(world):
         env.reset(seed=0)
 
 
+class _BadIds(DeviceWorld):
+    """A broken device simulator: candidate ids past the catalogue; records whether
+    expected_rewards was asked about them."""
+
+    asked = False
+
+    def sample_users(self, batch_size, rng):
+        obs = super().sample_users(batch_size, rng)
+        return Observation(obs.user_features, obs.item_features, obs.item_ids + self.n_items, obs.mask, obs.user_ids)
+
+    def expected_rewards(self, obs):
+        type(self).asked = True
+        return super().expected_rewards(obs)
+
+
+def test_a_device_simulators_users_are_checked_before_its_expected_rewards_see_them(world):
+    # expected_rewards ran first, so the bad ids failed inside the simulator's own indexing
+    # (IndexError here, a device-side assert on CUDA) instead of being named
+    env = BanditVectorEnv(_BadIds(world, "cpu"), num_envs=4, validate=True)
+    with pytest.raises(SimulatorError, match=r"_BadIds\.sample_users\(\) returned item ids in \[\d+, \d+\], outside"):
+        env.reset(seed=0)
+    assert not _BadIds.asked
+
+
+class _Refilling(DeviceWorld):
+    """A device simulator that answers in the same tensors every call, refilled in place."""
+
+    def _out(self, name, value):
+        buffers = self.__dict__.setdefault("_buffers", {})
+        if name not in buffers:
+            buffers[name] = value.clone()
+        return buffers[name].copy_(value)
+
+    def sample_users(self, batch_size, rng):
+        obs = super().sample_users(batch_size, rng)
+        return Observation(*(self._out(f, getattr(obs, f)) for f in ("user_features", "item_features", "item_ids", "mask", "user_ids")))
+
+    def expected_rewards(self, obs):
+        return self._out("expected", super().expected_rewards(obs))
+
+
+def test_a_device_simulator_refilling_its_tensors_leaves_earlier_batches_intact(world):
+    env = BanditVectorEnv(_Refilling(world, "cpu"), num_envs=4, validate=True)
+    env.reset(seed=0)
+    obs, expected = env.observation, env.core.expected
+    kept = obs.user_features.clone(), obs.item_ids.clone(), expected.clone()
+    env.step_batch(torch.zeros(4, dtype=torch.int64))
+    assert not torch.equal(env.observation.user_features, kept[0])  # the world drew other users ...
+    assert torch.equal(obs.user_features, kept[0]) and torch.equal(obs.item_ids, kept[1])  # ... into its own tensors
+    assert torch.equal(expected, kept[2])
+
+
 @pytest.fixture(scope="module")
 def movielens():
     from banditrec.environments.movielens import MovieLens100kWorld
