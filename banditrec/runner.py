@@ -9,6 +9,7 @@ the trials in flight and a rerun skips every trial already there with the same s
 from __future__ import annotations
 
 import hashlib
+import inspect
 import json
 import os
 import platform
@@ -17,13 +18,16 @@ import time
 import zlib
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
+from functools import partial
 from pathlib import Path
 from typing import Any
 
+import gymnasium as gym
 import numpy as np
 import pandas as pd
 import torch
 
+from banditrec._util import load_object
 from banditrec.config import ConfigError, EnvironmentSpec, ExperimentConfig, PolicySpec
 from banditrec.environments.env import BanditVectorEnv
 from banditrec.environments.registration import make_simulator, make_vector_env
@@ -195,8 +199,13 @@ def _feedback_from_log(log: list[tuple[Any, ...]], B: int, policy: str, seed: in
 
 
 # ------------------------------------------------------------------ storage
-def _fingerprint(config: ExperimentConfig, policy_spec: PolicySpec, seed: int) -> str:
-    """What determines a trial's numbers; a stored trial is reused only if this matches."""
+def _fingerprint(
+    config: ExperimentConfig, policy_spec: PolicySpec, seed: int, code: dict[str, str] | None = None
+) -> str:
+    """What determines a trial's numbers; a stored trial is reused only if this matches.
+
+    ``code`` (from :func:`_user_code`) adds the source of the user code the trial runs, so that
+    editing a plug-in simulator or policy makes its stored trials stale rather than reused."""
     key = {
         "environment": asdict(config.environment),
         "policy": asdict(policy_spec),
@@ -205,7 +214,47 @@ def _fingerprint(config: ExperimentConfig, policy_spec: PolicySpec, seed: int) -
         "n_checkpoints": config.n_checkpoints,
         "seed": seed,
     }
+    mine = {k: v for k, v in (code or {}).items() if k in ("environment", f"policy:{policy_spec.name}")}
+    if mine:  # absent for built-in worlds and policies: their trials keep the fingerprints they had
+        key["code"] = mine
     return hashlib.sha256(json.dumps(key, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
+def _user_code(config: ExperimentConfig) -> dict[str, str]:
+    """sha256 of the source file of each piece of user code in ``config``: a simulator (an import
+    path, or a registered id whose simulator lives outside banditrec) and policy factories (an
+    import path, or one added with ``register_policy``). Modules those files import are not
+    followed; code whose source cannot be read (an interactive session) is left out."""
+    from banditrec.environments.registration import _make_vector_env
+    from banditrec.policies.registry import POLICIES
+
+    code: dict[str, str] = {}
+    env = config.environment
+    simulator: Any = env.simulator
+    if env.id is not None and env.id in gym.registry:
+        entry = gym.registry[env.id].vector_entry_point
+        simulator = entry.args[0] if isinstance(entry, partial) and entry.func is _make_vector_env else None
+    digest = _source_digest(load_object(simulator) if isinstance(simulator, str) else simulator)
+    if digest is not None:
+        code["environment"] = digest
+    for spec in config.policies:
+        factory = load_object(spec.type) if ":" in spec.type else POLICIES.get(spec.type)
+        digest = _source_digest(factory)
+        if digest is not None:
+            code[f"policy:{spec.name}"] = digest
+    return code
+
+
+def _source_digest(obj: Any) -> str | None:
+    """sha256 of the file defining ``obj``, or None for banditrec's own code and unreadable sources."""
+    module = inspect.getmodule(obj) if obj is not None else None
+    if module is None or module.__name__.split(".")[0] == "banditrec":
+        return None
+    try:
+        source = inspect.getsource(module)
+    except (OSError, TypeError):
+        return None
+    return hashlib.sha256(source.encode()).hexdigest()[:16]
 
 
 def _trial_stem(policy: str, seed: int) -> str:
@@ -324,9 +373,10 @@ def run_experiment(
         if log_feedback:
             (out / "feedback").mkdir(exist_ok=True)
     todo, done = [], {}
+    code = _user_code(config)
     for spec in config.policies:
         for seed in config.seeds:
-            fp = _fingerprint(config, spec, seed)
+            fp = _fingerprint(config, spec, seed, code)
             found = _load_trial(trials_dir, spec.name, seed, fp, log_feedback) if trials_dir is not None else None
             if found is not None:
                 done[(spec.name, seed)] = found

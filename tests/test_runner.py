@@ -159,3 +159,54 @@ def test_logged_feedback_matches_the_run(tmp_path):
             np.testing.assert_allclose(fb.propensities, 1.0 / fb.mask.sum(axis=1))
         truth = fb.expected_rewards[np.arange(600), fb.actions]
         assert np.all((truth >= 0) & (truth <= 1))
+
+
+_SIMULATOR = '''
+import numpy as np
+from banditrec.environments import Observation, UserSimulator
+
+OFFSET = {offset}
+
+
+class Shop(UserSimulator):
+    n_items, n_candidates, user_dim, item_dim = 12, 4, 2, 2
+
+    def sample_users(self, batch_size, rng):
+        ids = np.argsort(rng.random((batch_size, self.n_items)), axis=1)[:, : self.n_candidates]
+        items = np.stack([np.cos(ids), np.sin(ids)], axis=-1)
+        return Observation(rng.normal(size=(batch_size, 2)), items, ids, np.ones(ids.shape, bool), np.full(batch_size, -1))
+
+    def expected_rewards(self, obs):
+        return 1 / (1 + np.exp(-(np.einsum("bd,bkd->bk", obs.user_features, obs.item_features) + OFFSET)))
+
+    def sample_rewards(self, obs, actions, expected, rng):
+        return (rng.random(expected.shape) < expected).astype(float)
+'''
+
+
+def test_editing_a_plug_in_simulator_makes_its_stored_trials_stale(tmp_path, monkeypatch):
+    # the fingerprint held the config only: after an edit of the simulator a rerun reused every
+    # trial and reported the old world's regret
+    import sys
+
+    monkeypatch.syspath_prepend(str(tmp_path))
+    module = tmp_path / "edited_shop.py"
+    config = ExperimentConfig.from_dict({
+        "experiment": {"name": "edited", "horizon": 80, "batch_size": 8, "seeds": 2},
+        "environment": {"simulator": "edited_shop:Shop"},
+        "policies": {"random": {"type": "Random"}},
+    })
+
+    def run(offset: float):
+        module.write_text(_SIMULATOR.format(offset=offset))
+        sys.modules.pop("edited_shop", None)  # a new process, as a rerun of `banditrec run` is
+        return run_experiment(config, tmp_path / "out", progress=False, plot=False)
+
+    first = run(-5.0)
+    assert (first.trials_run, first.trials_reused) == (2, 0)
+    edited = run(0.7)
+    assert (edited.trials_run, edited.trials_reused) == (2, 0)
+    assert edited.summary["final_cumulative_regret"].iloc[0] != first.summary["final_cumulative_regret"].iloc[0]
+    again = run(0.7)
+    assert (again.trials_run, again.trials_reused) == (0, 2)
+    sys.modules.pop("edited_shop", None)
