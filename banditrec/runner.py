@@ -112,8 +112,12 @@ def run_trial(
     env_seed, policy_seed = trial_seeds(seed, policy_spec.name)
     env = build_env(config.environment, B)
     policy = make_policy(policy_spec.type, seed=policy_seed, **dict(policy_spec.params))
-    env.reset(seed=env_seed)
     n_steps = config.n_steps
+    try:
+        env.reset(seed=env_seed)  # the first users: a simulator's error here names the trial too
+    except Exception as exc:
+        exc.add_note(f"in trial {policy_spec.name!r}, seed {seed}, at the first reset (before step 1 of {n_steps})")
+        raise
     reward_sum = np.empty(n_steps)
     regret_sum = np.empty(n_steps)
     report_every = max(1, n_steps // 100)

@@ -210,3 +210,20 @@ def test_editing_a_plug_in_simulator_makes_its_stored_trials_stale(tmp_path, mon
     again = run(0.7)
     assert (again.trials_run, again.trials_reused) == (0, 2)
     sys.modules.pop("edited_shop", None)
+
+
+def test_a_simulator_failing_at_the_first_users_names_the_trial(tmp_path, monkeypatch):
+    # a failure in the first reset came without the "(in trial ..., seed ...)" that later ones carry
+    monkeypatch.syspath_prepend(str(tmp_path))
+    (tmp_path / "nan_shop.py").write_text(
+        _SIMULATOR.format(offset=0.0) + "\n\nclass NaNShop(Shop):\n"
+        "    def expected_rewards(self, obs):\n        return np.full(obs.item_ids.shape, np.nan)\n"
+    )
+    config = ExperimentConfig.from_dict({
+        "experiment": {"name": "nan", "horizon": 80, "batch_size": 8, "seeds": 1},
+        "environment": {"simulator": "nan_shop:NaNShop"},
+        "policies": {"random": {"type": "Random"}},
+    })
+    with pytest.raises(ValueError, match=r"NaNShop\.expected_rewards\(\) returned NaN") as info:
+        run_experiment(config, tmp_path / "out", progress=False, plot=False)
+    assert info.value.__notes__ == ["in trial 'random', seed 0, at the first reset (before step 1 of 10)"]
