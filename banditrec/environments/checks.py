@@ -112,6 +112,11 @@ def check_simulator_sizes(sim: UserSimulator) -> None:
         raise SimulatorError(f"{type(sim).__name__}.n_users must be a positive int or None, got {n_users!r}")
 
 
+def _real(values: np.ndarray) -> bool:
+    """Integer or floating values (a complex number is a number numpy would truncate silently)."""
+    return values.dtype.kind in "iuf"
+
+
 def check_observation(sim: UserSimulator, obs: object, batch_size: int) -> Observation:
     """Validate ``sim.sample_users(batch_size, rng)``'s result and return it with canonical dtypes."""
     where = _where(sim, "sample_users")
@@ -133,8 +138,8 @@ def check_observation(sim: UserSimulator, obs: object, batch_size: int) -> Obser
             raise SimulatorError(f"{where} returned {field} of shape {value.shape}, expected {shape}")
     for field in ("user_features", "item_features"):
         value = getattr(obs, field)
-        if not np.issubdtype(value.dtype, np.number):
-            raise SimulatorError(f"{where} returned non-numeric {field} (dtype {value.dtype})")
+        if not _real(value):
+            raise SimulatorError(f"{where} returned non-numeric or complex {field} (dtype {value.dtype})")
         if not np.all(np.isfinite(value)):
             raise SimulatorError(f"{where} returned {field} containing NaN or inf")
     for field in ("item_ids", "user_ids"):
@@ -186,8 +191,8 @@ def check_expected_rewards(sim: UserSimulator, values: object, obs: Observation,
     shape = obs.item_ids.shape
     if values.shape != shape:
         raise SimulatorError(f"{where} returned shape {values.shape}, expected {shape}")
-    if not np.issubdtype(values.dtype, np.number):
-        raise SimulatorError(f"{where} returned non-numeric values (dtype {values.dtype})")
+    if not _real(values):
+        raise SimulatorError(f"{where} returned non-numeric or complex values (dtype {values.dtype})")
     valid = values[obs.mask]
     if not np.all(np.isfinite(valid)):
         raise SimulatorError(f"{where} returned NaN or inf for {int((~np.isfinite(valid)).sum())} valid candidates")
@@ -204,8 +209,8 @@ def check_rewards(sim: UserSimulator, rewards: object, batch_size: int, binary: 
     rewards = np.asarray(rewards)
     if rewards.shape != (batch_size,):
         raise SimulatorError(f"{where} returned shape {rewards.shape}, expected ({batch_size},)")
-    if not np.issubdtype(rewards.dtype, np.number) and rewards.dtype != np.bool_:
-        raise SimulatorError(f"{where} returned non-numeric rewards (dtype {rewards.dtype})")
+    if not _real(rewards) and rewards.dtype != np.bool_:
+        raise SimulatorError(f"{where} returned non-numeric or complex rewards (dtype {rewards.dtype})")
     rewards = rewards.astype(np.float64, copy=False)
     if not np.all(np.isfinite(rewards)):
         raise SimulatorError(f"{where} returned NaN or inf rewards for {int((~np.isfinite(rewards)).sum())} users")

@@ -37,8 +37,34 @@ from banditrec.policies.tensor_ops import argmax_ties, require_valid_candidates
 __all__ = ["UCB", "EpsilonGreedy", "Exploration", "Thompson"]
 
 
+_POLICY_OF = {
+    "EpsilonGreedy": "EpsilonGreedyPolicy (what make_policy('EpsilonGreedy') and configs build), LinEpsilonGreedy or "
+                     "NeuralEpsilonGreedy",
+    "UCB": "UCB1, LinUCB or NeuralUCB",
+    "Thompson": "BernoulliTS, LinTS, NeuralTS or NeuralLinear",
+}
+
+
+def _not_a_policy(cls: type) -> str:
+    policy = _POLICY_OF.get(cls.__name__, "a policy factory")
+    return (f"{cls.__name__} is an exploration strategy, not a policy: use {policy}, "
+            f"or BanditPolicy(estimator, {cls.__name__}(...), seed)")
+
+
 class Exploration(ABC):
-    """A rule that turns an estimator's view of a batch into actions and probabilities."""
+    """A rule that turns an estimator's view of a batch into actions and probabilities.
+
+    A strategy is half a policy (:class:`~banditrec.policies.BanditPolicy` pairs it with a reward
+    estimator); ``EpsilonGreedy(seed=0)`` or ``EpsilonGreedy().act(obs)``, written for the
+    policy of the same name, get an error that says so."""
+
+    def __new__(cls, *args: Any, **kwargs: Any):
+        if "seed" in kwargs:
+            raise TypeError(f"{_not_a_policy(cls)}; a strategy takes no seed")
+        return super().__new__(cls)
+
+    def act(self, *args: Any, **kwargs: Any):
+        raise TypeError(_not_a_policy(type(self)))
 
     @abstractmethod
     def choose(self, estimator: Any, obs: Observation, rng: np.random.Generator, t: int) -> Decision:

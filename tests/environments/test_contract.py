@@ -219,6 +219,8 @@ class ToyShop(UserSimulator):
             return 3 * p
         if self.bug == "expected_shape":
             return p[:, :-1]
+        if self.bug == "complex_expected":  # numpy kept the real part with a ComplexWarning only
+            return p + 0.3j
         if self.bug == "nan_expected":
             return np.where(np.arange(p.shape[1]) == 0, np.nan, p)
         return p
@@ -318,6 +320,7 @@ def test_register_simulator_refuses_to_replace_silently(toy_id):
         ("probabilities", "expected_rewards", r"outside \[0, 1\]"),
         ("expected_shape", "expected_rewards", r"shape \(4, 3\), expected \(4, 4\)"),
         ("nan_expected", "expected_rewards", "NaN"),
+        ("complex_expected", "expected_rewards", r"non-numeric or complex values \(dtype complex128\)"),
         ("nan_rewards", "sample_rewards", "NaN"),
         ("reward_shape", "sample_rewards", r"shape \(4, 1\), expected \(4,\)"),
         ("non_binary", "sample_rewards", "non-binary"),

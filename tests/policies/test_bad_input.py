@@ -13,7 +13,9 @@ import torch
 from banditrec.environments import make_vector_env
 from banditrec.environments.simulator import Observation
 from banditrec.policies import (
+    UCB,
     UCB1,
+    EpsilonGreedy,
     EpsilonGreedyPolicy,
     LinEpsilonGreedy,
     LinTS,
@@ -21,6 +23,7 @@ from banditrec.policies import (
     NeuralEpsilonGreedy,
     NeuralLinear,
     RandomPolicy,
+    Thompson,
     make_policy,
 )
 from banditrec.policies.neural import OnlineTraining
@@ -546,3 +549,13 @@ def test_ucb_with_alpha_zero_is_greedy_even_on_untried_items():
         assert np.isfinite(policy.explain(obs)["exploration"]).all()
         _, rewards, _, _ = env.step_batch(actions)
         policy.update(obs, actions, rewards)
+
+
+@pytest.mark.parametrize("strategy", [EpsilonGreedy, UCB, Thompson])
+def test_an_exploration_strategy_used_as_a_policy_says_what_it_is(strategy, batch):
+    # `from banditrec.policies import EpsilonGreedy` is the strategy, not the policy configs call
+    # EpsilonGreedy: seed= was "unexpected keyword argument", .act an AttributeError
+    with pytest.raises(TypeError, match=rf"{strategy.__name__} is an exploration strategy, not a policy: use .*BanditPolicy"):
+        strategy(seed=0)
+    with pytest.raises(TypeError, match="is an exploration strategy, not a policy"):
+        strategy().act(batch)
