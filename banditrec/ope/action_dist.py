@@ -14,7 +14,7 @@ import numpy as np
 from banditrec.ope._checks import as_float_array, check_distribution, require_shape
 from banditrec.ope.feedback import LoggedFeedback
 
-__all__ = ["action_dist_from_policy", "validate_action_dist"]
+__all__ = ["action_dist_from_policy", "at_logged_positions", "validate_action_dist"]
 
 
 def validate_action_dist(action_dist: Any, feedback: LoggedFeedback, name: str = "action_dist") -> np.ndarray:
@@ -34,7 +34,9 @@ def validate_action_dist(action_dist: Any, feedback: LoggedFeedback, name: str =
     Returns
     -------
     ndarray, shape (n, K), float64
-        Read-only when no conversion was needed (the caller's array is never modified).
+        Each row divided by its sum, which the check allows to differ from 1 by up to 1e-6 (as
+        OBP's reward-model term does); read-only when no conversion was needed (the caller's
+        array is never modified).
 
     Raises
     ------
@@ -44,27 +46,35 @@ def validate_action_dist(action_dist: Any, feedback: LoggedFeedback, name: str =
     """
     if not isinstance(feedback, LoggedFeedback):
         raise TypeError(f"feedback must be a LoggedFeedback, got {type(feedback).__name__}")
-    dist = as_float_array(action_dist, name)
+    dist = at_logged_positions(as_float_array(action_dist, name), feedback, name)
     n, k = feedback.n_rounds, feedback.n_candidates
-    if dist.ndim == 3:
-        require_shape(dist, name, (n, k, None), f"the log's (n={n}, K={k})")
-        if dist.shape[2] == 1:
-            dist = dist[:, :, 0]
-        elif feedback.positions is None:
-            raise ValueError(
-                f"{name} has shape {dist.shape} with {dist.shape[2]} positions, but the log has no "
-                "positions to pick each round's distribution; pass shape (n, K)"
-            )
-        else:
-            if feedback.positions.max() >= dist.shape[2]:
-                raise ValueError(
-                    f"{name} covers {dist.shape[2]} positions but the log has position "
-                    f"{int(feedback.positions.max())}"
-                )
-            dist = dist[np.arange(n), :, feedback.positions]
     require_shape(dist, name, (n, k), f"the log's (n={n}, K={k})")
     check_distribution(dist, feedback.mask, name)
+    sums = dist.sum(axis=1)  # 1 within 1e-6 (masked slots hold 0): make it 1, as an expectation under pi needs
+    if not np.all(sums == 1.0):
+        dist = dist / sums[:, None]
     return dist
+
+
+def at_logged_positions(table: np.ndarray, feedback: LoggedFeedback, name: str) -> np.ndarray:
+    """An (n, K, L) table in OBP's layout, one (n, K) slice per slate position, reduced to each
+    round's logged position; an (n, K) table as it is."""
+    if table.ndim != 3:
+        return table
+    n, k = feedback.n_rounds, feedback.n_candidates
+    require_shape(table, name, (n, k, None), f"the log's (n={n}, K={k})")
+    if table.shape[2] == 1:
+        return table[:, :, 0]
+    if feedback.positions is None:
+        raise ValueError(
+            f"{name} has shape {table.shape} with {table.shape[2]} positions, but the log has no "
+            "positions to pick each round's values; pass shape (n, K)"
+        )
+    if feedback.positions.max() >= table.shape[2]:
+        raise ValueError(
+            f"{name} covers {table.shape[2]} positions but the log has position {int(feedback.positions.max())}"
+        )
+    return table[np.arange(n), :, feedback.positions]
 
 
 def action_dist_from_policy(policy: Any, feedback: LoggedFeedback, batch_size: int = 4096) -> np.ndarray:

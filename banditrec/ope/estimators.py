@@ -351,7 +351,8 @@ class ClippedIPS(BaseEstimator):
     Parameters
     ----------
     lambda_ : float, default 10.0
-        Largest importance weight kept; ``np.inf`` gives IPS.
+        Largest importance weight kept; ``np.inf`` gives IPS. (OBP's default is ``np.inf``: plain
+        IPS; 10 here, so that the estimator clips at all.)
     name : str, default "clipped_ips"
     """
 
@@ -442,7 +443,8 @@ class SwitchDR(BaseEstimator):
     Parameters
     ----------
     tau : float, default 10.0
-        Weight threshold; 0 gives DM (for positive weights), ``np.inf`` gives DR.
+        Weight threshold; 0 gives DM (for positive weights), ``np.inf`` gives DR. (OBP 0.5's default
+        is ``np.inf``, i.e. DR, and OBP 0.4's 1.0; neither is tuned.)
     name : str, default "switch_dr"
 
     References
@@ -476,7 +478,8 @@ class DRos(BaseEstimator):
     ----------
     lambda_ : float, default 100.0
         Shrinkage; 0 gives DM, ``np.inf`` gives DR. Weights well below sqrt(lambda_) are nearly
-        unchanged; the shrunk weight peaks at sqrt(lambda_) / 2.
+        unchanged; the shrunk weight peaks at sqrt(lambda_) / 2. (OBP's default is 0, i.e. DM; 100
+        is the value of OBP's example scripts.)
     name : str, default "dros"
 
     References

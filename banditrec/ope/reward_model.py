@@ -15,6 +15,7 @@ import numpy as np
 
 from banditrec._util import as_generator
 from banditrec.ope._checks import as_float_array, describe_bad, require_shape
+from banditrec.ope.action_dist import at_logged_positions
 from banditrec.ope.feedback import LoggedFeedback
 
 __all__ = ["JointFeatures", "RidgeRegression", "fit_reward_model", "validate_estimated_rewards"]
@@ -136,8 +137,10 @@ def validate_estimated_rewards(estimated_rewards: Any, feedback: LoggedFeedback)
 
     Parameters
     ----------
-    estimated_rewards : array-like, shape (n, K)
+    estimated_rewards : array-like, shape (n, K) or (n, K, L)
         q̂(x_i, k) for every round and candidate slot; masked slots are ignored (may be NaN).
+        OBP's layout (n, K, L), one table per slate position, is read as ``action_dist`` is:
+        each round keeps the values of its own logged position.
     feedback : LoggedFeedback
 
     Returns
@@ -145,7 +148,7 @@ def validate_estimated_rewards(estimated_rewards: Any, feedback: LoggedFeedback)
     ndarray, shape (n, K), float64
         A copy with masked slots set to 0, so that 0-probability slots contribute nothing.
     """
-    q = as_float_array(estimated_rewards, "estimated_rewards")
+    q = at_logged_positions(as_float_array(estimated_rewards, "estimated_rewards"), feedback, "estimated_rewards")
     n, k = feedback.n_rounds, feedback.n_candidates
     require_shape(q, "estimated_rewards", (n, k), f"the log's (n={n}, K={k})")
     bad = feedback.mask & ~np.isfinite(q)

@@ -280,3 +280,37 @@ def test_compare_policies_rejects_unknown_true_values():
         compare_policies(fb, {"uniform": uniform_dist()}, estimators=[IPS()], true_values={"unifrom": 0.5})
     with pytest.raises(ValueError, match=r"estimator names must be unique"):
         compare_policies(fb, {"uniform": uniform_dist()}, estimators=[IPS(), IPS()])
+
+
+def test_a_distribution_off_by_less_than_the_tolerance_is_used_normalised():
+    # rows summing to 1 + 5e-7 passed the check and were used as given: DM of a constant model
+    # 0.5 came out 0.50000025 (OBP, which averages the model under pi, gives 0.5)
+    from banditrec.ope import DirectMethod
+
+    fb = LoggedFeedback(**log_kwargs())
+    dist = uniform_dist()
+    dist[:, 0] += 5e-7
+    q = np.full((N, K), 0.5)
+    assert DirectMethod().estimate_policy_value(fb, dist, estimated_rewards=q) == pytest.approx(0.5, abs=1e-15, rel=0)
+    normalised = dist / dist.sum(axis=1, keepdims=True)
+    exact = DoublyRobust().estimate_policy_value(fb, normalised, estimated_rewards=q)
+    assert DoublyRobust().estimate_policy_value(fb, dist, estimated_rewards=q) == pytest.approx(exact, abs=1e-15, rel=0)
+
+
+def test_a_reward_model_in_obps_position_layout_is_read_as_the_distribution_is():
+    # action_dist took OBP's (n, K, L) layout but estimated_rewards refused it, even (n, K, 1)
+    rng = np.random.default_rng(0)
+    positions = np.array([0, 1, 2, 1, 0])
+    fb = LoggedFeedback(**log_kwargs(positions=positions))
+    q3 = rng.random((N, K, 3))
+    dist3 = np.repeat(uniform_dist()[:, :, None], 3, axis=2)
+    by_position = q3[np.arange(N), :, positions]
+    dr = DoublyRobust()
+    assert dr.estimate_policy_value(fb, dist3, estimated_rewards=q3) == dr.estimate_policy_value(
+        fb, uniform_dist(), estimated_rewards=by_position
+    )
+    assert dr.estimate_policy_value(fb, uniform_dist(), estimated_rewards=q3[:, :, :1]) == dr.estimate_policy_value(
+        fb, uniform_dist(), estimated_rewards=q3[:, :, 0]
+    )
+    with pytest.raises(ValueError, match=r"estimated_rewards covers 2 positions but the log has position 2"):
+        dr.estimate_policy_value(fb, uniform_dist(), estimated_rewards=q3[:, :, :2])
