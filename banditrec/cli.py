@@ -31,11 +31,12 @@ def _cmd_run(args: argparse.Namespace) -> int:
     if changes:
         config = config.replace(**changes)
     out = Path(args.out) if args.out else Path("runs") / config.name
-    result = run_experiment(config, out, progress=not args.quiet, log_feedback=args.log_feedback,
+    result = run_experiment(config, out, progress=not args.quiet, plot=not args.no_plot, log_feedback=args.log_feedback,
                             backend=args.backend, address=args.address)
     cols = ["policy", "n_seeds", "final_cumulative_regret", "regret_ci_low", "regret_ci_high", "reward_rate", "decisions_per_s"]
     print(result.summary[cols].to_string(index=False, float_format=lambda v: f"{v:,.3f}"))
-    print(f"\n{result.trials_run} trial(s) run, {result.trials_reused} reused; results in {out}/ (regret.png, results.csv, summary.csv)")
+    written = "results.csv, summary.csv" if args.no_plot else "regret.png, results.csv, summary.csv"
+    print(f"\n{result.trials_run} trial(s) run, {result.trials_reused} reused; results in {out}/ ({written})")
     return 0
 
 
@@ -125,6 +126,8 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--jobs", type=_positive_int,
                      help="trials to run in parallel processes (default: the config's [experiment] jobs, else 1)")
     run.add_argument("--quiet", action="store_true", help="no progress bar")
+    run.add_argument("--no-plot", action="store_true",
+                     help="write the tables only (draw later with `banditrec plot OUT`)")
     run.add_argument("--backend", choices=["local", "ray"], default="local",
                      help="where trials run: local processes (--jobs) or a Ray cluster")
     run.add_argument("--address", help="Ray cluster address (default: start a local Ray instance)")

@@ -16,11 +16,12 @@ __all__ = ["load_results", "mean_ci", "summarise", "write_manifest"]
 
 
 def mean_ci(values: np.ndarray, level: float = 0.95) -> tuple[float, float, float]:
-    """Mean and Student-t confidence interval across seeds (the interval is the mean itself for one seed)."""
+    """Mean and Student-t confidence interval across seeds; NaN bounds for one seed, which gives
+    no estimate of the spread (a zero-width interval would claim certainty)."""
     values = np.asarray(values, dtype=np.float64)
     m = float(values.mean())
     if values.size < 2:
-        return m, m, m
+        return m, float("nan"), float("nan")
     half = float(stats.t.ppf(0.5 + level / 2, values.size - 1) * values.std(ddof=1) / np.sqrt(values.size))
     return m, m - half, m + half
 

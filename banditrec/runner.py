@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import inspect
+import io
 import json
 import os
 import platform
@@ -27,6 +28,7 @@ import numpy as np
 import pandas as pd
 import torch
 
+from banditrec import __version__
 from banditrec._util import load_object
 from banditrec.config import ConfigError, EnvironmentSpec, ExperimentConfig, PolicySpec
 from banditrec.environments.env import BanditVectorEnv
@@ -92,6 +94,8 @@ def _checkpoints(n_steps: int, n_points: int) -> np.ndarray:
     """Indices of the steps kept in the results table: evenly spaced, always the last one."""
     if n_steps <= n_points:
         return np.arange(n_steps)
+    if n_points == 1:  # linspace would keep step 0, and the summary would call the first batch "final"
+        return np.array([n_steps - 1])
     return np.unique(np.linspace(0, n_steps - 1, n_points).round().astype(np.int64))
 
 
@@ -262,6 +266,14 @@ def _source_digest(obj: Any) -> str | None:
 
 
 def _trial_stem(policy: str, seed: int) -> str:
+    """The trial's file name: readable, and unique through a 64-bit hash of the policy's name (a
+    32-bit CRC let two grid points of a large sweep share a file: about 1% at 10,000 points)."""
+    safe = re.sub(r"[^A-Za-z0-9_.=-]+", "_", policy)[:60]
+    return f"{safe}-{hashlib.sha256(policy.encode()).hexdigest()[:16]}__seed{seed}"
+
+
+def _legacy_trial_stem(policy: str, seed: int) -> str:
+    """The name trials had before the 64-bit hash; still read (the JSON names its policy)."""
     safe = re.sub(r"[^A-Za-z0-9_.=-]+", "_", policy)[:60]
     return f"{safe}-{zlib.crc32(policy.encode()):08x}__seed{seed}"
 
@@ -280,33 +292,53 @@ def _save_trial(trials_dir: Path, result: TrialResult, fingerprint: str) -> None
         result.feedback.save(feedback_path)
     else:  # a log left by an earlier run of this trial under other settings is not this trial's
         feedback_path.unlink(missing_ok=True)
-    _atomic_write(trials_dir / f"{stem}.csv", lambda p: result.table.to_csv(p, index=False))
+    text = result.table.to_csv(index=False)
+    _atomic_write(trials_dir / f"{stem}.csv", lambda p: p.write_text(text))
     meta = {"policy": result.policy, "seed": result.seed, "fingerprint": fingerprint,
             "wall_time": result.wall_time, "decisions": result.decisions,
-            "feedback": result.feedback is not None}
+            "feedback": result.feedback is not None, "banditrec": __version__,
+            "rows": len(result.table), "sha256": hashlib.sha256(text.encode()).hexdigest()}
     # The JSON is written last: a trial counts as finished only when both files exist.
     _atomic_write(trials_dir / f"{stem}.json", lambda p: p.write_text(json.dumps(meta)))
 
 
 def _load_trial(
-    trials_dir: Path, policy: str, seed: int, fingerprint: str, need_feedback: bool = False
+    trials_dir: Path, policy: str, seed: int, fingerprint: str, steps: np.ndarray, need_feedback: bool = False
 ) -> TrialResult | None:
-    stem = _trial_stem(policy, seed)
-    meta_path, csv_path = trials_dir / f"{stem}.json", trials_dir / f"{stem}.csv"
-    if not (meta_path.is_file() and csv_path.is_file()):
+    """A stored trial, or None when it must be (re)computed: absent, of other settings or another
+    banditrec version, or damaged (a table cut short, edited or copied from another trial: its
+    checksum, rows, policy, seed and ``steps``, the decision counts it must hold, are checked)."""
+    for stem in (_trial_stem(policy, seed), _legacy_trial_stem(policy, seed)):
+        meta_path, csv_path = trials_dir / f"{stem}.json", trials_dir / f"{stem}.csv"
+        if meta_path.is_file() and csv_path.is_file():
+            break
+    else:
         return None
     if need_feedback and not (trials_dir.parent / "feedback" / f"{stem}.npz").is_file():
         return None
     try:
         meta = json.loads(meta_path.read_text())
-        if meta.get("fingerprint") != fingerprint:
+        if meta.get("fingerprint") != fingerprint or meta.get("policy") != policy or meta.get("seed") != seed:
+            return None
+        if meta.get("banditrec", __version__) != __version__:  # trials from before the field: same version
             return None
         if need_feedback and not meta.get("feedback"):  # its log, if any, is from another run
             return None
-        table = pd.read_csv(csv_path)
-    except (ValueError, OSError):
+        data = csv_path.read_bytes()
+        if "sha256" in meta and hashlib.sha256(data).hexdigest() != meta["sha256"]:
+            return None
+        table = pd.read_csv(io.BytesIO(data), converters={"policy": str})  # a policy named "1" or "NA" stays itself
+        if list(table.columns) != RESULT_COLUMNS or len(table) != len(steps):
+            return None
+        numbers = table[RESULT_COLUMNS[2:]].to_numpy(dtype=np.float64, na_value=np.nan)
+    except (ValueError, OSError, TypeError):
         return None  # a damaged trial is recomputed, never trusted
-    if list(table.columns) != RESULT_COLUMNS or table.empty:
+    if (
+        not np.isfinite(numbers).all()
+        or not (table["policy"] == policy).all()
+        or not (table["seed"] == seed).all()
+        or not np.array_equal(table["step"].to_numpy(), steps)
+    ):
         return None
     return TrialResult(policy, seed, table, float(meta["wall_time"]), int(meta["decisions"]))
 
@@ -378,15 +410,21 @@ def run_experiment(
             (out / "feedback").mkdir(exist_ok=True)
     todo, done = [], {}
     code = _user_code(config)
+    steps = (_checkpoints(config.n_steps, config.n_checkpoints) + 1) * config.batch_size  # a trial's "step" column
     for spec in config.policies:
         for seed in config.seeds:
             fp = _fingerprint(config, spec, seed, code)
-            found = _load_trial(trials_dir, spec.name, seed, fp, log_feedback) if trials_dir is not None else None
+            found = _load_trial(trials_dir, spec.name, seed, fp, steps, log_feedback) if trials_dir is not None else None
             if found is not None:
                 done[(spec.name, seed)] = found
             else:
                 todo.append((spec, seed, fp))
     reused = len(done)
+    if out is not None and todo:
+        # the tables and plots describe every trial of a finished run: those of an earlier run
+        # would look current if this one fails or is interrupted
+        for name in ("results.csv", "summary.csv", "regret.png", "regret.pdf"):
+            (out / name).unlink(missing_ok=True)
     bar = _progress_bar(progress, len(todo) * config.n_steps, config.name)
     start = time.perf_counter()
 

@@ -146,3 +146,16 @@ def test_an_output_folder_it_may_not_write_is_an_error_line(tmp_path, capsys, mo
     assert main(["run", str(cfg), "--out", str(out), "--quiet"]) == 2
     err = capsys.readouterr().err
     assert err == f"banditrec: error: cannot use {out / 'trials'}: Permission denied\n", err
+
+
+def test_run_without_a_plot_then_a_failing_rerun_leaves_no_stale_tables(tmp_path, capsys):
+    cfg = tmp_path / "cli.toml"
+    cfg.write_text(CONFIG)
+    out = tmp_path / "out"
+    assert main(["run", str(cfg), "--out", str(out), "--quiet", "--no-plot"]) == 0
+    assert "(results.csv, summary.csv)" in capsys.readouterr().out
+    assert (out / "summary.csv").is_file() and not (out / "regret.png").exists()
+    # a rerun with more seeds that fails: the 2-seed summary would have looked like its result
+    cfg.write_text(CONFIG.replace('type = "LinUCB"', 'type = "LinUCB"\nlam = 1e-300'))
+    assert main(["run", str(cfg), "--out", str(out), "--quiet", "--seeds", "3"]) == 2
+    assert not (out / "summary.csv").exists() and not (out / "results.csv").exists()

@@ -227,3 +227,65 @@ def test_a_simulator_failing_at_the_first_users_names_the_trial(tmp_path, monkey
     with pytest.raises(ValueError, match=r"NaNShop\.expected_rewards\(\) returned NaN") as info:
         run_experiment(config, tmp_path / "out", progress=False, plot=False)
     assert info.value.__notes__ == ["in trial 'random', seed 0, at the first reset (before step 1 of 10)"]
+
+
+def _damage(kind: str, trials):
+    """Damage the random policy's seed-0 trial as a crash, a disk or a hand would."""
+    target = next(trials.glob("random-*__seed0.csv"))
+    text = target.read_text()
+    if kind == "cut_at_line_end":
+        target.write_text("".join(text.splitlines(keepends=True)[:3]))
+    elif kind == "cut_mid_line":
+        target.write_text(text[:250])
+    elif kind == "copied_from_another_seed":
+        target.write_text(next(trials.glob("random-*__seed1.csv")).read_text())
+    elif kind == "edited_value":  # same rows and steps, one number changed
+        lines = text.splitlines(keepends=True)
+        fields = lines[5].split(",")
+        fields[3] = "0.123"
+        lines[5] = ",".join(fields)
+        target.write_text("".join(lines))
+
+
+@pytest.mark.parametrize("kind", ["cut_at_line_end", "cut_mid_line", "copied_from_another_seed", "edited_value"])
+def test_a_damaged_trial_is_recomputed(tmp_path, kind):
+    # each was reused: results.csv held 2 rows (or a NaN row) for seed 0, or seed 1 twice, and the
+    # summary reported 20 decisions instead of 600, or NaN
+    first = run_experiment(_config(), tmp_path, progress=False, plot=False)
+    _damage(kind, tmp_path / "trials")
+    again = run_experiment(_config(), tmp_path, progress=False, plot=False)
+    assert (again.trials_run, again.trials_reused) == (1, 5)
+    pd.testing.assert_frame_equal(again.results, first.results)
+
+
+def test_trials_from_another_banditrec_version_are_recomputed(tmp_path):
+    run_experiment(_config(), tmp_path, progress=False, plot=False)
+    meta_path = next((tmp_path / "trials").glob("linucb-*__seed2.json"))
+    meta = json.loads(meta_path.read_text())
+    meta["banditrec"] = "0.0.1"
+    meta_path.write_text(json.dumps(meta))
+    again = run_experiment(_config(), tmp_path, progress=False, plot=False)
+    assert (again.trials_run, again.trials_reused) == (1, 5)
+
+
+def test_trials_stored_under_the_earlier_file_names_are_still_reused(tmp_path):
+    from banditrec.runner import _legacy_trial_stem, _trial_stem
+
+    run_experiment(_config(), tmp_path, progress=False, plot=False)
+    for spec in _config().policies:
+        for seed in (0, 1, 2):
+            for ext in ("csv", "json"):
+                new = tmp_path / "trials" / f"{_trial_stem(spec.name, seed)}.{ext}"
+                new.rename(tmp_path / "trials" / f"{_legacy_trial_stem(spec.name, seed)}.{ext}")
+    again = run_experiment(_config(), tmp_path, progress=False, plot=False)
+    assert (again.trials_run, again.trials_reused) == (0, 6)
+
+
+def test_one_checkpoint_keeps_the_last_step(tmp_path):
+    # n_checkpoints = 1 kept step 0: the summary called the first batch of 8 users "final"
+    one = run_experiment(_config(n_checkpoints=1), None, progress=False, plot=False)
+    full = run_experiment(_config(n_checkpoints=1000), None, progress=False, plot=False)
+    assert set(one.results["step"]) == {600}
+    pd.testing.assert_frame_equal(
+        one.summary[["policy", "final_cumulative_regret"]], full.summary[["policy", "final_cumulative_regret"]]
+    )

@@ -1,0 +1,60 @@
+"""Regret plots: the bands are the summary's intervals; large sweeps stay legible."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from banditrec import plots
+from banditrec.results import mean_ci
+
+
+def _results(n_policies: int, n_seeds: int = 3, steps: int = 5) -> pd.DataFrame:
+    rng = np.random.default_rng(0)
+    rows = []
+    for p in range(n_policies):
+        for seed in range(n_seeds):
+            regret = np.cumsum(rng.random(steps))
+            for t in range(steps):
+                rows.append({"policy": f"p{p}", "seed": seed, "step": 10 * (t + 1), "reward": 0.5, "regret": 0.1,
+                             "cumulative_reward": 5.0 * (t + 1), "cumulative_regret": regret[t]})
+    return pd.DataFrame(rows)
+
+
+def test_the_band_at_the_last_step_is_the_summarys_interval():
+    table = _results(1, n_seeds=4)
+    x, mean, lo, hi = plots._band(table, "cumulative_regret")
+    final = table[table["step"] == x[-1]]["cumulative_regret"].to_numpy()
+    assert (mean[-1], lo[-1], hi[-1]) == pytest.approx(mean_ci(final), abs=1e-12)
+
+
+def test_one_seed_has_no_interval_and_a_nan_is_not_averaged_away():
+    # one seed drew (and summarised) a zero-width "95% CI"; a NaN seed was dropped from the band
+    # while the legend and the summary counted it
+    table = _results(1, n_seeds=1)
+    _, mean, lo, hi = plots._band(table, "cumulative_regret")
+    assert np.isnan(lo).all() and np.isnan(hi).all() and np.isfinite(mean).all()
+    assert np.isnan(mean_ci(np.array([3.0]))[1:]).all()
+    table = _results(1, n_seeds=3)
+    table.loc[(table["seed"] == 1) & (table["step"] == 50), "cumulative_regret"] = np.nan
+    _, mean, lo, _ = plots._band(table, "cumulative_regret")
+    assert np.isnan(mean[-1]) and np.isnan(lo[-1]) and np.isfinite(mean[:-1]).all()
+
+
+@pytest.mark.parametrize("n_policies", [3, 25, 60])
+def test_every_policy_gets_its_own_colour_and_large_sweeps_are_drawn(tmp_path, n_policies):
+    # colours cycled through ten (25 policies shared them two or three times) and the legend,
+    # in a fixed strip, covered the plots
+    import matplotlib.pyplot as plt
+
+    colours = plots._colors(n_policies)
+    assert len({tuple(np.round(plt.matplotlib.colors.to_rgba(c), 6)) for c in colours}) == n_policies
+    written = plots.plot_results(_results(n_policies), tmp_path / "regret.png", formats=("png",))
+    assert written == [tmp_path / "regret.png"] and written[0].stat().st_size > 0
+
+
+def test_a_table_holding_a_trial_twice_is_refused(tmp_path):
+    table = _results(2)
+    with pytest.raises(ValueError, match=r"holds policy 'p0', seed 0, step 10 more than once"):
+        plots.plot_results(pd.concat([table, table.iloc[:1]]), tmp_path / "regret.png")
