@@ -6,10 +6,12 @@ simulation starts: unknown keys (with the valid ones), wrong types, missing sect
 
 from __future__ import annotations
 
+import collections
 import itertools
 import json
+import math
 import sys
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -176,8 +178,28 @@ def parse_policies(tables: Mapping[str, Any], source: str = "config") -> list[Po
         params = {k: v for k, v in body.items() if k != "type"}
         if "seed" in params:
             raise ConfigError(f"{source}: [policies.{pname}] seed is set per trial from [experiment] seeds; remove it")
-        policies.extend(_expand_grid(pname, body["type"], params, source))
+        policies.extend(_expand_grid(pname, body["type"], params, source, limit=MAX_POLICIES - len(policies)))
+    repeated = duplicate_names(policies)
+    if repeated:
+        raise ConfigError(f"{source}: [policies] names must be unique; {describe_duplicates(repeated)}")
     return policies
+
+
+#: The most policies a config's grids may expand to: a typo such as two 1,000-value lists would
+#: otherwise build a million policies (minutes and gigabytes) before the first trial.
+MAX_POLICIES = 100_000
+
+
+def duplicate_names(policies: Sequence[PolicySpec]) -> list[str]:
+    """Names that more than one policy has, in order of first appearance."""
+    counts = collections.Counter(p.name for p in policies)
+    return [name for name, count in counts.items() if count > 1]
+
+
+def describe_duplicates(repeated: Sequence[str]) -> str:
+    shown = ", ".join(repr(n) for n in repeated[:5])
+    more = f" and {len(repeated) - 5} more" if len(repeated) > 5 else ""
+    return f"{len(repeated)} name(s) repeat: {shown}{more} (grid values that print alike, or a table named as a grid point?)"
 
 
 def _sequence_parameters(type_: str) -> set[str]:
@@ -189,7 +211,9 @@ def _sequence_parameters(type_: str) -> set[str]:
     return {k for k, v in policy_parameters(type_).items() if isinstance(v, (list, tuple))}
 
 
-def _expand_grid(name: str, type_: str, params: dict[str, Any], source: str = "config") -> list[PolicySpec]:
+def _expand_grid(
+    name: str, type_: str, params: dict[str, Any], source: str = "config", limit: int = MAX_POLICIES
+) -> list[PolicySpec]:
     """A parameter given as a list becomes a grid: one policy per combination, named by the values
     of the parameters that vary (a one-value list, such as one network ``hidden = [[64, 64]]``,
     keeps the table's name).
@@ -210,6 +234,13 @@ def _expand_grid(name: str, type_: str, params: dict[str, Any], source: str = "c
         )
     if not grid:
         return [PolicySpec(name, type_, params)]
+    size = math.prod(len(values) for values in grid.values())
+    if size > limit:
+        shape = " × ".join(f"{len(v)} {k}" for k, v in grid.items())
+        raise ConfigError(
+            f"{source}: [policies.{name}] expands to {size:,} policies ({shape}); a config may hold at most "
+            f"{MAX_POLICIES:,} in all: split the sweep into several configs (or check the lists for a typo)"
+        )
     specs = []
     varied = [k for k, values in grid.items() if len(values) > 1]  # a list of one value is a setting, not a grid
     for combo in itertools.product(*grid.values()):

@@ -30,7 +30,14 @@ import torch
 
 from banditrec import __version__
 from banditrec._util import load_object
-from banditrec.config import ConfigError, EnvironmentSpec, ExperimentConfig, PolicySpec
+from banditrec.config import (
+    ConfigError,
+    EnvironmentSpec,
+    ExperimentConfig,
+    PolicySpec,
+    describe_duplicates,
+    duplicate_names,
+)
 from banditrec.environments.env import BanditVectorEnv
 from banditrec.environments.registration import make_simulator, make_vector_env
 from banditrec.environments.simulator import to_numpy
@@ -368,6 +375,9 @@ def _check_runnable(config: ExperimentConfig) -> None:
     """Fail before any trial runs: no policies, unknown env ids, policy types or parameters."""
     if not config.policies:
         raise ConfigError("the experiment has no policies to run; add at least one [policies.<name>] table")
+    repeated = duplicate_names(config.policies)
+    if repeated:
+        raise ConfigError(f"policy names must be unique; {describe_duplicates(repeated)}")
     env = build_env(config.environment, config.batch_size)
     env.close()
     for spec in config.policies:
@@ -375,9 +385,6 @@ def _check_runnable(config: ExperimentConfig) -> None:
             make_policy(spec.type, seed=0, **dict(spec.params))
         except (TypeError, ValueError) as exc:
             raise ConfigError(f"[policies.{spec.name}]: {exc}") from exc
-    names = [s.name for s in config.policies]
-    if len(set(names)) != len(names):
-        raise ConfigError(f"policy names must be unique, got {names}")
 
 
 def run_experiment(

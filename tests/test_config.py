@@ -155,3 +155,20 @@ def test_a_typo_in_model_options_fails_before_any_trial_runs():
     raw = _with("policies", "neural", {"type": "NeuralLinear", "model": "multi_output", "model_options": {"n_itmes": 5}})
     with pytest.raises(ConfigError, match=r"\[policies.neural\]: unknown option\(s\) \['n_itmes'\] for model 'multi_output'"):
         run_experiment(ExperimentConfig.from_dict(raw), None, progress=False)
+
+
+def test_a_grid_too_large_to_build_is_refused_with_its_size():
+    # two 1,000-value lists built a million policies (85 s, 1.3 GB) before any trial, without a word
+    raw = _with("policies", "eg", {"type": "EpsilonGreedy", "epsilon": [i / 1000 for i in range(1000)],
+                                   "decay": list(range(1000))})
+    with pytest.raises(ConfigError, match=r"\[policies.eg\] expands to 1,000,000 policies \(1000 epsilon × 1000 decay\); .*at most 100,000"):
+        ExperimentConfig.from_dict(raw)
+
+
+def test_repeated_policy_names_are_named_briefly_and_before_any_policy_is_built():
+    # 3,001 grid values with one repeated printed every name, in a 71 KB line
+    values = [i / 3000 for i in range(3000)] + [0.5]
+    raw = _with("policies", "eg", {"type": "EpsilonGreedy", "epsilon": values})
+    with pytest.raises(ConfigError, match=r"^config: \[policies\] names must be unique; 1 name\(s\) repeat: 'eg\[epsilon=0.5\]' \(") as info:
+        ExperimentConfig.from_dict(raw)
+    assert len(str(info.value)) < 300
