@@ -26,8 +26,13 @@ def mean_ci(values: np.ndarray, level: float = 0.95) -> tuple[float, float, floa
     return m, m - half, m + half
 
 
-def summarise(trials: Sequence[Any]) -> pd.DataFrame:
-    """Per policy: final cumulative regret and reward (mean, 95% CI across seeds), timings."""
+def summarise(trials: Sequence[Any], policies: Sequence[Any] = ()) -> pd.DataFrame:
+    """Per policy: final cumulative regret and reward (mean, 95% CI across seeds), timings.
+
+    With the experiment's ``policies`` (PolicySpec), also each policy's ``type`` and one
+    ``param_<name>`` column per hyperparameter set in any of them (lists and tables as JSON
+    text, blank where a policy does not set it): a sweep's grid as columns to filter and plot
+    by, rather than values to parse out of names like ``eg[epsilon=0.2,decay=0.1]``."""
     rows = []
     by_policy: dict[str, list[Any]] = {}
     for t in trials:
@@ -52,7 +57,24 @@ def summarise(trials: Sequence[Any]) -> pd.DataFrame:
                 "decisions_per_s": float(np.median([t.decisions_per_s for t in ts])),
             }
         )
-    return pd.DataFrame(rows)
+    summary = pd.DataFrame(rows)
+    specs = {spec.name: spec for spec in policies}
+    if specs and not summary.empty:
+        summary.insert(1, "type", [specs[p].type if p in specs else None for p in summary["policy"]])
+        names = list(dict.fromkeys(k for spec in specs.values() for k in spec.params))
+        for name in names:
+            summary[f"param_{name}"] = [
+                _cell(specs[p].params[name]) if p in specs and name in specs[p].params else None
+                for p in summary["policy"]
+            ]
+    return summary
+
+
+def _cell(value: Any) -> Any:
+    """A parameter as a table cell: numbers, strings and booleans as they are, the rest as JSON."""
+    if isinstance(value, (bool, int, float, str)) or value is None:
+        return value
+    return json.dumps(value, default=str)
 
 
 def write_manifest(path: Path, config: Any, trials: Sequence[Any], elapsed: float, run: int, reused: int) -> None:

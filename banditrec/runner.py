@@ -450,7 +450,7 @@ def run_experiment(
     elapsed = time.perf_counter() - start
     ordered = [done[(s.name, seed)] for s in config.policies for seed in config.seeds]
     results = pd.concat([t.table for t in ordered], ignore_index=True)[RESULT_COLUMNS]
-    summary = summarise(ordered)
+    summary = summarise(ordered, config.policies)
     if out is not None:
         _atomic_write(out / "results.csv", lambda p: results.to_csv(p, index=False))
         _atomic_write(out / "summary.csv", lambda p: summary.to_csv(p, index=False))

@@ -289,3 +289,18 @@ def test_one_checkpoint_keeps_the_last_step(tmp_path):
     pd.testing.assert_frame_equal(
         one.summary[["policy", "final_cumulative_regret"]], full.summary[["policy", "final_cumulative_regret"]]
     )
+
+
+def test_the_summary_holds_each_policys_type_and_parameters_as_columns():
+    # grid values lived only inside names such as 'eg[epsilon=0.2,decay=0.1]'
+    config = ExperimentConfig.from_dict({
+        "experiment": {"name": "grid", "horizon": 80, "batch_size": 8, "seeds": 1},
+        "environment": {"id": "banditrec/Linear-v0", "n_items": 6, "context_dim": 3},
+        "policies": {"eg": {"type": "EpsilonGreedy", "epsilon": [0.1, 0.3], "decay": 1.0},
+                     "neural": {"type": "NeuralEpsilonGreedy", "hidden": [[8, 8]], "train_every": 4},
+                     "random": {"type": "Random"}},
+    })
+    summary = run_experiment(config, None, progress=False, plot=False).summary.set_index("policy")
+    assert summary.loc["eg[epsilon=0.3]", ["type", "param_epsilon", "param_decay"]].tolist() == ["EpsilonGreedy", 0.3, 1.0]
+    assert summary.loc["neural", "param_hidden"] == "[8, 8]" and summary.loc["neural", "type"] == "NeuralEpsilonGreedy"
+    assert summary.loc["random", ["param_epsilon", "param_hidden"]].isna().all()
