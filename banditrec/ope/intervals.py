@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Callable
 from statistics import NormalDist
 from typing import NamedTuple
@@ -42,6 +43,10 @@ def check_alpha(alpha: float) -> float:
     return float(alpha)
 
 
+#: Share of undefined bootstrap replicates above which :func:`bootstrap_interval` warns.
+DROPPED_WARNING = 0.01
+
+
 def bootstrap_interval(
     columns: np.ndarray,
     statistic: Callable[[np.ndarray], np.ndarray],
@@ -71,7 +76,8 @@ def bootstrap_interval(
     Returns
     -------
     (low, high) : tuple of float
-        Replicates where the statistic is undefined (e.g. a zero denominator) are dropped.
+        Replicates where the statistic is undefined (e.g. a zero denominator) are dropped, with
+        a ``RuntimeWarning`` when they are more than 1% of them.
     """
     alpha = check_alpha(alpha)
     if isinstance(n_bootstrap, bool) or not isinstance(n_bootstrap, (int, np.integer)) or n_bootstrap < 1:
@@ -90,6 +96,15 @@ def bootstrap_interval(
     finite = values[np.isfinite(values)]
     if finite.size == 0:
         raise ValueError("the estimator is undefined on every bootstrap replicate (zero denominators?)")
+    dropped = 1.0 - finite.size / values.size
+    if dropped > DROPPED_WARNING:
+        warnings.warn(
+            f"the estimator is undefined on {dropped:.1%} of the bootstrap replicates (no round the target "
+            "policy supports was drawn), which are left out: the interval describes the replicates where it is "
+            "defined and is too narrow; log more rounds where the target policy acts",
+            RuntimeWarning,
+            stacklevel=2,
+        )
     low, high = np.quantile(finite, [alpha / 2.0, 1.0 - alpha / 2.0])
     return float(low), float(high)
 

@@ -158,8 +158,12 @@ def plot_comparison(df: pd.DataFrame, path: str | os.PathLike[str]) -> Path:
         part = df[df["policy"] == policy]
         x = np.arange(len(part))
         est = part["estimate"].to_numpy(float)
-        err = np.vstack([est - part["low"].to_numpy(float), part["high"].to_numpy(float) - est])
-        ax.errorbar(x, est, yerr=np.clip(err, 0, None), fmt="o", capsize=4, label="estimate")
+        # the interval as it is, from low to high, even where it does not contain the estimate
+        # (an error bar around the estimate would have stretched it to reach the estimate)
+        ax.vlines(x, part["low"].to_numpy(float), part["high"].to_numpy(float), color="tab:blue")
+        for end in ("low", "high"):
+            ax.plot(x, part[end].to_numpy(float), "_", color="tab:blue", markersize=10)
+        ax.plot(x, est, "o", color="tab:blue", label="estimate (interval)")
         if "true_value" in part and np.isfinite(part["true_value"].to_numpy(float)).any():
             truth = float(part["true_value"].dropna().iloc[0])
             ax.axhline(truth, color="tab:red", linestyle="--", label=f"true value {truth:.4g}")

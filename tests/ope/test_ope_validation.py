@@ -314,3 +314,34 @@ def test_a_reward_model_in_obps_position_layout_is_read_as_the_distribution_is()
     )
     with pytest.raises(ValueError, match=r"estimated_rewards covers 2 positions but the log has position 2"):
         dr.estimate_policy_value(fb, uniform_dist(), estimated_rewards=q3[:, :, :2])
+
+
+def test_a_bootstrap_that_drops_many_undefined_replicates_says_so():
+    # SNIPS where the target supports 2 of 100 rounds: 13% of the replicates drew neither and
+    # were left out without a word, the interval describing the rest
+    n = 100
+    mask = np.ones((n, K), dtype=bool)
+    fields = log_kwargs(
+        user_features=np.zeros((n, 2)), item_features=np.zeros((n, K, 1)), item_ids=np.tile(np.arange(K), (n, 1)),
+        mask=mask, user_ids=np.arange(n), actions=np.r_[0, 0, np.ones(n - 2, dtype=int)],
+        rewards=np.r_[1.0, 0.0, np.zeros(n - 2)], propensities=np.full(n, 1 / 3),
+    )
+    target = np.zeros((n, K))
+    target[:, 0] = 1.0
+    fb = LoggedFeedback(**fields)
+    with pytest.warns(RuntimeWarning, match=r"undefined on 1\d\.\d% of the bootstrap replicates"):
+        SNIPS().estimate_interval(fb, target, seed=0)
+
+
+def test_the_comparison_plot_draws_each_interval_from_low_to_high(tmp_path, monkeypatch):
+    # an error bar around the estimate was clipped at 0: estimate 0.5, interval [0.6, 0.9] was drawn 0.5-0.9
+    import pandas as pd
+    from matplotlib.axes import Axes
+
+    drawn = []
+    original = Axes.vlines
+    monkeypatch.setattr(Axes, "vlines", lambda self, x, lo, hi, **kw: drawn.append((list(lo), list(hi))) or original(self, x, lo, hi, **kw))
+    df = pd.DataFrame({"policy": ["p", "p"], "estimator": ["ips", "dm"], "estimate": [0.5, 0.4],
+                       "low": [0.6, 0.3], "high": [0.9, 0.5]})
+    plot_comparison(df, tmp_path / "ope.png")
+    assert drawn == [([0.6, 0.3], [0.9, 0.5])]
