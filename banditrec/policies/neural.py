@@ -19,7 +19,10 @@ comes from one of two heads:
 - ``uncertainty="gradient_diag"``: the gradient g = ∇_θ f(u, i) of the network's prediction with
   respect to its dense (non-embedding) parameters as features, with a diagonal design matrix
   Z = λ + Σ g², width √(Σ_j g_j² / Z_j), accumulated at decision time as in NeuralUCB (Zhou et al.
-  2020) and NeuralTS (Zhang et al. 2021), whose draws are f + v · width · z.
+  2020) and NeuralTS (Zhang et al. 2021), whose draws are f + v · width · z. The papers divide
+  g² by the network width m (Z = λ_paper + Σ g²/m, bonus γ√(gᵀZ⁻¹g/m)) and NeuralTS's variance
+  also carries λ_paper; this parametrisation leaves both out, so their hyperparameters translate
+  as λ = m · λ_paper, alpha = γ and v = ν · √λ_paper (m: the hidden layer's width, 64 by default).
 - ``uncertainty="none"``: the network's prediction only (epsilon-greedy).
 
 Randomness: the estimator owns a numpy generator (initialisation, minibatch indices) derived from
@@ -1315,7 +1318,8 @@ def NeuralUCB(
 
     ``uncertainty="last_layer"``: Neural-LinUCB (Xu et al. 2020), ridge regression on the last
     hidden layer, width √(φᵀA⁻¹φ). ``"gradient_diag"``: NeuralUCB (Zhou et al. 2020) with a
-    diagonal design matrix, width √(Σ g²/Z); its widths are larger, alpha ≈ 0.3 suits it.
+    diagonal design matrix, width √(Σ g²/Z); its widths are larger, alpha ≈ 0.3 suits it. (The
+    paper's λ is ``lam`` / m here, m the network's width: see the module docstring.)
     """
     _check_head(uncertainty, "UCB")
     return _neural_policy(UCB(alpha), "NeuralUCB", locals(), drop=("alpha",))
@@ -1354,8 +1358,9 @@ def NeuralTS(
     """Thompson sampling on a neural network with a Gaussian posterior of scale ``v``.
 
     ``uncertainty="last_layer"``: θ ~ N(θ̂, v² A⁻¹) on the last hidden layer; ``"gradient_diag"``:
-    NeuralTS (Zhang et al. 2021), f + v · √(Σ g²/Z) · z with a diagonal design matrix. ``n_mc``
-    further draws estimate each propensity.
+    NeuralTS (Zhang et al. 2021), f + v · √(Σ g²/Z) · z with a diagonal design matrix (the paper's
+    λ is ``lam`` / m and its ν is ``v`` / √(lam / m), m the network's width: see the module
+    docstring). ``n_mc`` further draws estimate each propensity.
     """
     _check_head(uncertainty, "Thompson sampling")
     return _neural_policy(Thompson(n_mc), "NeuralTS", dict(locals(), posterior="gaussian"), drop=("n_mc",))
