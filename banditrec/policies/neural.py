@@ -466,7 +466,9 @@ class NeuralEstimator:
         statistics take (n_items × (h+1)²) floats.
     loss : {"mse", "bce"}
         Squared error on the output, or binary cross-entropy with the output as a logit (then
-        the network's mean is the sigmoid of the output; for clicks).
+        the network's mean is the sigmoid of the output; for clicks). With
+        ``uncertainty="last_layer"`` the policy's mean is the head's linear regression of the
+        rewards on φ whichever the loss (the loss shapes φ only).
     training : OnlineTraining or None
         The online training schedule (defaults of :class:`OnlineTraining` when None).
     lam : float
