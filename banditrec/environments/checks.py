@@ -11,6 +11,7 @@ import warnings
 from typing import Any
 
 import numpy as np
+import pandas as pd
 import torch
 
 from banditrec.environments.simulator import Observation, UserSimulator, to_numpy
@@ -46,12 +47,14 @@ def check_seeding(sim: UserSimulator, batch_size: int) -> None:
     runs are not reproducible. The same answers under two seeds mean the rng is ignored (say, a
     generator of its own seeded once): every seed of an experiment replays the same users and
     clicks, and the confidence bands over seeds are too narrow. A simulator that cannot be
-    copied, or fails in the probe (the run itself then reports it), is not probed.
+    copied, holds more than :data:`PROBE_MAX_BYTES` in arrays, or fails in the probe (the run
+    itself then reports it), is not probed.
     """
-    try:
-        copies = [copy.deepcopy(sim) for _ in range(3)]
+    if _approx_nbytes(sim) > PROBE_MAX_BYTES:
+        return
+    try:  # one copy at a time: at most one extra simulator in memory
         first, again, other = (
-            _first_step(s, seed, batch_size) for s, seed in zip(copies, (_PROBE_SEED, _PROBE_SEED, _PROBE_SEED + 1))
+            _first_step(copy.deepcopy(sim), seed, batch_size) for seed in (_PROBE_SEED, _PROBE_SEED, _PROBE_SEED + 1)
         )
     except Exception:  # noqa: BLE001 - a probe, never the cause of a failure
         return
@@ -77,6 +80,24 @@ def check_seeding(sim: UserSimulator, batch_size: int) -> None:
             SimulatorWarning,
             stacklevel=4,
         )
+
+
+#: A simulator holding more than this in arrays is not probed by :func:`check_seeding` (its
+#: copy would cost as much memory again).
+PROBE_MAX_BYTES = 256 << 20
+
+
+def _approx_nbytes(sim: UserSimulator) -> int:
+    """Bytes of the arrays, tensors and tables among ``sim``'s attributes (not followed deeper)."""
+    total = 0
+    for value in vars(sim).values() if hasattr(sim, "__dict__") else ():
+        if isinstance(value, np.ndarray):
+            total += value.nbytes
+        elif isinstance(value, torch.Tensor):
+            total += value.element_size() * value.nelement()
+        elif isinstance(value, (pd.DataFrame, pd.Series)):
+            total += int(np.sum(value.memory_usage(deep=False)))
+    return total
 
 
 def _first_step(sim: UserSimulator, seed: int, batch_size: int) -> tuple[np.ndarray, ...]:

@@ -408,3 +408,13 @@ def test_unknown_id_lists_known_ids():
 def test_make_vector_env_refuses_foreign_environments():
     with pytest.raises(TypeError, match="not a banditrec environment"):
         make_vector_env("CartPole-v1", num_envs=2)
+
+
+def test_a_simulator_too_large_to_copy_is_not_probed(toy_id, monkeypatch):
+    # the probe copies the simulator; one holding gigabytes of arrays is left alone
+    from banditrec.environments import checks
+
+    monkeypatch.setattr(checks, "PROBE_MAX_BYTES", 100)  # ToyShop holds 10 × 3 + 2 × 3 floats: 288 bytes
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", SimulatorWarning)
+        make_vector_env(toy_id, num_envs=4, bug="own_rng").reset(seed=0)
