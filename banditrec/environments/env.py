@@ -256,7 +256,12 @@ class BanditVectorEnv(VectorEnv):
     -----
     ``terminated`` is always False. With a horizon, all B users truncate together; following
     Gymnasium's next-step autoreset, the ``step`` after truncation resets and returns zero reward.
-    For speed, ``step_batch`` returns the :class:`Observation` instead of the dict.
+    For speed, ``step_batch`` returns the :class:`Observation` instead of the dict; it never
+    resets (``truncated`` stays True from the horizon on: call :meth:`reset`).
+
+    A step's ``info``, per user: ``expected_reward``, ``best_expected_reward`` and ``regret`` of
+    the action just taken; ``expected_rewards`` (B, K), every candidate's expected reward for
+    the users the step returns (the next ones), NaN on masked slots.
     """
 
     metadata: ClassVar[dict[str, Any]] = {"autoreset_mode": AutoresetMode.NEXT_STEP, "render_modes": []}

@@ -44,11 +44,22 @@ def make_simulator(simulator: str | SimulatorFactory | UserSimulator, **kwargs: 
     return sim
 
 
-def _make_env(simulator, validate, max_episode_steps=None, **kwargs) -> BanditEnv:
+def _check_render_mode(render_mode: Any) -> None:
+    """Gymnasium passes ``render_mode`` to every entry point (template code passes None): a
+    simulator must not receive it, and a world has nothing to draw."""
+    if render_mode is not None:
+        raise ValueError(f"banditrec environments do not render: render_mode must be None, got {render_mode!r}")
+
+
+def _make_env(simulator, validate, max_episode_steps=None, render_mode=None, **kwargs) -> BanditEnv:
+    _check_render_mode(render_mode)
     return BanditEnv(make_simulator(simulator, **kwargs), max_episode_steps=max_episode_steps, validate=validate)
 
 
-def _make_vector_env(simulator, validate, num_envs=1, max_episode_steps=None, **kwargs) -> BanditVectorEnv:
+def _make_vector_env(
+    simulator, validate, num_envs=1, max_episode_steps=None, render_mode=None, **kwargs
+) -> BanditVectorEnv:
+    _check_render_mode(render_mode)
     return BanditVectorEnv(
         make_simulator(simulator, **kwargs), num_envs=num_envs, max_episode_steps=max_episode_steps, validate=validate
     )

@@ -106,7 +106,11 @@ class Policy(ABC):
         return False
 
     def action_distribution(self, obs: Observation | Mapping[str, Any]) -> np.ndarray:
-        """Probability of each candidate, shape (B, K); zero on masked slots, rows sum to one."""
+        """Probability of each candidate, shape (B, K); zero on masked slots, rows sum to one.
+
+        Exact for epsilon-greedy, UCB and Random; a Monte-Carlo estimate for Thompson sampling
+        (the share of ``n_mc + 1`` posterior draws each candidate wins, from an inspection
+        stream: two calls differ, and a candidate rarer than about 1/(n_mc + 1) gets 0)."""
         return self._distribution(Observation.coerce(obs))
 
     def explain(self, obs: Observation | Mapping[str, Any]) -> dict[str, np.ndarray]:
@@ -177,6 +181,12 @@ def check_feedback(obs: Observation, actions: Any, rewards: Any, who: str,
     B, K = obs.item_ids.shape
     actions = to_numpy(actions)
     rewards = to_numpy(rewards)
+    if B == 1:  # one user, as a Gymnasium single env answers: a plain action and a float reward
+        actions = actions.reshape(-1) if actions.ndim == 0 else actions
+        rewards = rewards.reshape(-1) if rewards.ndim == 0 else rewards
+    whole = actions.dtype.kind == "f" and np.isfinite(actions).all() and (actions == np.round(actions)).all()
+    if whole:
+        actions = actions.astype(np.int64)  # 2.0 is candidate 2, as the environments accept it
     if actions.shape != (B,):
         raise ValueError(f"{who}.update: expected actions of shape ({B},), got {actions.shape}")
     if rewards.shape != (B,):
@@ -220,6 +230,8 @@ def check_feedback_tensors(obs: Observation, actions: Any, rewards: Any, who: st
     device = obs.item_ids.device
     actions = torch.as_tensor(actions, device=device)
     rewards = torch.as_tensor(rewards, device=device)
+    if B == 1:
+        actions, rewards = actions.reshape(-1), rewards.reshape(-1)
     if tuple(actions.shape) != (B,):
         raise ValueError(f"{who}.update: expected actions of shape ({B},), got {tuple(actions.shape)}")
     if tuple(rewards.shape) != (B,):

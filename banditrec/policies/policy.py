@@ -12,7 +12,7 @@ import torch
 
 from banditrec.environments.simulator import Observation, to_numpy
 from banditrec.policies.base import Decision, Policy
-from banditrec.policies.exploration import Exploration, on_device
+from banditrec.policies.exploration import EpsilonGreedy, Exploration, on_device
 
 __all__ = ["BanditPolicy", "RandomPolicy"]
 
@@ -58,7 +58,13 @@ class BanditPolicy(Policy):
         self._inspection_generator_state: torch.Tensor | None = None
 
     def get_params(self) -> dict[str, Any]:
-        params = {"name": self.name, "exploration": self.exploration.get_params()}
+        """The policy's name and the hyperparameters of its strategy and estimator (what tells
+        two LinUCBs apart in a log or a repr)."""
+        params = {
+            "name": self.name,
+            "exploration": self.exploration.get_params(),
+            "estimator": _estimator_params(self.estimator),
+        }
         if self.initial_pulls:  # recorded only when set, so older states keep matching
             params["initial_pulls"] = self.initial_pulls
         return params
@@ -142,14 +148,35 @@ class BanditPolicy(Policy):
         self.estimator.update(obs, actions, rewards)
 
     def explain(self, obs) -> dict[str, np.ndarray]:
-        """Per candidate (B, K): ``mean`` estimate, ``exploration`` term, ``probability``; and for
-        linear estimators ``contributions`` (B, K, d), each feature's share of the mean."""
+        """Why each candidate would be shown: per candidate (B, K),
+
+        - ``mean``: the estimated expected reward;
+        - ``exploration``: what the strategy adds to it — UCB's bonus (alpha · width, ≥ 0),
+          Thompson sampling's draw minus the mean (either sign; one draw of the inspection
+          stream), epsilon-greedy's share ε / (valid candidates) of the probability;
+        - ``probability``: the probability of showing it (Monte-Carlo for Thompson sampling);
+        - for linear estimators ``contributions`` (B, K, d): each joint feature's term of the mean
+          (they sum to it; intercept last when the estimator has one).
+
+        Masked (unavailable) candidates have NaN ``mean`` and ``contributions``, NaN UCB or
+        Thompson ``exploration`` (an epsilon share of 0), and probability 0, so that no argmax of
+        the estimates picks them."""
         obs = Observation.coerce(obs)
         with self._inspecting(obs) as rng:
             out = self.exploration.explain(self.estimator, obs, rng, self.n_decisions_)
         out["probability"] = self._with_round_robin(out["probability"], obs)
         if callable(getattr(self.estimator, "contributions", None)):
             out["contributions"] = self.estimator.contributions(obs)
+        masked = ~np.asarray(to_numpy(obs.mask), dtype=bool)
+        if masked.any():
+            # epsilon-greedy's exploration is a share of probability, 0 where nothing is shown
+            scores = ("mean", "contributions") if isinstance(self.exploration, EpsilonGreedy) else (
+                "mean", "exploration", "contributions")
+            for key in scores:
+                if key in out:
+                    value = np.array(to_numpy(out[key]), dtype=np.float64)
+                    value[masked] = np.nan
+                    out[key] = value
         return out
 
 
@@ -174,3 +201,12 @@ class RandomPolicy(Policy):
         if not n_valid.all():
             raise ValueError("a user has no valid candidate (mask all False)")
         return obs.mask / n_valid
+
+
+def _estimator_params(estimator: Any) -> dict[str, Any]:
+    """An estimator's hyperparameters: its ``get_params()``, or its attributes that are neither
+    learned state (ending in ``_``) nor private."""
+    method = getattr(estimator, "get_params", None)
+    if callable(method):
+        return method()
+    return {k: v for k, v in vars(estimator).items() if not k.endswith("_") and not k.startswith("_")}

@@ -418,3 +418,13 @@ def test_a_simulator_too_large_to_copy_is_not_probed(toy_id, monkeypatch):
     with warnings.catch_warnings():
         warnings.simplefilter("error", SimulatorWarning)
         make_vector_env(toy_id, num_envs=4, bug="own_rng").reset(seed=0)
+
+
+def test_render_mode_none_is_accepted_and_any_other_refused():
+    # gymnasium passes render_mode to the entry point: gym.make(id, render_mode=None), common in
+    # template code, failed with "cannot build simulator LinearWorld ... 'render_mode'"
+    assert gym.make("banditrec/Linear-v0", render_mode=None).unwrapped.core.batch_size == 1
+    env = gym.make_vec("banditrec/Linear-v0", num_envs=2, vectorization_mode="vector_entry_point", render_mode=None)
+    assert isinstance(env, BanditVectorEnv)
+    with pytest.raises(ValueError, match="banditrec environments do not render: render_mode must be None, got 'human'"):
+        gym.make("banditrec/Linear-v0", render_mode="human")

@@ -559,3 +559,30 @@ def test_an_exploration_strategy_used_as_a_policy_says_what_it_is(strategy, batc
         strategy(seed=0)
     with pytest.raises(TypeError, match="is an exploration strategy, not a policy"):
         strategy().act(batch)
+
+
+@pytest.mark.parametrize("name", ["LinUCB", "NeuralEpsilonGreedy", "EpsilonGreedy"])
+def test_a_single_user_loop_updates_with_what_the_gymnasium_env_returns(name):
+    # act on one user gives actions of shape (1,), env.step takes them and returns a float reward:
+    # update(obs, a[0], r) failed "expected rewards of shape (1,), got ()", and 2.0, which the
+    # environment accepts as candidate 2, was refused
+    import gymnasium as gym
+
+    env = gym.make("banditrec/Linear-v0")
+    obs, _ = env.reset(seed=0)
+    policy = make_policy(name, seed=0)
+    for _ in range(5):
+        action = policy.act(obs).actions[0]
+        next_obs, reward, _, _, _ = env.step(action)
+        policy.update(obs, action, reward)
+        policy.update(obs, float(action), float(reward))
+        obs = next_obs
+    with pytest.raises(ValueError, match="actions must be integer candidate indices"):
+        policy.update(obs, 1.5, 0.0)
+
+
+def test_a_policys_repr_shows_its_estimators_hyperparameters():
+    # LinUCB(alpha=.5, form="shared", lam=2) printed as {'name': 'LinUCB', 'exploration': {'alpha': 0.5}}
+    params = LinUCB(alpha=0.5, form="shared", lam=2.0).get_params()
+    assert params["estimator"]["form"] == "shared" and params["estimator"]["lam"] == 2.0
+    assert "'lr': 0.02" in repr(NeuralLinear(lr=0.02, seed=0))

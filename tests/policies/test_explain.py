@@ -31,14 +31,16 @@ def test_explain_shapes_and_probabilities(name):
     assert np.all(why["probability"][~obs.mask] == 0)
     if name != "Random":
         assert why["mean"].shape == (B, K) and why["exploration"].shape == (B, K)
-        assert np.all(np.isfinite(why["mean"]))
+        assert np.all(np.isfinite(why["mean"][obs.mask]))
+        # no estimate for an unavailable candidate: an argmax of mean used to be able to pick one
+        assert np.isnan(why["mean"][~obs.mask]).all()
 
 
 def test_linucb_explanation_adds_up():
     policy, obs = _trained("LinUCB")
     why = policy.explain(obs)
     # the bonus is alpha * width >= 0, and the per-feature contributions sum to the mean
-    assert np.all(why["exploration"] >= 0)
+    assert np.all(why["exploration"][obs.mask] >= 0) and np.isnan(why["exploration"][~obs.mask]).all()
     np.testing.assert_allclose(why["contributions"].sum(axis=-1), why["mean"], atol=1e-10)
     chosen = np.where(obs.mask, why["mean"] + why["exploration"], -np.inf).argmax(axis=1)
     np.testing.assert_array_equal(why["probability"][np.arange(len(chosen)), chosen], 1.0)
