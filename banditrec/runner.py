@@ -294,9 +294,11 @@ def _atomic_write(path: Path, write: Callable[[Path], None]) -> None:
 def _save_trial(trials_dir: Path, result: TrialResult, fingerprint: str) -> None:
     stem = _trial_stem(result.policy, result.seed)
     feedback_path = trials_dir.parent / "feedback" / f"{stem}.npz"
+    feedback_sha256 = None
     if result.feedback is not None:
         result.feedback.metadata["fingerprint"] = fingerprint
         result.feedback.save(feedback_path)
+        feedback_sha256 = hashlib.sha256(feedback_path.read_bytes()).hexdigest()
     else:  # a log left by an earlier run of this trial under other settings is not this trial's
         feedback_path.unlink(missing_ok=True)
     text = result.table.to_csv(index=False)
@@ -304,7 +306,8 @@ def _save_trial(trials_dir: Path, result: TrialResult, fingerprint: str) -> None
     meta = {"policy": result.policy, "seed": result.seed, "fingerprint": fingerprint,
             "wall_time": result.wall_time, "decisions": result.decisions,
             "feedback": result.feedback is not None, "banditrec": __version__,
-            "rows": len(result.table), "sha256": hashlib.sha256(text.encode()).hexdigest()}
+            "rows": len(result.table), "sha256": hashlib.sha256(text.encode()).hexdigest(),
+            "feedback_sha256": feedback_sha256}
     # The JSON is written last: a trial counts as finished only when both files exist.
     _atomic_write(trials_dir / f"{stem}.json", lambda p: p.write_text(json.dumps(meta)))
 
@@ -331,6 +334,10 @@ def _load_trial(
             return None
         if need_feedback and not meta.get("feedback"):  # its log, if any, is from another run
             return None
+        if need_feedback and meta.get("feedback_sha256") is not None:  # a log a later, stopped run overwrote
+            feedback = (trials_dir.parent / "feedback" / f"{stem}.npz").read_bytes()
+            if hashlib.sha256(feedback).hexdigest() != meta["feedback_sha256"]:
+                return None
         data = csv_path.read_bytes()
         if "sha256" in meta and hashlib.sha256(data).hexdigest() != meta["sha256"]:
             return None

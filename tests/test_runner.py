@@ -304,3 +304,19 @@ def test_the_summary_holds_each_policys_type_and_parameters_as_columns():
     assert summary.loc["eg[epsilon=0.3]", ["type", "param_epsilon", "param_decay"]].tolist() == ["EpsilonGreedy", 0.3, 1.0]
     assert summary.loc["neural", "param_hidden"] == "[8, 8]" and summary.loc["neural", "type"] == "NeuralEpsilonGreedy"
     assert summary.loc["random", ["param_epsilon", "param_hidden"]].isna().all()
+
+
+def test_a_feedback_log_overwritten_by_a_stopped_run_is_not_reused(tmp_path):
+    # a rerun under other settings, stopped after writing the log but before the trial's table,
+    # left a log of 800 decisions beside the stored 600-decision trial, and it was reused
+    config = _config(policies=(PolicySpec("random", "Random"),), seeds=(0,))
+    run_experiment(config, tmp_path / "a", progress=False, plot=False, log_feedback=True)
+    run_experiment(config.replace(horizon=800), tmp_path / "b", progress=False, plot=False, log_feedback=True)
+    (log_b,) = (tmp_path / "b" / "feedback").glob("*.npz")
+    (log_a,) = (tmp_path / "a" / "feedback").glob("*.npz")
+    log_a.write_bytes(log_b.read_bytes())
+    again = run_experiment(config, tmp_path / "a", progress=False, plot=False, log_feedback=True)
+    assert (again.trials_run, again.trials_reused) == (1, 0)
+    from banditrec.ope import LoggedFeedback
+
+    assert LoggedFeedback.load(log_a).n_rounds == 600

@@ -392,7 +392,14 @@ class LoggedFeedback:
         arrays["metadata_json"] = np.array(json.dumps(self.metadata, default=_json_default))
         arrays["format_version"] = np.array(_FORMAT_VERSION)
         path.parent.mkdir(parents=True, exist_ok=True)
-        np.savez_compressed(path, **arrays)
+        # written beside the target and renamed over it: an interrupted save leaves the previous
+        # file (or none), never half an archive under the log's name
+        tmp = path.with_name(f".{path.stem}.{os.getpid()}.tmp.npz")
+        try:
+            np.savez_compressed(tmp, **arrays)
+            os.replace(tmp, path)
+        finally:
+            tmp.unlink(missing_ok=True)
         return path
 
     @classmethod
