@@ -159,7 +159,9 @@ class RecModel(nn.Module):
         return {k: self.config[k] for k in ("user_dim", "item_dim") if k in self.config}
 
     def _materialize(self, seed, linear: str = "torch", scale: float = 0.3) -> None:
-        self.to_empty(device="cpu")
+        # float32 before the draws, whatever torch's default dtype: under
+        # torch.set_default_dtype(torch.float64) the same seed drew other initial weights
+        self.to_empty(device="cpu").float()
         init_parameters(self, make_generator(seed), linear=linear, scale=scale)
 
     def extra_repr(self) -> str:
