@@ -55,6 +55,12 @@ def policy_state(policy: Policy) -> dict[str, Any]:
         "rng": policy.rng.bit_generator.state,
         "n_decisions_": policy.n_decisions_,
     }
+    if hasattr(policy, "_inspection_rng"):  # explain()/action_distribution()'s own stream (BanditPolicy)
+        inspection = policy._inspection_rng
+        state["inspection"] = {
+            "rng": None if inspection is None else inspection.bit_generator.state,
+            "generator": policy._inspection_generator_state,
+        }
     estimator = getattr(policy, "estimator", None)
     if estimator is not None:
         state["estimator_class"] = type(estimator).__name__
@@ -78,6 +84,13 @@ def load_policy_state(policy: Policy, state: dict[str, Any]) -> Policy:
         _restore(estimator, state["estimator"])
     policy.rng.bit_generator.state = state["rng"]
     policy.n_decisions_ = int(state["n_decisions_"])
+    inspection = state.get("inspection")  # absent from checkpoints written before it was saved
+    if inspection is not None and hasattr(policy, "_inspection_rng"):
+        rng = None
+        if inspection["rng"] is not None:
+            rng = np.random.default_rng()
+            rng.bit_generator.state = inspection["rng"]
+        policy._inspection_rng, policy._inspection_generator_state = rng, inspection["generator"]
     return policy
 
 
