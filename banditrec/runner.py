@@ -301,13 +301,12 @@ def _save_trial(trials_dir: Path, result: TrialResult, fingerprint: str) -> None
         feedback_sha256 = hashlib.sha256(feedback_path.read_bytes()).hexdigest()
     else:  # a log left by an earlier run of this trial under other settings is not this trial's
         feedback_path.unlink(missing_ok=True)
-    text = result.table.to_csv(index=False)
-    _atomic_write(trials_dir / f"{stem}.csv", lambda p: p.write_text(text))
+    data = result.table.to_csv(index=False).encode("utf-8")  # a policy named "ε-greedy" under any locale
+    _atomic_write(trials_dir / f"{stem}.csv", lambda p: p.write_bytes(data))
     meta = {"policy": result.policy, "seed": result.seed, "fingerprint": fingerprint,
             "wall_time": result.wall_time, "decisions": result.decisions,
             "feedback": result.feedback is not None, "banditrec": __version__,
-            "rows": len(result.table), "sha256": hashlib.sha256(text.encode()).hexdigest(),
-            "feedback_sha256": feedback_sha256}
+            "sha256": hashlib.sha256(data).hexdigest(), "feedback_sha256": feedback_sha256}
     # The JSON is written last: a trial counts as finished only when both files exist.
     _atomic_write(trials_dir / f"{stem}.json", lambda p: p.write_text(json.dumps(meta)))
 
