@@ -101,6 +101,7 @@ def _approx_nbytes(sim: UserSimulator) -> int:
 
 
 def _first_step(sim: UserSimulator, seed: int, batch_size: int) -> tuple[np.ndarray, ...]:
+    """The users and the first valid candidates' rewards of a first step under ``seed``."""
     rng = np.random.default_rng(seed)
     sim.reset(rng)
     obs = sim.sample_users(batch_size, rng)
@@ -112,8 +113,8 @@ def _first_step(sim: UserSimulator, seed: int, batch_size: int) -> tuple[np.ndar
         actions = torch.as_tensor(actions, device=obs.item_ids.device)
         chosen = expected[torch.arange(batch_size, device=expected.device), actions]
     rewards = sim.sample_rewards(obs, actions, chosen, rng)
-    return (*(np.asarray(getattr(host, f), dtype=np.float64) for f in ("user_features", "item_features", "item_ids", "mask", "user_ids")),
-            np.asarray(to_numpy(rewards), dtype=np.float64))
+    fields = ("user_features", "item_features", "item_ids", "mask", "user_ids")
+    return (*(np.asarray(getattr(host, f), dtype=np.float64) for f in fields), np.asarray(to_numpy(rewards), dtype=np.float64))
 
 
 def _where(sim: UserSimulator, method: str) -> str:
