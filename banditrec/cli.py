@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from banditrec.data.cache import DataUnavailableError
+from banditrec.sweep import TrialsFailed
 
 __all__ = ["main"]
 
@@ -32,7 +33,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
         config = config.replace(**changes)
     out = Path(args.out) if args.out else Path("runs") / config.name
     result = run_experiment(config, out, progress=not args.quiet, plot=not args.no_plot, log_feedback=args.log_feedback,
-                            backend=args.backend, address=args.address)
+                            backend=args.backend, address=args.address, keep_going=args.keep_going)
     cols = ["policy", "n_seeds", "final_cumulative_regret", "regret_ci_low", "regret_ci_high", "reward_rate", "decisions_per_s"]
     print(result.summary[cols].to_string(index=False, float_format=lambda v: f"{v:,.3f}"))
     written = "results.csv, summary.csv" if args.no_plot else "regret.png, results.csv, summary.csv"
@@ -128,6 +129,8 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--quiet", action="store_true", help="no progress bar")
     run.add_argument("--no-plot", action="store_true",
                      help="write the tables only (draw later with `banditrec plot OUT`)")
+    run.add_argument("--keep-going", action="store_true",
+                     help="a failing trial does not stop the others; the failures are listed at the end")
     run.add_argument("--backend", choices=["local", "ray"], default="local",
                      help="where trials run: local processes (--jobs) or a Ray cluster")
     run.add_argument("--address", help="Ray cluster address (default: start a local Ray instance)")
@@ -179,7 +182,7 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("\ninterrupted: finished trials are saved; rerun the same command to resume", file=sys.stderr)
         return 130
-    except (ValueError, TypeError, OSError, ImportError, FloatingPointError, DataUnavailableError) as exc:
+    except (ValueError, TypeError, OSError, ImportError, FloatingPointError, DataUnavailableError, TrialsFailed) as exc:
         notes = "".join(f" ({note})" for note in getattr(exc, "__notes__", ()))  # e.g. which trial failed
         print(f"banditrec: error: {_message(exc)}{notes}", file=sys.stderr)
         return 2

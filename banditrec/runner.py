@@ -42,10 +42,11 @@ from banditrec.environments.env import BanditVectorEnv
 from banditrec.environments.registration import make_simulator, make_vector_env
 from banditrec.environments.simulator import to_numpy
 from banditrec.policies.registry import make_policy
-from banditrec.sweep import execute_trials
+from banditrec.sweep import TrialFailure, TrialsFailed, execute_trials
 
 __all__ = [
-    "RunResult", "TrialResult", "build_env", "check_output_dir", "run_experiment", "run_trial", "trial_seeds",
+    "RunResult", "TrialResult", "TrialsFailed", "build_env", "check_output_dir", "run_experiment", "run_trial",
+    "trial_seeds",
 ]
 
 RESULT_COLUMNS = ["policy", "seed", "step", "reward", "regret", "cumulative_reward", "cumulative_regret"]
@@ -401,6 +402,7 @@ def run_experiment(
     log_feedback: bool = False,
     backend: str = "local",
     address: str | None = None,
+    keep_going: bool = False,
 ) -> RunResult:
     """Run every (policy, seed) trial of ``config``, reusing finished ones found in ``out_dir``.
 
@@ -410,6 +412,10 @@ def run_experiment(
     ``log_feedback`` every trial's decisions are also saved as ``feedback/<trial>.npz``
     (:class:`banditrec.ope.LoggedFeedback`) for off-policy evaluation. ``backend`` and
     ``address`` choose where trials run (see :func:`banditrec.sweep.execute_trials`).
+
+    A trial that raises stops the run with its error (finished trials stay saved). With
+    ``keep_going`` the other trials run on and :class:`TrialsFailed` lists every failure at the
+    end; either way no table or plot is written for a run with a failed trial.
     """
     from banditrec.results import summarise, write_manifest  # avoid import cycles at module load
 
@@ -446,13 +452,24 @@ def run_experiment(
         if trials_dir is not None:
             _save_trial(trials_dir, result, fp)
 
+    failures: list[str] = []
     try:
         tick = bar.update if bar is not None else None
-        for (spec, seed, fp), result in execute_trials(config, todo, backend, address, log_feedback, tick):
-            finish(spec, seed, fp, result)
+        trials = execute_trials(config, todo, backend, address, log_feedback, tick, keep_going)
+        for (spec, seed, fp), result in trials:
+            if isinstance(result, TrialFailure):
+                failures.append(result.message)
+            else:
+                finish(spec, seed, fp, result)
     finally:
         if bar is not None:
             bar.close()
+    if failures:
+        shown = "; ".join(failures[:3]) + (f"; and {len(failures) - 3} more" if len(failures) > 3 else "")
+        raise TrialsFailed(
+            f"{len(failures)} of {len(todo)} trial(s) failed, the other {len(todo) - len(failures)} finished and "
+            f"are saved (a rerun retries only the failed ones): {shown}"
+        )
     elapsed = time.perf_counter() - start
     ordered = [done[(s.name, seed)] for s in config.policies for seed in config.seeds]
     results = pd.concat([t.table for t in ordered], ignore_index=True)[RESULT_COLUMNS]

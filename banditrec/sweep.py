@@ -12,18 +12,43 @@ import signal
 import sys
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
+from dataclasses import dataclass
 from typing import Any
 
-__all__ = ["BACKENDS", "execute_trials"]
+__all__ = ["BACKENDS", "TrialFailure", "TrialsFailed", "execute_trials"]
 
 BACKENDS = ("local", "ray")
 Trial = tuple[Any, int, str]  # (PolicySpec, seed, fingerprint)
 
 
-def _job(config: Any, spec: Any, seed: int, log_feedback: bool) -> Any:
+class TrialsFailed(RuntimeError):
+    """Trials of a ``keep_going`` run raised; the message lists them (the others are saved)."""
+
+
+@dataclass(frozen=True)
+class TrialFailure:
+    """What a trial that raised yields in place of its result when the sweep keeps going: its
+    error as one line, with the notes that name the trial (a string crosses process and Ray
+    boundaries where an arbitrary exception might not pickle)."""
+
+    message: str
+
+    @classmethod
+    def of(cls, exc: Exception) -> TrialFailure:
+        notes = "".join(f" ({note})" for note in getattr(exc, "__notes__", ()))
+        return cls(f"{type(exc).__name__}: {exc}{notes}")
+
+
+def _job(config: Any, spec: Any, seed: int, log_feedback: bool, keep_going: bool = False,
+         tick: Callable[[int], None] | None = None) -> Any:
     from banditrec.runner import run_trial
 
-    return run_trial(config, spec, seed, log_feedback=log_feedback)
+    try:
+        return run_trial(config, spec, seed, tick, log_feedback=log_feedback)
+    except Exception as exc:
+        if not keep_going:
+            raise
+        return TrialFailure.of(exc)
 
 
 def execute_trials(
@@ -33,8 +58,12 @@ def execute_trials(
     address: str | None = None,
     log_feedback: bool = False,
     tick: Callable[[int], None] | None = None,
+    keep_going: bool = False,
 ) -> Iterator[tuple[Trial, Any]]:
     """Run ``todo`` and yield ``(trial, TrialResult)`` pairs in order of completion.
+
+    A trial that raises stops the run with its error; with ``keep_going`` it yields a
+    :class:`TrialFailure` instead and the other trials go on.
 
     Parameters
     ----------
@@ -54,15 +83,13 @@ def execute_trials(
     if not todo:
         return
     if backend == "ray":
-        yield from _ray(config, todo, address, log_feedback, tick)
+        yield from _ray(config, todo, address, log_feedback, tick, keep_going)
     elif config.jobs > 1 and len(todo) > 1:
-        yield from _processes(config, todo, log_feedback, tick)
+        yield from _processes(config, todo, log_feedback, tick, keep_going)
     else:
-        from banditrec.runner import run_trial
-
         for trial in todo:
             spec, seed, _ = trial
-            yield trial, run_trial(config, spec, seed, tick, log_feedback=log_feedback)
+            yield trial, _job(config, spec, seed, log_feedback, keep_going, tick)
 
 
 def _for_one(config: Any, spec: Any) -> Any:
@@ -84,11 +111,11 @@ def _die_with_parent() -> None:
             pass
 
 
-def _processes(config, todo, log_feedback, tick) -> Iterator[tuple[Trial, Any]]:
+def _processes(config, todo, log_feedback, tick, keep_going) -> Iterator[tuple[Trial, Any]]:
     pool = ProcessPoolExecutor(max_workers=min(config.jobs, len(todo)), initializer=_die_with_parent)
     completed = False
     try:
-        pending = {pool.submit(_job, _for_one(config, spec), spec, seed, log_feedback): (spec, seed, fp)
+        pending = {pool.submit(_job, _for_one(config, spec), spec, seed, log_feedback, keep_going): (spec, seed, fp)
                    for spec, seed, fp in todo}
         while pending:
             done, _ = wait(pending, return_when=FIRST_COMPLETED)
@@ -108,7 +135,7 @@ def _processes(config, todo, log_feedback, tick) -> Iterator[tuple[Trial, Any]]:
         pool.shutdown(wait=completed, cancel_futures=True)
 
 
-def _ray(config, todo, address, log_feedback, tick) -> Iterator[tuple[Trial, Any]]:
+def _ray(config, todo, address, log_feedback, tick, keep_going) -> Iterator[tuple[Trial, Any]]:
     try:
         import ray
     except ImportError as exc:
@@ -121,7 +148,7 @@ def _ray(config, todo, address, log_feedback, tick) -> Iterator[tuple[Trial, Any
         ray.init(address=address, **kwargs)
     try:
         remote = ray.remote(num_cpus=1)(_job)
-        pending = {remote.remote(_for_one(config, spec), spec, seed, log_feedback): (spec, seed, fp)
+        pending = {remote.remote(_for_one(config, spec), spec, seed, log_feedback, keep_going): (spec, seed, fp)
                    for spec, seed, fp in todo}
         try:
             while pending:

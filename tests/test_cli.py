@@ -159,3 +159,14 @@ def test_run_without_a_plot_then_a_failing_rerun_leaves_no_stale_tables(tmp_path
     cfg.write_text(CONFIG.replace('type = "LinUCB"', 'type = "LinUCB"\nlam = 1e-300'))
     assert main(["run", str(cfg), "--out", str(out), "--quiet", "--seeds", "3"]) == 2
     assert not (out / "summary.csv").exists() and not (out / "results.csv").exists()
+
+
+def test_keep_going_from_the_command_line(tmp_path, capsys):
+    cfg = tmp_path / "cli.toml"
+    cfg.write_text(CONFIG.replace('type = "LinUCB"', 'type = "LinUCB"\nlam = 1e-300'))
+    out = tmp_path / "out"
+    assert main(["run", str(cfg), "--out", str(out), "--quiet", "--keep-going"]) == 2
+    err = capsys.readouterr().err
+    assert "banditrec: error: 2 of 4 trial(s) failed, the other 2 finished and are saved" in err
+    assert "FloatingPointError: the ridge penalty lam=1e-300 is too small" in err and "(in trial 'linucb', seed 0" in err
+    assert len(list((out / "trials").glob("random-*.json"))) == 2

@@ -320,3 +320,22 @@ def test_a_feedback_log_overwritten_by_a_stopped_run_is_not_reused(tmp_path):
     from banditrec.ope import LoggedFeedback
 
     assert LoggedFeedback.load(log_a).n_rounds == 600
+
+
+@pytest.mark.parametrize("jobs", [1, 2])
+def test_keep_going_runs_every_other_trial_and_lists_the_failures(tmp_path, jobs):
+    # one failing configuration stopped a whole sweep at its first trial: the policies after it
+    # never ran
+    wheel = EnvironmentSpec(id="banditrec/Wheel-v0")
+    cfg = _config(environment=wheel, seeds=(0, 1), jobs=jobs,
+                  policies=(PolicySpec("bts", "BernoulliTS"), PolicySpec("random", "Random"),
+                            PolicySpec("linucb", "LinUCB")))  # BernoulliTS refuses rewards of 50
+    from banditrec.runner import TrialsFailed
+
+    with pytest.raises(TrialsFailed, match=r"^2 of 6 trial\(s\) failed, the other 4 finished and are saved .*"
+                                           r"ValueError: .*rewards must lie in \[0, 1\].*\(in trial 'bts', seed \d"):
+        run_experiment(cfg, tmp_path, progress=False, plot=False, keep_going=True)
+    assert len(list((tmp_path / "trials").glob("*.json"))) == 4
+    assert not (tmp_path / "summary.csv").exists()
+    fixed = run_experiment(cfg.replace(policies=cfg.policies[1:]), tmp_path, progress=False, plot=False)
+    assert (fixed.trials_run, fixed.trials_reused) == (0, 4)
