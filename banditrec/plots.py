@@ -64,8 +64,7 @@ def plot_results(results: pd.DataFrame, path: str | Path, title: str | None = No
             "(two runs' tables concatenated?)"
         )
     table = results.assign(reward_rate=results["cumulative_reward"] / results["step"])
-    policies = list(dict.fromkeys(table["policy"]))
-    n = len(policies)
+    n = table["policy"].nunique()
     # Up to MAX_LABELLED policies each gets a distinct colour, a band and a legend entry (below the
     # plots up to 12, beside them beyond); a larger sweep is drawn as thin mean lines on a colour
     # scale, unlabelled: its table, not its picture, is what tells the policies apart.

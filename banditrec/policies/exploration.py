@@ -219,6 +219,7 @@ class UCB(Exploration):
     def explain(self, estimator, obs, rng, t):
         mean, bonus = self._scores(estimator, obs)
         ties = argmax_random_ties(mean + bonus, obs.mask, rng)[1]
+        bonus = np.where(obs.mask, bonus, np.nan)  # no bonus for a candidate that cannot be shown
         return {"mean": mean, "exploration": bonus, "probability": _greedy_distribution(ties)}
 
 
@@ -271,4 +272,5 @@ class Thompson(Exploration):
     def explain(self, estimator, obs, rng, t):
         mean = estimator.mean(obs)
         draw = estimator.sample(obs, rng, 1)[0]
-        return {"mean": mean, "exploration": draw - mean, "probability": self.distribution(estimator, obs, rng, t)}
+        exploration = np.where(obs.mask, draw - mean, np.nan)  # no draw for a candidate that cannot be shown
+        return {"mean": mean, "exploration": exploration, "probability": self.distribution(estimator, obs, rng, t)}

@@ -12,7 +12,7 @@ import torch
 
 from banditrec.environments.simulator import Observation, to_numpy
 from banditrec.policies.base import Decision, Policy
-from banditrec.policies.exploration import EpsilonGreedy, Exploration, on_device
+from banditrec.policies.exploration import Exploration, on_device
 
 __all__ = ["BanditPolicy", "RandomPolicy"]
 
@@ -65,7 +65,7 @@ class BanditPolicy(Policy):
             "exploration": self.exploration.get_params(),
             "estimator": _estimator_params(self.estimator),
         }
-        if self.initial_pulls:  # recorded only when set, so older states keep matching
+        if self.initial_pulls:  # shown only when set
             params["initial_pulls"] = self.initial_pulls
         return params
 
@@ -168,11 +168,8 @@ class BanditPolicy(Policy):
         if callable(getattr(self.estimator, "contributions", None)):
             out["contributions"] = self.estimator.contributions(obs)
         masked = ~np.asarray(to_numpy(obs.mask), dtype=bool)
-        if masked.any():
-            # epsilon-greedy's exploration is a share of probability, 0 where nothing is shown
-            scores = ("mean", "contributions") if isinstance(self.exploration, EpsilonGreedy) else (
-                "mean", "exploration", "contributions")
-            for key in scores:
+        if masked.any():  # the estimates; each strategy marks its own exploration term
+            for key in ("mean", "contributions"):
                 if key in out:
                     value = np.array(to_numpy(out[key]), dtype=np.float64)
                     value[masked] = np.nan
