@@ -36,7 +36,6 @@ import numpy as np
 import torch
 from torch import nn
 
-from banditrec.models.multi_output import MultiOutputMLP
 from banditrec.models.optim import TFRMSprop
 from banditrec.policies import ridge_kernels
 from banditrec.policies.numpy_training import NumpyMLPTrainer
@@ -320,13 +319,6 @@ class CompiledMLPTrainer(NumpyMLPTrainer):
         problem = self.unsupported(model, loss, optimizer)
         if problem:
             raise ValueError(f"engine='numba' cannot train this estimator: {problem}; use engine='torch'")
-        overridden = [name for name in ("forward", "embed", "head")
-                      if getattr(type(model), name) is not getattr(MultiOutputMLP, name)]
-        if overridden:
-            raise ValueError(
-                f"engine='numba' computes MultiOutputMLP's own forward pass, and {type(model).__name__} "
-                f"overrides {', '.join(overridden)}; use engine='torch'"
-            )
         super().__init__(model, loss, optimizer, max_grad_norm)
         dims = [layer.in_features for layer in self.linears] + [self.linears[-1].out_features]
         self._dims = np.asarray(dims, dtype=np.int64)

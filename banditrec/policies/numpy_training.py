@@ -100,6 +100,13 @@ class NumpyMLPTrainer:
         """Why this combination cannot run on the numpy engine, or None when it can."""
         if not isinstance(model, MultiOutputMLP):
             return f"it trains model='multi_output' (MultiOutputMLP) only, got {type(model).__name__}"
+        # The engine computes MultiOutputMLP's own forward pass: a subclass that changes it would
+        # be trained as if it had not (silently wrong weights), so it is refused.
+        overridden = [name for name in ("forward", "embed", "head")
+                      if getattr(type(model), name) is not getattr(MultiOutputMLP, name)]
+        if overridden:
+            return (f"it computes MultiOutputMLP's own forward pass, and {type(model).__name__} "
+                    f"overrides {', '.join(overridden)}")
         layers = list(model.body)
         if not all(isinstance(m, (nn.Linear, nn.ReLU)) for m in layers) or not all(
             isinstance(a, nn.Linear) and isinstance(b, nn.ReLU) for a, b in zip(layers[::2], layers[1::2])

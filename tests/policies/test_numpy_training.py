@@ -114,3 +114,15 @@ def test_numpy_engine_errors_are_clear():
     tower = TwoTower(obs.user_features.shape[1], obs.item_features.shape[2], (8,))
     with pytest.raises(ValueError, match="engine='numpy' cannot train this estimator: it trains model='multi_output'"):
         NeuralEstimator(model=tower, device="cpu", training=OnlineTraining(engine="numpy")).mean(obs)
+
+
+def test_numpy_engine_refuses_a_subclass_that_changes_the_forward_pass():
+    # The engine computes MultiOutputMLP's own forward pass in numpy; it used to train a subclass
+    # that rescales its embedding as if it did not (no error, wrong weights).
+    class Scaled(MultiOutputMLP):
+        def embed(self, *inputs):
+            return 2.0 * super().embed(*inputs)
+
+    scaled = Scaled(3, 0, (4,), n_items=2)
+    with pytest.raises(ValueError, match="engine='numpy' cannot train this estimator: .*Scaled overrides embed"):
+        NumpyMLPTrainer(scaled, "mse", make_optimizer("sgd", scaled.parameters(), 0.1), None)
