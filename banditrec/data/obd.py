@@ -6,8 +6,8 @@ Each behaviour policy (``random``: uniform; ``bts``: Bernoulli Thompson sampling
 features ``user_feature_0..3``, ``user-item_affinity_<item>`` counts, and an ``item_context.csv``
 with one numeric (``item_feature_0``) and three hashed categorical item features.
 
-:func:`load_open_bandit_dataset` tries, in order: an explicit ``path`` (the only source when
-given) or ``$BANDITREC_OBD_PATH`` in the publisher's layout
+:func:`load_open_bandit_dataset` tries, in order: an explicit ``path`` or ``$BANDITREC_OBD_PATH`` (either,
+when given, is the only source) in the publisher's layout
 ``<path>/<policy>/<campaign>/<campaign>.csv`` + ``item_context.csv`` (the full data set); the cache;
 an installed ``obp`` package's ``dataset/obd/`` (the 10,000-round sample, located without importing
 obp); the ``obp==0.4.1`` wheel from PyPI. Sample files are copied into the cache and verified
@@ -113,11 +113,28 @@ def _parse_log(data: bytes | Path, name: str) -> pd.DataFrame:
             raise DataFormatError(
                 f"{name}: column {column!r} must be numeric, row {row} has {raw[column].iloc[row]!r}"
             )
+        if column != "propensity_score" and (values != np.floor(values)).any():
+            row = int(np.flatnonzero((values != np.floor(values)).to_numpy())[0])
+            raise DataFormatError(f"{name}: column {column!r} must hold whole numbers, row {row} has {values.iloc[row].item()!r}")
         raw[column] = values
     raw["item_id"] = raw["item_id"].astype(np.int64)
     raw["position"] = raw["position"].astype(np.int64)
     raw["click"] = raw["click"].astype(np.int64)
     raw["propensity_score"] = raw["propensity_score"].astype(np.float64)
+    # Values out of range would otherwise load silently (a click of 2, a seventh slot) or fail
+    # later in LoggedFeedback, without the file's name and at a row index after the time sort.
+    for column, ok, what in (
+        ("item_id", raw["item_id"] >= 0, "a non-negative id"),
+        ("position", raw["position"].isin((1, 2, 3)), "1, 2 or 3 (the three slots)"),
+        ("click", raw["click"].isin((0, 1)), "0 or 1"),
+        ("propensity_score", (raw["propensity_score"] > 0) & (raw["propensity_score"] <= 1), "in (0, 1]"),
+    ):
+        bad = np.flatnonzero(~ok.to_numpy())
+        if bad.size:
+            raise DataFormatError(
+                f"{name}: column {column!r} must be {what}; {bad.size} row(s) are not, first row "
+                f"{int(bad[0])} has {raw[column].iloc[bad[0]].item()!r}"
+            )
     try:
         raw["timestamp"] = pd.to_datetime(raw["timestamp"], utc=True, format="mixed")
     except (ValueError, TypeError) as exc:
@@ -500,7 +517,9 @@ def load_open_bandit_dataset(
     path : path, optional
         Root of the full data set (``<path>/<policy>/<campaign>/<campaign>.csv`` and
         ``item_context.csv``); when given it is the only source. Otherwise
-        ``$BANDITREC_OBD_PATH``, the cache, an installed obp and the obp wheel are tried.
+        ``$BANDITREC_OBD_PATH`` when set (then the only source: a wrong path is an error, never
+        a silent fall-back to the 10,000-round sample), else the cache, an installed obp and the
+        obp wheel are tried.
     cache_dir : path, optional
         Cache folder (default: see :func:`banditrec.data.cache.cache_root`).
 
@@ -540,16 +559,10 @@ def load_open_bandit_dataset(
             what = f"Open Bandit Dataset {policy}/{campaign}"
             if path is not None:
                 chain = [Source(f"path {path}", lambda p=policy: _local_pair(Path(path), p, campaign))]
+            elif env_path:  # an explicit choice, as ``path`` is: the only source, never silently the sample
+                chain = [Source(f"${PATH_ENV}={env_path}", lambda p=policy: _local_pair(Path(env_path), p, campaign))]
             else:
-                chain = []
-                if env_path:
-                    chain.append(
-                        Source(
-                            f"${PATH_ENV}={env_path}",
-                            lambda p=policy: _local_pair(Path(env_path), p, campaign),
-                        )
-                    )
-                chain += [
+                chain = [
                     Source(f"cache {entry}", lambda p=policy: _cached_pair(entry, p, campaign)),
                     Source("installed obp package", lambda p=policy: fetcher.installed(p, campaign)),
                     Source(

@@ -200,3 +200,31 @@ def test_a_damaged_cached_file_blocks_only_its_own_log_offline(tmp_path, data_un
     load_open_bandit_dataset("all", behavior_policies=["random"], cache_dir=cache)
     again = load_open_bandit_dataset("all", cache_dir=cache)
     assert all(source.startswith("cache ") for source in again.sources.values())
+
+
+@pytest.mark.parametrize("column, value, match", [
+    ("click", 2, "column 'click' must be 0 or 1; 1 row(s) are not, first row 3 has 2"),
+    ("position", 7, "column 'position' must be 1, 2 or 3 (the three slots); 1 row(s) are not"),
+    ("position", 0, "column 'position' must be 1, 2 or 3"),
+    ("propensity_score", 0.0, "column 'propensity_score' must be in (0, 1]"),
+    ("propensity_score", 1.5, "column 'propensity_score' must be in (0, 1]"),
+    ("item_id", -1, "column 'item_id' must be a non-negative id"),
+    ("click", 0.5, "column 'click' must hold whole numbers, row 3 has 0.5"),
+])
+def test_values_out_of_range_are_format_errors_naming_the_file(obd_root, column, value, match):
+    # A click of 2 or a seventh slot used to load silently; a propensity of 0 failed later, in
+    # LoggedFeedback, without the file's name and at a row index after the time sort.
+    path = obd_root / "bts" / "all" / "all.csv"
+    log = pd.read_csv(path, index_col=0)
+    log[column] = log[column].astype(float)
+    log.loc[3, column] = value
+    log.to_csv(path)
+    with pytest.raises(DataFormatError, match="bts/all/all.csv: " + __import__("re").escape(match)):
+        load_open_bandit_dataset("all", path=obd_root)
+
+
+def test_the_environment_path_is_the_only_source_when_set(tmp_path, monkeypatch):
+    # A mistyped $BANDITREC_OBD_PATH used to fall back silently to the 10,000-round sample.
+    monkeypatch.setenv("BANDITREC_OBD_PATH", str(tmp_path / "obd_full_typo"))
+    with pytest.raises(DataUnavailableError, match=r"\$BANDITREC_OBD_PATH=.*obd_full_typo"):
+        load_open_bandit_dataset("all", cache_dir=tmp_path / "cache")
