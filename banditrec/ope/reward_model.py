@@ -166,6 +166,7 @@ def fit_reward_model(
     seed: int | np.random.Generator | None = 0,
     *,
     max_onehot_ids: int = 100,
+    clip: bool = False,
 ) -> np.ndarray:
     """Cross-fitted reward model predictions q̂(x_i, k) for every round and candidate.
 
@@ -184,6 +185,16 @@ def fit_reward_model(
         Fold assignment.
     max_onehot_ids : int, default 100
         See :class:`JointFeatures`.
+    clip : bool, default False
+        Clip each fold's predictions to the range of the rewards it was fitted on. A mean reward
+        cannot lie outside the rewards the log can produce, and a linear fit extrapolates freely:
+        the default ridge on the Open Bandit Dataset's 0/1 clicks predicted from −0.53 to 1.05,
+        which gave DM and DR "click rates" below zero. Each clipped prediction is closer to the
+        truth, but a policy's DM value can move further from it: a linear fit to a logistic
+        world overshoots 1 where it undershoots elsewhere, and the two cancel in the average
+        (Linear-v0, 4,000 uniform rounds, LinUCB's DM: error 0.003 unclipped, -0.061 clipped).
+        So it is off by default (as in OBP); :func:`~banditrec.ope.compare_policies` warns
+        when an estimate leaves the logged rewards' range.
 
     Returns
     -------
@@ -195,6 +206,8 @@ def fit_reward_model(
     model = RidgeRegression() if model is None else model
     if not (callable(getattr(model, "fit", None)) and callable(getattr(model, "predict", None))):
         raise TypeError(f"model must have fit(X, y) and predict(X) methods, got {type(model).__name__}")
+    if not isinstance(clip, (bool, np.bool_)):
+        raise TypeError(f"clip must be True or False, got {clip!r}")
     n, k = feedback.n_rounds, feedback.n_candidates
     if (
         isinstance(n_folds, bool)
@@ -212,6 +225,7 @@ def fit_reward_model(
         train = all_rows if n_folds == 1 else np.setdiff1d(all_rows, fold, assume_unique=True)
         fitted = copy.deepcopy(model)
         fitted.fit(X_logged[train], feedback.rewards[train])
+        low, high = feedback.rewards[train].min(), feedback.rewards[train].max()
         local, slots = np.nonzero(feedback.mask[fold])
         rows = fold[local]
         for start in range(0, rows.size, chunk):
@@ -222,5 +236,5 @@ def fit_reward_model(
                     f"{type(model).__name__}.predict must return {r.size} finite values, got shape "
                     f"{pred.shape} with {int(np.sum(~np.isfinite(pred)))} non-finite"
                 )
-            q[r, s] = pred
+            q[r, s] = np.clip(pred, low, high) if clip else pred
     return q
