@@ -269,8 +269,13 @@ class MovieLens100kWorld(UserSimulator):
 
     @property
     def mean_click_rate(self) -> float:
-        """Mean click probability of a random candidate."""
+        """Mean click probability of a random candidate from the whole catalogue."""
         return self.world.mean_click_rate
+
+    @property
+    def initial_click_rate(self) -> float:
+        """The same over the movies available at the start (cold start: old, popular films first)."""
+        return self.world.initial_click_rate
 
     @property
     def user_feature_names(self) -> list[str]:

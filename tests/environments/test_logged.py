@@ -457,3 +457,20 @@ def test_unreadable_interactions_file_is_a_data_format_error(tmp_path, name, con
     path.write_bytes(content)
     with pytest.raises(DataFormatError, match=match):
         LoggedDataWorld.from_interactions(path, like_threshold=4, cache=False)
+
+
+def test_cold_start_reports_the_click_rate_of_the_catalogue_at_the_start(tmp_path):
+    # The offset is calibrated over the whole catalogue; with cold start the candidates shown at
+    # first come from the items that entered first (MovieLens: old popular films, 0.20 against
+    # 0.10), which mean_click_rate alone did not say.
+    w = build(tmp_path, target_click_rate=0.07, initial_items=10, new_items_per_step=0)
+    rng = np.random.default_rng(1)
+    w.reset(rng)
+    obs = w.sample_users(4000, rng)
+    shown = w.expected_rewards(obs)[obs.mask]
+    assert abs(w.mean_click_rate - 0.07) < 1e-6
+    assert abs(w.initial_click_rate - 0.07) > 0.01  # the first items click at another rate here
+    assert abs(shown.mean() - w.initial_click_rate) < 0.005
+    full = build(tmp_path, target_click_rate=0.07)
+    assert full.initial_click_rate == full.mean_click_rate
+    assert full.click_offset == w.click_offset  # the calibration itself is unchanged
