@@ -373,9 +373,16 @@ def _sanity_check(data: MovieLens100k) -> MovieLens100k:
 
 def _load_local(path: Path) -> MovieLens100k:
     """A zip or folder in GroupLens or RecBole layout, its ratings checked to lie in 1-5 stars and
-    to name each (user, movie) once (a downloaded copy's checksums vouch for it; a local one has
-    only these checks)."""
+    to name each (user, movie) once, and its sizes compared with the real data set's (a warning:
+    a deliberate subset is allowed). A downloaded copy's checksums vouch for it; a local one has
+    only these checks."""
     data = _parse_local(path)
+    sizes = {"ratings": len(data.ratings), "users": len(data.users), "items": len(data.items)}
+    if sizes != _EXPECTED_SIZE:  # a cut file can still parse (its last row's timestamp cut short)
+        logger.warning(
+            "%s is not the full MovieLens-100k (expected %s, found %s): a truncated or edited copy? "
+            "It is used as it is", path, _EXPECTED_SIZE, sizes,
+        )
     ratings = data.ratings
     bad = np.flatnonzero(~ratings["rating"].between(1, 5).to_numpy())
     if bad.size:

@@ -30,7 +30,8 @@ simulator:
    table's like rate.
 
 The fitted truth is cached (key: hash of the binarised data and every fit parameter; written
-atomically with a checksum), so building the same world again takes well under a second.
+atomically with a checksum), so building the same world again skips the fit (MovieLens-100k: 1.3–1.8 s
+from the cache, against about 8 s the first time).
 
 Each step B users arrive (uniformly or proportional to their activity), each is shown K distinct
 candidates (uniformly or by popularity) among the items available so far, and a click is

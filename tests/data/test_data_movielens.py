@@ -322,3 +322,13 @@ def test_a_local_copy_that_repeats_a_user_movie_pair_is_a_format_error(tmp_path)
     user, item = lines[1].split("\t")[:2]
     with pytest.raises(DataFormatError, match=rf"one rating per \(user, movie\); 1 pairs repeat, e.g. user {user}, item {item}"):
         load_movielens_100k(folder)
+
+
+def test_a_local_copy_of_another_size_is_warned_about(tmp_path, caplog):
+    # A copy cut at a line end (or mid-number: the last timestamp cut short) parsed and was used
+    # silently; it is still used (a deliberate subset is allowed) but no longer without a word.
+    folder = write_recbole(tmp_path / "rb")
+    with caplog.at_level("WARNING", logger="banditrec.data.movielens"):
+        data = load_movielens_100k(folder)
+    assert len(data.ratings) > 0
+    assert "is not the full MovieLens-100k (expected {'ratings': 100000, 'users': 943, 'items': 1682}" in caplog.text
