@@ -21,7 +21,9 @@ same partition of the items under different names, which OBP's per-log label enc
 different codes for the same item. :class:`OBDFeatureEncoder` fits user one-hots on the union of
 the logs' categories and encodes items from one canonical item table (the first policy's, after
 checking that the others describe the same items), so the random and bts logs of a campaign share
-one user space and one item space.
+one user space and one item space. That space is the one of the logs *loaded together*: loading
+``"random"`` alone gives fewer user columns (24 against 26 for campaign ``all``), and another
+policy order another item-column order. Load every log you will compare in one call.
 """
 
 from __future__ import annotations
