@@ -32,8 +32,16 @@ def _cmd_run(args: argparse.Namespace) -> int:
     if changes:
         config = config.replace(**changes)
     out = Path(args.out) if args.out else Path("runs") / config.name
-    result = run_experiment(config, out, progress=not args.quiet, plot=not args.no_plot, log_feedback=args.log_feedback,
-                            backend=args.backend, address=args.address, keep_going=args.keep_going)
+    try:
+        result = run_experiment(config, out, progress=not args.quiet, plot=not args.no_plot,
+                                log_feedback=args.log_feedback, backend=args.backend, address=args.address,
+                                keep_going=args.keep_going)
+    except (ValueError, TypeError, ImportError) as exc:
+        # The runner's checks before any trial name the section ("[environment] ..."), as the
+        # config file's own errors do after its name; the file is known here only.
+        if str(exc).startswith(("[environment]", "[policies.")):
+            exc.args = (f"{args.config}: {exc}",)
+        raise
     cols = ["policy", "n_seeds", "final_cumulative_regret", "regret_ci_low", "regret_ci_high", "reward_rate", "decisions_per_s"]
     print(result.summary[cols].to_string(index=False, float_format=lambda v: f"{v:,.3f}"))
     written = "results.csv, summary.csv" if args.no_plot else "regret.png, results.csv, summary.csv"
@@ -117,8 +125,11 @@ def build_parser() -> argparse.ArgumentParser:
         prog="banditrec",
         description="Run bandit experiments, compare policies offline, plot runs, list environments and policies.",
     )
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--traceback", action="store_true",
+                        help="on an error, show Python's full traceback instead of one line (for debugging)")
     sub = parser.add_subparsers(dest="command", required=True)
-    run = sub.add_parser("run", help="run an experiment from a TOML config")
+    run = sub.add_parser("run", help="run an experiment from a TOML config", parents=[common])
     run.add_argument("config", help="experiment TOML file")
     run.add_argument("--out", help="output folder (default: runs/<experiment name>)")
     run.add_argument("--seeds", type=_positive_int, help="override the number of seeds (seeds 0..N-1)")
@@ -130,14 +141,14 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--no-plot", action="store_true",
                      help="write the tables only (draw later with `banditrec plot OUT`)")
     run.add_argument("--keep-going", action="store_true",
-                     help="a failing trial does not stop the others; the failures are listed at the end")
+                     help="a failing trial does not stop the others; the failed trials are listed at the end")
     run.add_argument("--backend", choices=["local", "ray"], default="local",
                      help="where trials run: local processes (--jobs) or a Ray cluster")
     run.add_argument("--address", help="Ray cluster address (default: start a local Ray instance)")
     run.add_argument("--log-feedback", action="store_true",
                      help="also save every decision as logged feedback (OUT/feedback/*.npz) for off-policy evaluation")
     run.set_defaults(func=_cmd_run)
-    ope = sub.add_parser("ope", help="compare policies offline on logged feedback")
+    ope = sub.add_parser("ope", help="compare policies offline on logged feedback", parents=[common])
     ope.add_argument("logs", help="LoggedFeedback .npz file (e.g. OUT/feedback/*.npz of `run --log-feedback`)")
     ope.add_argument("--config", required=True,
                      help="TOML file with [policies.NAME] tables (type = ..., parameters), as in experiment configs")
@@ -147,11 +158,13 @@ def build_parser() -> argparse.ArgumentParser:
     ope.add_argument("--alpha", type=float, help="intervals are (1 - alpha) two-sided (default 0.05)")
     ope.add_argument("--seed", type=int, help="seed of the target policies, bootstrap and reward-model folds (default 0)")
     ope.set_defaults(func=_cmd_ope)
-    plot = sub.add_parser("plot", help="redraw the plots of a finished run")
+    plot = sub.add_parser("plot", help="redraw the plots of a finished run", parents=[common])
     plot.add_argument("run_dir", help="a run folder (with results.csv); writes RUN_DIR/regret.png and regret.pdf")
     plot.set_defaults(func=_cmd_plot)
-    sub.add_parser("envs", help="list registered environments and their parameters").set_defaults(func=_cmd_envs)
-    sub.add_parser("policies", help="list policy types and their parameters").set_defaults(func=_cmd_policies)
+    envs = sub.add_parser("envs", help="list registered environments and their parameters", parents=[common])
+    envs.set_defaults(func=_cmd_envs)
+    policies = sub.add_parser("policies", help="list policy types and their parameters", parents=[common])
+    policies.set_defaults(func=_cmd_policies)
     return parser
 
 
@@ -183,12 +196,26 @@ def main(argv: list[str] | None = None) -> int:
         print("\ninterrupted: finished trials are saved; rerun the same command to resume", file=sys.stderr)
         return 130
     except (ValueError, TypeError, OSError, ImportError, FloatingPointError, DataUnavailableError, TrialsFailed) as exc:
-        notes = "".join(f" ({note})" for note in getattr(exc, "__notes__", ()))  # e.g. which trial failed
-        print(f"banditrec: error: {_message(exc)}{notes}", file=sys.stderr)
+        if args.traceback:
+            raise
+        print(f"banditrec: error: {_message(exc)}{_notes(exc)}", file=sys.stderr)
+        return 2
+    except Exception as exc:
+        # Any other error inside a trial is the trial's (a plug-in policy's RuntimeError, a
+        # simulator's KeyError, a MemoryError): one line naming it, with its type, which its
+        # message alone may not say ("KeyError: 'x'"). Elsewhere it is banditrec's own bug: the traceback.
+        if args.traceback or not any(note.startswith("in trial ") for note in getattr(exc, "__notes__", ())):
+            raise
+        message = _message(exc)
+        print(f"banditrec: error: {type(exc).__name__}{': ' if message else ''}{message}{_notes(exc)}", file=sys.stderr)
         return 2
     finally:
         if on_main:
             signal.signal(signal.SIGTERM, previous)
+
+
+def _notes(exc: BaseException) -> str:
+    return "".join(f" ({note})" for note in getattr(exc, "__notes__", ()))  # e.g. which trial failed
 
 
 def _message(exc: BaseException) -> str:

@@ -7,6 +7,7 @@ simulation starts: unknown keys (with the valid ones), wrong types, missing sect
 from __future__ import annotations
 
 import collections
+import inspect
 import itertools
 import json
 import math
@@ -28,8 +29,10 @@ __all__ = [
     "EnvironmentSpec",
     "ExperimentConfig",
     "PolicySpec",
+    "check_environment_keys",
     "load_config",
     "parse_policies",
+    "read_toml",
 ]
 
 
@@ -158,11 +161,39 @@ class ExperimentConfig:
         if "num_envs" in env:
             raise ConfigError(f"{source}: [environment] num_envs is the batch size; set [experiment] batch_size instead")
         environment = EnvironmentSpec(env_id, simulator, {k: v for k, v in env.items() if k not in ("id", "simulator")})
+        try:
+            check_environment_keys(environment)
+        except ConfigError as exc:
+            raise ConfigError(f"{source}: {exc}") from None
         policies = parse_policies(pols, source)
         try:
             return cls(name, horizon, batch_size, seeds, environment, tuple(policies), n_checkpoints, jobs)
         except ConfigError as exc:
             raise ConfigError(f"{source}: [experiment] {exc}") from None
+
+
+def check_environment_keys(spec: EnvironmentSpec) -> None:
+    """Refuse, for a registered id, keys that ``gymnasium.make_vec`` or the id's registration take
+    themselves (``wrappers``, ``vector_kwargs``, ``validate``, ...): passed through, some failed
+    deep in gymnasium and others (``wrappers = []``) were silently accepted. A simulator given by
+    import path receives every key, so its own parameters may have these names."""
+    if spec.id is None:
+        return
+    reserved = sorted(set(spec.params) & _make_vec_arguments())
+    if reserved:
+        raise ConfigError(
+            f"[environment] reserved key(s) {reserved}: arguments of gymnasium.make_vec or of the "
+            f"registration of {spec.id!r}, which banditrec sets itself, not parameters of the world; remove them"
+        )
+
+
+def _make_vec_arguments() -> set[str]:
+    import gymnasium as gym
+
+    params = inspect.signature(gym.make_vec).parameters.values()
+    named = {p.name for p in params if p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD)}
+    # "id" is the key that names the world; num_envs has its own message (batch_size)
+    return (named | {"validate"}) - {"id", "num_envs"}
 
 
 def parse_policies(tables: Mapping[str, Any], source: str = "config") -> list[PolicySpec]:
@@ -211,6 +242,17 @@ def _sequence_parameters(type_: str) -> set[str]:
     return {k for k, v in policy_parameters(type_).items() if isinstance(v, (list, tuple))}
 
 
+def _table_parameters(type_: str) -> set[str]:
+    """Parameters of a built-in policy type whose value is a table (e.g. ``model_options``): a
+    list there is a mistake to name as written, not a grid of ints to refuse one by one."""
+    from banditrec.policies.registry import POLICIES
+
+    if type_ not in POLICIES:
+        return set()
+    params = inspect.signature(POLICIES[type_]).parameters.values()
+    return {p.name for p in params if str(p.annotation).startswith(("dict", "Mapping"))}
+
+
 def _expand_grid(
     name: str, type_: str, params: dict[str, Any], source: str = "config", limit: int = MAX_POLICIES
 ) -> list[PolicySpec]:
@@ -224,6 +266,14 @@ def _expand_grid(
     for key, values in grid.items():
         if not values:
             raise ConfigError(f"{source}: [policies.{name}] {key} = [] is an empty grid; give at least one value")
+    tables = _table_parameters(type_) if grid else set()
+    listed = [k for k in grid if k in tables and not all(isinstance(v, Mapping) for v in grid[k])]
+    if listed:
+        key = listed[0]
+        raise ConfigError(
+            f"{source}: [policies.{name}] {key} takes a table, got {key} = {grid[key]!r}: write "
+            f"{key} = {{name = value}} for one value, or a list of tables for a grid"
+        )
     sequences = _sequence_parameters(type_) if grid else set()
     flat = [k for k in grid if k in sequences and not all(isinstance(v, list) for v in grid[k])]
     if flat:
@@ -271,17 +321,24 @@ def _get(table, key, typ, source, where, default=None):
     return value
 
 
-def load_config(path: str | Path) -> ExperimentConfig:
-    """Read and validate a TOML experiment file."""
+def read_toml(path: str | Path) -> dict[str, Any]:
+    """A TOML file's document, with one-line errors naming the file: missing, a folder, not
+    UTF-8, not TOML. A UTF-8 byte-order mark (some Windows editors write one) is skipped."""
     path = Path(path)
+    if path.is_dir():
+        raise ConfigError(f"{path} is a folder, not a config file: give the TOML file itself")
     if not path.is_file():
         raise ConfigError(f"config file not found: {path}")
     try:
-        raw = tomllib.loads(path.read_text(encoding="utf-8"))  # TOML is UTF-8, whatever the locale
+        return tomllib.loads(path.read_text(encoding="utf-8-sig"))  # TOML is UTF-8, whatever the locale
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"{path}: not valid TOML: {exc}") from exc
     except UnicodeDecodeError as exc:
         raise ConfigError(
             f"{path}: not a text (TOML) file: {exc}; a config file must be UTF-8 encoded TOML"
         ) from exc
-    return ExperimentConfig.from_dict(raw, source=str(path))
+
+
+def load_config(path: str | Path) -> ExperimentConfig:
+    """Read and validate a TOML experiment file."""
+    return ExperimentConfig.from_dict(read_toml(path), source=str(path))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import json
 import time
 from collections.abc import Sequence
@@ -12,7 +13,13 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
-__all__ = ["load_results", "mean_ci", "summarise", "write_manifest"]
+__all__ = ["RESULT_COLUMNS", "load_results", "mean_ci", "read_table", "summarise", "write_manifest"]
+
+RESULT_COLUMNS = ["policy", "seed", "step", "reward", "regret", "cumulative_reward", "cumulative_regret"]
+
+#: What pandas reads as missing by default; kept for every column but ``policy``.
+_NA_STRINGS = ["", "#N/A", "#N/A N/A", "#NA", "-1.#IND", "-1.#QNAN", "-NaN", "-nan", "1.#IND", "1.#QNAN", "<NA>",
+               "N/A", "NA", "NULL", "NaN", "None", "n/a", "nan", "null"]
 
 
 def mean_ci(values: np.ndarray, level: float = 0.95) -> tuple[float, float, float]:
@@ -98,12 +105,43 @@ def write_manifest(path: Path, config: Any, trials: Sequence[Any], elapsed: floa
     _atomic_write(path, lambda p: p.write_text(json.dumps(manifest, indent=2)))
 
 
+def read_table(source: str | Path | bytes) -> pd.DataFrame:
+    """Read a table banditrec wrote (``results.csv``, ``summary.csv``, a trial's table) with
+    policy names as written: pandas' defaults read a policy named "None", "NA", "null" or "nan"
+    as missing, and groupby then drops it."""
+
+    def open_() -> Any:
+        return io.BytesIO(source) if isinstance(source, bytes) else source
+
+    columns = pd.read_csv(open_(), nrows=0).columns
+    na_values = {c: _NA_STRINGS for c in columns if c != "policy"}
+    return pd.read_csv(open_(), keep_default_na=False, na_values=na_values, dtype={"policy": str})
+
+
 def load_results(run_dir: str | Path) -> pd.DataFrame:
     """Read a run's ``results.csv`` with a clear error when the folder is not a finished run."""
+    if Path(run_dir).is_file():
+        raise NotADirectoryError(f"{run_dir} is a file, not a run folder: give the folder that holds results.csv")
     path = Path(run_dir) / "results.csv"
     if not path.is_file():
         raise FileNotFoundError(f"{run_dir} holds no results.csv: not a finished banditrec run folder")
     try:
-        return pd.read_csv(path)
+        table = read_table(path)
     except (pd.errors.EmptyDataError, pd.errors.ParserError, UnicodeDecodeError) as exc:
         raise ValueError(f"{path} is not a readable results table ({exc}); rerun the experiment to rewrite it") from None
+    missing = [c for c in ("policy", "seed", "step", "cumulative_reward", "cumulative_regret") if c not in table]
+    if missing:
+        raise ValueError(f"{path} lacks column(s) {missing}: not a banditrec results table")
+    for column in RESULT_COLUMNS[1:]:
+        if column in table and not pd.api.types.is_numeric_dtype(table[column]):
+            # a hand edit or another program's table: say where, not "unsupported operand type(s) for /"
+            numbers = pd.to_numeric(table[column], errors="coerce")
+            bad = table[column][numbers.isna() & table[column].notna()]
+            if bad.empty:
+                table[column] = numbers
+                continue
+            raise ValueError(
+                f"{path}: column {column!r} must hold numbers, got {bad.iloc[0]!r} on line {bad.index[0] + 2}; "
+                "rerun the experiment to rewrite it"
+            )
+    return table

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import hashlib
 import inspect
-import io
 import json
 import os
 import platform
@@ -35,6 +34,7 @@ from banditrec.config import (
     EnvironmentSpec,
     ExperimentConfig,
     PolicySpec,
+    check_environment_keys,
     describe_duplicates,
     duplicate_names,
 )
@@ -42,15 +42,13 @@ from banditrec.environments.env import BanditVectorEnv
 from banditrec.environments.registration import make_simulator, make_vector_env
 from banditrec.environments.simulator import to_numpy
 from banditrec.policies.registry import make_policy
-from banditrec.sweep import TrialFailure, TrialsFailed, execute_trials
+from banditrec.results import RESULT_COLUMNS, read_table
+from banditrec.sweep import TrialFailure, TrialsFailed, check_backend, execute_trials
 
 __all__ = [
     "RunResult", "TrialResult", "TrialsFailed", "build_env", "check_output_dir", "run_experiment", "run_trial",
     "trial_seeds",
 ]
-
-RESULT_COLUMNS = ["policy", "seed", "step", "reward", "regret", "cumulative_reward", "cumulative_regret"]
-
 
 @dataclass
 class TrialResult:
@@ -122,16 +120,19 @@ def run_trial(
     """
     B = config.batch_size
     env_seed, policy_seed = trial_seeds(seed, policy_spec.name)
-    env = build_env(config.environment, B)
-    policy = make_policy(policy_spec.type, seed=policy_seed, **dict(policy_spec.params))
     n_steps = config.n_steps
+    try:
+        env = build_env(config.environment, B)
+        policy = make_policy(policy_spec.type, seed=policy_seed, **dict(policy_spec.params))
+        reward_sum, regret_sum = _step_sums(config)
+    except Exception as exc:
+        exc.add_note(f"in trial {policy_spec.name!r}, seed {seed}, building its world and policy")
+        raise
     try:
         env.reset(seed=env_seed)  # the first users: a simulator's error here names the trial too
     except Exception as exc:
         exc.add_note(f"in trial {policy_spec.name!r}, seed {seed}, at the first reset (before step 1 of {n_steps})")
         raise
-    reward_sum = np.empty(n_steps)
-    regret_sum = np.empty(n_steps)
     report_every = max(1, n_steps // 100)
     obs = env.observation
     log: list[tuple[Any, ...]] | None = [] if log_feedback else None
@@ -187,8 +188,25 @@ def run_trial(
             "cumulative_regret": cum_regret[keep],
         }
     )
-    feedback = _feedback_from_log(log, B, policy_spec.name, seed, config) if log is not None else None
+    try:
+        feedback = _feedback_from_log(log, B, policy_spec.name, seed, config) if log is not None else None
+    except Exception as exc:  # e.g. a MemoryError for a long log
+        exc.add_note(f"in trial {policy_spec.name!r}, seed {seed}, collecting its logged feedback")
+        raise
     return TrialResult(policy_spec.name, seed, table, wall, n_steps * B, feedback)
+
+
+def _step_sums(config: ExperimentConfig) -> tuple[np.ndarray, np.ndarray]:
+    """A trial's per-step reward and regret sums, or one line for a horizon too long to hold
+    (``horizon = 10**17`` was a bare MemoryError from numpy)."""
+    n_steps = config.n_steps
+    try:
+        return np.empty(n_steps), np.empty(n_steps)
+    except (MemoryError, ValueError, OverflowError):
+        raise ValueError(
+            f"horizon {config.horizon:,} is {n_steps:,} steps of {config.batch_size} user(s): a trial's per-step "
+            f"sums would take {16 * n_steps / 2**30:,.1f} GiB, more than this machine can allocate; lower horizon"
+        ) from None
 
 
 def _feedback_from_log(log: list[tuple[Any, ...]], B: int, policy: str, seed: int, config: ExperimentConfig) -> Any:
@@ -328,6 +346,8 @@ def _load_trial(
         return None
     try:
         meta = json.loads(meta_path.read_text())
+        if not isinstance(meta, dict):
+            return None
         if meta.get("fingerprint") != fingerprint or meta.get("policy") != policy or meta.get("seed") != seed:
             return None
         if meta.get("banditrec", __version__) != __version__:  # trials from before the field: same version
@@ -341,20 +361,23 @@ def _load_trial(
         data = csv_path.read_bytes()
         if "sha256" in meta and hashlib.sha256(data).hexdigest() != meta["sha256"]:
             return None
-        table = pd.read_csv(io.BytesIO(data), converters={"policy": str})  # a policy named "1" or "NA" stays itself
+        table = read_table(data)  # a policy named "1" or "NA" stays itself
         if list(table.columns) != RESULT_COLUMNS or len(table) != len(steps):
             return None
         numbers = table[RESULT_COLUMNS[2:]].to_numpy(dtype=np.float64, na_value=np.nan)
-    except (ValueError, OSError, TypeError):
+        wall_time, decisions = float(meta["wall_time"]), int(meta["decisions"])
+    except (ValueError, OSError, TypeError, KeyError, OverflowError):
         return None  # a damaged trial is recomputed, never trusted
     if (
         not np.isfinite(numbers).all()
         or not (table["policy"] == policy).all()
         or not (table["seed"] == seed).all()
         or not np.array_equal(table["step"].to_numpy(), steps)
+        or not (np.isfinite(wall_time) and wall_time >= 0)
+        or decisions != steps[-1]
     ):
         return None
-    return TrialResult(policy, seed, table, float(meta["wall_time"]), int(meta["decisions"]))
+    return TrialResult(policy, seed, table, wall_time, decisions)
 
 
 # ------------------------------------------------------------------ the run
@@ -385,13 +408,51 @@ def _check_runnable(config: ExperimentConfig) -> None:
     repeated = duplicate_names(config.policies)
     if repeated:
         raise ConfigError(f"policy names must be unique; {describe_duplicates(repeated)}")
-    env = build_env(config.environment, config.batch_size)
-    env.close()
+    _step_sums(config)  # a horizon too long to hold fails here, not in every trial
+    _check_environment(config.environment, config.batch_size)
     for spec in config.policies:
         try:
             make_policy(spec.type, seed=0, **dict(spec.params))
-        except (TypeError, ValueError) as exc:
+        except (TypeError, ValueError, ImportError) as exc:
             raise ConfigError(f"[policies.{spec.name}]: {exc}") from exc
+
+
+def _check_environment(spec: EnvironmentSpec, batch_size: int) -> None:
+    """Build the world once; its mistakes name ``[environment]`` and an unknown key lists the
+    valid ones (a TypeError, ImportError or ValueError as before, so callers catch the same)."""
+    check_environment_keys(spec)
+    accepted = _environment_keys(spec)
+    unknown = sorted(set(spec.params) - accepted) if accepted is not None else []
+    if unknown:
+        raise TypeError(f"[environment] unknown key(s) {unknown} for {spec.label}; expected among {sorted(accepted)}")
+    try:
+        env = build_env(spec, batch_size)
+    except (TypeError, ImportError, ValueError) as exc:
+        kind = TypeError if isinstance(exc, TypeError) else ImportError if isinstance(exc, ImportError) else ConfigError
+        raise kind(f"[environment] {exc}") from exc
+    env.close()
+
+
+def _environment_keys(spec: EnvironmentSpec) -> set[str] | None:
+    """The keys ``[environment]`` may hold besides id/simulator: the simulator's parameters (and
+    ``max_episode_steps`` for a registered id); None when it takes any (``**kwargs``) or they
+    cannot be read, and building the world says what is wrong."""
+    from banditrec.environments.registration import _make_vector_env
+
+    simulator: Any = spec.simulator
+    extra: set[str] = set()
+    if spec.id is not None:
+        entry = gym.registry[spec.id].vector_entry_point if spec.id in gym.registry else None
+        if not (isinstance(entry, partial) and entry.func is _make_vector_env):
+            return None
+        simulator, extra = entry.args[0], {"max_episode_steps"}
+    try:
+        params = inspect.signature(load_object(simulator) if isinstance(simulator, str) else simulator).parameters
+    except (ImportError, ValueError, TypeError):
+        return None
+    if any(p.kind is p.VAR_KEYWORD for p in params.values()):
+        return None
+    return {k for k, p in params.items() if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)} | extra
 
 
 def run_experiment(
@@ -419,6 +480,7 @@ def run_experiment(
     """
     from banditrec.results import summarise, write_manifest  # avoid import cycles at module load
 
+    check_backend(backend, address)  # before the output folder's old tables are removed
     subfolders = ("trials", "feedback") if log_feedback else ("trials",)
     out = check_output_dir(out_dir, *subfolders) if out_dir is not None else None
     _check_runnable(config)
@@ -452,23 +514,25 @@ def run_experiment(
         if trials_dir is not None:
             _save_trial(trials_dir, result, fp)
 
-    failures: list[str] = []
+    failures: list[tuple[str, int, str]] = []
     try:
         tick = bar.update if bar is not None else None
         trials = execute_trials(config, todo, backend, address, log_feedback, tick, keep_going)
         for (spec, seed, fp), result in trials:
             if isinstance(result, TrialFailure):
-                failures.append(result.message)
+                failures.append((spec.name, seed, result.message))
             else:
                 finish(spec, seed, fp, result)
     finally:
         if bar is not None:
             bar.close()
     if failures:
-        shown = "; ".join(failures[:3]) + (f"; and {len(failures) - 3} more" if len(failures) > 3 else "")
+        # every failed trial by name, to be found however many there are; the errors of the first three
+        errors = "; ".join(message for _, _, message in failures[:3])
+        first = "the first 3 errors" if len(failures) > 3 else "error" if len(failures) == 1 else "errors"
         raise TrialsFailed(
             f"{len(failures)} of {len(todo)} trial(s) failed, the other {len(todo) - len(failures)} finished and "
-            f"are saved (a rerun retries only the failed ones): {shown}"
+            f"are saved (a rerun retries only the failed ones): {_name_trials(failures)}; {first}: {errors}"
         )
     elapsed = time.perf_counter() - start
     ordered = [done[(s.name, seed)] for s in config.policies for seed in config.seeds]
@@ -482,7 +546,20 @@ def run_experiment(
             from banditrec.plots import plot_results
 
             plot_results(results, out / "regret.png", title=config.name)
+        else:  # an earlier run's plots would look current beside these tables (all trials reused)
+            for name in ("regret.png", "regret.pdf"):
+                (out / name).unlink(missing_ok=True)
     return RunResult(results, summary, out, len(todo), reused)
+
+
+def _name_trials(trials: list[tuple[str, int, str]]) -> str:
+    """Trials as "'linucb' (seeds 0, 2), 'eg' (seed 1)": one entry per policy, short enough to list all."""
+    seeds: dict[str, list[int]] = {}
+    for policy, seed, _ in trials:
+        seeds.setdefault(policy, []).append(seed)
+    return ", ".join(
+        f"{policy!r} (seed{'s' if len(s) > 1 else ''} {', '.join(str(x) for x in sorted(s))})" for policy, s in seeds.items()
+    )
 
 
 def _progress_bar(enabled: bool, total: int, name: str) -> Any:

@@ -8,6 +8,7 @@ Trials are independent and fully seeded, so every backend returns the same numbe
 from __future__ import annotations
 
 import ctypes
+import importlib.util
 import signal
 import sys
 from collections.abc import Callable, Iterator, Sequence
@@ -15,7 +16,7 @@ from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 from dataclasses import dataclass
 from typing import Any
 
-__all__ = ["BACKENDS", "TrialFailure", "TrialsFailed", "execute_trials"]
+__all__ = ["BACKENDS", "TrialFailure", "TrialsFailed", "check_backend", "execute_trials"]
 
 BACKENDS = ("local", "ray")
 Trial = tuple[Any, int, str]  # (PolicySpec, seed, fingerprint)
@@ -76,10 +77,7 @@ def execute_trials(
     tick : callable or None
         Progress callback, called with the number of steps done.
     """
-    if backend not in BACKENDS:
-        raise ValueError(f"unknown backend {backend!r}; choose one of {BACKENDS}")
-    if address is not None and backend != "ray":
-        raise ValueError("address is only meaningful with backend='ray'")
+    check_backend(backend, address)
     if not todo:
         return
     if backend == "ray":
@@ -90,6 +88,20 @@ def execute_trials(
         for trial in todo:
             spec, seed, _ = trial
             yield trial, _job(config, spec, seed, log_feedback, keep_going, tick)
+
+
+def check_backend(backend: str, address: str | None = None) -> None:
+    """The checks of :func:`execute_trials`'s arguments, for a caller to make before it changes
+    anything: a generator's own run only when it is first iterated."""
+    if backend not in BACKENDS:
+        raise ValueError(f"unknown backend {backend!r}; choose one of {BACKENDS}")
+    if address is not None and backend != "ray":
+        raise ValueError("address is only meaningful with backend='ray'")
+    if backend == "ray" and importlib.util.find_spec("ray") is None:
+        raise ImportError(_NO_RAY)
+
+
+_NO_RAY = "the ray backend needs Ray: pip install 'banditrec[ray]'"
 
 
 def _for_one(config: Any, spec: Any) -> Any:
@@ -139,7 +151,7 @@ def _ray(config, todo, address, log_feedback, tick, keep_going) -> Iterator[tupl
     try:
         import ray
     except ImportError as exc:
-        raise ImportError("the ray backend needs Ray: pip install 'banditrec[ray]'") from exc
+        raise ImportError(_NO_RAY) from exc
     started = not ray.is_initialized()
     if started:
         kwargs: dict[str, Any] = {"include_dashboard": False, "log_to_driver": False}

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pandas as pd
+import pytest
 
 from banditrec.cli import main
 
@@ -170,3 +171,145 @@ def test_keep_going_from_the_command_line(tmp_path, capsys):
     assert "banditrec: error: 2 of 4 trial(s) failed, the other 2 finished and are saved" in err
     assert "FloatingPointError: the ridge penalty lam=1e-300 is too small" in err and "(in trial 'linucb', seed 0" in err
     assert len(list((out / "trials").glob("random-*.json"))) == 2
+
+
+def test_policies_named_like_missing_values_are_reused_and_plotted(tmp_path, capsys):
+    # pandas read "None" and "NA" as missing: `plot` failed with "holds policy nan ... more than
+    # once", and the stored trials never matched their policy, so every rerun ran them again
+    cfg = tmp_path / "na.toml"
+    cfg.write_text(CONFIG.replace("[policies.random]", "[policies.None]").replace("[policies.linucb]", "[policies.NA]"))
+    out = tmp_path / "out"
+    assert main(["run", str(cfg), "--out", str(out), "--quiet"]) == 0
+    assert main(["run", str(cfg), "--out", str(out), "--quiet", "--no-plot"]) == 0
+    assert "0 trial(s) run, 4 reused" in capsys.readouterr().out
+    assert main(["plot", str(out)]) == 0
+    from banditrec.results import load_results
+
+    assert load_results(out)["policy"].unique().tolist() == ["None", "NA"]
+
+
+PLUG_IN = """
+from banditrec.policies import Random
+
+
+def failing(seed=None, error="RuntimeError('the plug-in broke')"):
+    policy = Random(seed=seed)
+
+    def update(obs, actions, rewards):
+        raise eval(error)
+
+    policy.update = update
+    return policy
+"""
+
+
+def test_any_error_inside_a_trial_is_one_line_naming_the_trial(tmp_path, capsys, monkeypatch):
+    # a plug-in policy's RuntimeError, a KeyError or a MemoryError printed a whole traceback: only
+    # the types main() listed were one line, though the runner names the trial of every error
+    (tmp_path / "cli_plug_in.py").write_text(PLUG_IN)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    cfg = tmp_path / "plug.toml"
+    for error, expected in [
+        ("RuntimeError('the plug-in broke')", "RuntimeError: the plug-in broke"),
+        ("KeyError('user')", "KeyError: 'user'"),
+        ("MemoryError()", "MemoryError"),
+    ]:
+        cfg.write_text(CONFIG.replace('type = "LinUCB"', f'type = "cli_plug_in:failing"\nerror = "{error}"'))
+        assert main(["run", str(cfg), "--out", str(tmp_path / "o"), "--quiet", "--seeds", "1"]) == 2
+        err = capsys.readouterr().err
+        assert err == f"banditrec: error: {expected} (in trial 'linucb', seed 0, step 1 of 50)\n", err
+    # the traceback on request, for debugging
+    with pytest.raises(MemoryError):
+        main(["run", str(cfg), "--out", str(tmp_path / "o"), "--quiet", "--seeds", "1", "--traceback"])
+    # an error outside any trial is banditrec's own bug: its traceback stays
+    import banditrec.results
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("a bug")
+
+    monkeypatch.setattr(banditrec.results, "summarise", broken)
+    cfg.write_text(CONFIG)
+    with pytest.raises(RuntimeError, match="a bug"):
+        main(["run", str(cfg), "--out", str(tmp_path / "o2"), "--quiet"])
+
+
+def test_a_horizon_too_long_to_hold_is_one_line(tmp_path, capsys):
+    # numpy's MemoryError traceback, from the per-step sums of the first trial
+    cfg = tmp_path / "long.toml"
+    cfg.write_text(CONFIG.replace("horizon = 400", "horizon = 100000000000000000"))
+    assert main(["run", str(cfg), "--out", str(tmp_path / "o"), "--quiet"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("banditrec: error: horizon 100,000,000,000,000,000 is 12,500,000,000,000,000 steps of 8 "), err
+    assert "GiB, more than this machine can allocate; lower horizon" in err and err.count("\n") == 1
+    cfg.write_text(CONFIG)
+    assert main(["run", str(cfg), "--out", str(tmp_path / "o"), "--quiet", "--horizon", str(10**17)]) == 2
+    assert "more than this machine can allocate" in capsys.readouterr().err
+    assert not (tmp_path / "o" / "trials").exists()
+
+
+def test_a_no_plot_rerun_removes_the_plots_it_does_not_redraw(tmp_path, capsys):
+    # a rerun that reused every trial rewrote the tables but left the old plots looking current,
+    # here of three seeds beside a two-seed summary
+    cfg = tmp_path / "cli.toml"
+    cfg.write_text(CONFIG)
+    out = tmp_path / "out"
+    assert main(["run", str(cfg), "--out", str(out), "--quiet", "--seeds", "3"]) == 0
+    assert (out / "regret.png").is_file() and (out / "regret.pdf").is_file()
+    assert main(["run", str(cfg), "--out", str(out), "--quiet", "--no-plot"]) == 0
+    assert "0 trial(s) run, 4 reused" in capsys.readouterr().out
+    assert not (out / "regret.png").exists() and not (out / "regret.pdf").exists()
+    assert pd.read_csv(out / "results.csv")["seed"].nunique() == 2
+
+
+def test_address_without_ray_is_refused_before_the_output_folder_is_touched(tmp_path, capsys):
+    # the check ran on the first trial, after the finished run's tables and plots were deleted
+    cfg = tmp_path / "cli.toml"
+    cfg.write_text(CONFIG.replace("seeds = 2", "seeds = 1"))
+    out = tmp_path / "out"
+    assert main(["run", str(cfg), "--out", str(out), "--quiet"]) == 0
+    assert main(["run", str(cfg), "--out", str(out), "--quiet", "--seeds", "2", "--address", "auto"]) == 2
+    assert "address is only meaningful with backend='ray'" in capsys.readouterr().err
+    assert all((out / name).is_file() for name in ("results.csv", "summary.csv", "regret.png", "regret.pdf"))
+
+
+def test_environment_and_policy_errors_name_the_file_and_section(tmp_path, capsys):
+    # "banditrec: error: n_items must be a positive int, got '5'": no file, no section; an unknown
+    # key did not list the valid ones; an import path's error lost its [policies.NAME]
+    cfg = tmp_path / "env.toml"
+    world = 'id = "banditrec/Linear-v0"\nn_items = 8\ncontext_dim = 4'
+    for section, replacement, message in [
+        (world, 'id = "banditrec/Linear-v0"\nn_items = "5"', "[environment] n_items must be a positive int, got '5'"),
+        (world, 'id = "banditrec/Linear-v0"\nn_itemz = 5',
+         ("[environment] unknown key(s) ['n_itemz'] for banditrec/Linear-v0; expected among ['context_dim', "
+         "'max_episode_steps', 'min_candidates', 'n_candidates', 'n_items', ")),
+        (world, 'simulator = "banditrec.environments.linear:LinearWorld"\nn_itemz = 5',
+         ("[environment] unknown key(s) ['n_itemz'] for banditrec.environments.linear:LinearWorld; expected among "
+         "['context_dim', 'min_candidates', ")),
+        (world, 'id = "Linear-v0"', "[environment] unknown environment id 'Linear-v0'; registered banditrec environments: "),
+        ('type = "LinUCB"', 'type = "no_such_module:Policy"', "[policies.linucb]: cannot import module 'no_such_module'"),
+    ]:
+        cfg.write_text(CONFIG.replace(section, replacement))
+        assert main(["run", str(cfg), "--out", str(tmp_path / "o"), "--quiet"]) == 2
+        err = capsys.readouterr().err
+        assert err.startswith(f"banditrec: error: {cfg}: {message}") and err.count("\n") == 1, err
+
+
+def test_plot_of_a_file_says_it_is_not_a_folder(tmp_path, capsys):
+    afile = tmp_path / "README.md"
+    afile.write_text("x")
+    assert main(["plot", str(afile)]) == 2
+    assert capsys.readouterr().err == f"banditrec: error: {afile} is a file, not a run folder: give the folder that holds results.csv\n"
+
+
+def test_the_readme_synopsis_shows_every_option_of_run():
+    # --no-plot was missing from it
+    from pathlib import Path
+
+    from banditrec.cli import build_parser
+
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    synopsis = readme[readme.index("Commands: `banditrec run CONFIG"):]
+    synopsis = " ".join(synopsis[:synopsis.index("`banditrec plot")].split())
+    run = build_parser()._subparsers._group_actions[0].choices["run"]
+    options = [o for action in run._actions for o in action.option_strings if o.startswith("--") and o != "--help"]
+    assert options and [o for o in options if f"[{o}" not in synopsis] == []

@@ -136,3 +136,46 @@ def test_errors_are_one_line(log_file, tmp_path, capsys, make, message):
     err = capsys.readouterr().err
     assert err.startswith("banditrec: error: ") and message in err, err
     assert err.count("\n") == 1 and "Traceback" not in err
+
+
+@pytest.mark.parametrize(
+    ("ope", "message"),
+    [
+        # "unhashable type: 'list'", "batch_size must be ..." (not the key written), and value
+        # errors that named neither the file nor [ope] while type errors did
+        ('estimators = [["ips"]]', "[ope] estimators must be a list of names (strings), got ['ips'] in it"),
+        ('pretrained = [["a"]]', "[ope] pretrained must be a list of names (strings), got ['a'] in it"),
+        ("train_batch_size = 0", "[ope] train_batch_size must be a positive integer, got 0"),
+        ("alpha = 1.5", "[ope] alpha must be a number in (0, 1), got 1.5"),
+        ("n_bootstrap = 0", "[ope] n_bootstrap must be a positive integer, got 0"),
+        ('method = "bogus"', "[ope] method must be 'bootstrap' or 'normal', got 'bogus'"),
+        ("n_folds = 0", "[ope] n_folds must be a positive integer, got 0"),
+        ("train_fraction = 1", "[ope] train_fraction must be a number in [0, 1), got 1"),
+        ("seed = -1", "[ope] seed must be a non-negative integer, got -1"),
+    ],
+)
+def test_ope_option_errors_name_the_file_and_the_key(log_file, tmp_path, capsys, ope, message):
+    config = write(tmp_path, "o.toml", f'[policies.a]\ntype = "Random"\n[ope]\n{ope}\n')
+    assert main(["ope", str(log_file), "--config", config, "--out", str(tmp_path / "out")]) == 2
+    assert capsys.readouterr().err == f"banditrec: error: {config}: {message}\n"
+    assert not (tmp_path / "out").exists()
+
+
+def test_targets_file_is_read_as_an_experiment_config_is(tmp_path):
+    # a UTF-8 byte-order mark was "not valid TOML", a non-ASCII name depended on the locale, and a
+    # folder was "config file not found"
+    from banditrec.config import ConfigError
+    from banditrec.ope import load_offline_targets
+
+    path = tmp_path / "t.toml"
+    path.write_bytes('\ufeff[policies."ε-greedy"]\ntype = "EpsilonGreedy"\n'.encode("utf-8"))
+    assert [spec.name for spec in load_offline_targets(path).policies] == ["ε-greedy"]
+    with pytest.raises(ConfigError, match=rf"^{tmp_path} is a folder, not a config file"):
+        load_offline_targets(tmp_path)
+
+
+def test_evaluate_offline_names_train_batch_size_as_its_caller_wrote_it():
+    from banditrec.ope import evaluate_offline
+
+    with pytest.raises(ValueError, match=r"^train_batch_size must be a positive integer, got 0$"):
+        evaluate_offline(None, {"a": "Random"}, train_batch_size=0)

@@ -172,3 +172,76 @@ def test_repeated_policy_names_are_named_briefly_and_before_any_policy_is_built(
     with pytest.raises(ConfigError, match=r"^config: \[policies\] names must be unique; 1 name\(s\) repeat: 'eg\[epsilon=0.5\]' \(") as info:
         ExperimentConfig.from_dict(raw)
     assert len(str(info.value)) < 300
+
+
+@pytest.mark.parametrize(
+    "key, value",
+    [("vector_kwargs", {}), ("wrappers", []), ("vectorization_mode", "sync"), ("validate", False),
+     ("vector_kwargs", {"copy": False})],
+)
+def test_make_vec_arguments_are_reserved_keys_of_environment(key, value):
+    # passed through to gymnasium.make_vec: gymnasium's error, "got multiple values for keyword
+    # argument", or (vector_kwargs = {}, wrappers = []) silently accepted
+    with pytest.raises(ConfigError, match=rf"^config: \[environment\] reserved key\(s\) \['{key}'\]: arguments of "
+                                          r"gymnasium.make_vec or of the registration of 'banditrec/Linear-v0'"):
+        ExperimentConfig.from_dict(_with("environment", key, value))
+    # a simulator given by import path receives its keys itself
+    raw = _with("environment", key, value)
+    del raw["environment"]["id"]
+    raw["environment"]["simulator"] = "my_shop:Shop"
+    assert ExperimentConfig.from_dict(raw).environment.params[key] == value
+
+
+def test_make_vec_arguments_are_refused_in_a_config_built_in_code():
+    from banditrec.config import EnvironmentSpec
+    from banditrec.runner import run_experiment
+
+    config = ExperimentConfig.from_dict(VALID).replace(environment=EnvironmentSpec("banditrec/Linear-v0", None, {"wrappers": []}))
+    with pytest.raises(ConfigError, match=r"^\[environment\] reserved key\(s\) \['wrappers'\]"):
+        run_experiment(config, None, progress=False)
+
+
+def test_environment_errors_name_the_section_and_unknown_keys_list_the_valid_ones():
+    from banditrec.runner import run_experiment
+
+    for params, error, match in [
+        ({"n_items": "5"}, ConfigError, r"^\[environment\] n_items must be a positive int, got '5'$"),
+        ({"n_itemz": 5}, TypeError, (r"^\[environment\] unknown key\(s\) \['n_itemz'\] for banditrec/Linear-v0; "
+                                    r"expected among \['context_dim', 'max_episode_steps', .*'n_items', .*'world_seed'\]$")),
+    ]:
+        raw = {**VALID, "environment": {"id": "banditrec/Linear-v0", **params}}
+        with pytest.raises(error, match=match):
+            run_experiment(ExperimentConfig.from_dict(raw), None, progress=False)
+
+
+def test_a_config_path_that_is_a_folder_or_starts_with_a_bom_is_read_as_meant(tmp_path):
+    # a folder was "config file not found" (it exists); a UTF-8 file with a byte-order mark, as
+    # some Windows editors save it, was "not valid TOML: Invalid statement (at line 1, column 1)"
+    with pytest.raises(ConfigError, match=rf"^{tmp_path} is a folder, not a config file"):
+        load_config(tmp_path)
+    path = tmp_path / "bom.toml"
+    path.write_bytes(b'\xef\xbb\xbf[experiment]\nname = "bom"\nhorizon = 10\n[environment]\nid = "banditrec/Linear-v0"\n'
+                     b'[policies.r]\ntype = "Random"\n')
+    assert load_config(path).name == "bom"
+
+
+def test_multi_output_without_n_items_fails_before_any_trial_and_says_how_in_toml():
+    # it failed only when its trial built the network, after the trials before it had run, and
+    # spelled the fix in Python only
+    from banditrec.runner import run_experiment
+
+    raw = _with("policies", "neural", {"type": "NeuralLinear", "model": "multi_output"})
+    with pytest.raises(ConfigError, match=r"\[policies.neural\]: model 'multi_output' has one output per item: .*"
+                                          r"\(in a config file: model_options = \{n_items = 5\}\)"):
+        run_experiment(ExperimentConfig.from_dict(raw), None, progress=False)
+
+
+def test_a_list_for_a_table_parameter_is_reported_as_written():
+    # model_options = [1] became a one-point grid, reported as "model_options must be a dict or None, got int"
+    raw = _with("policies", "neural", {"type": "NeuralLinear", "model": "multi_output", "model_options": [1]})
+    with pytest.raises(ConfigError, match=r"^config: \[policies.neural\] model_options takes a table, got "
+                                          r"model_options = \[1\]: write model_options = \{name = value\}"):
+        ExperimentConfig.from_dict(raw)
+    grid = _with("policies", "neural", {"type": "NeuralLinear", "model": "multi_output",
+                                        "model_options": [{"n_items": 5}, {"n_items": 6}]})
+    assert len(ExperimentConfig.from_dict(grid).policies) == 2 + 2

@@ -58,3 +58,40 @@ def test_a_table_holding_a_trial_twice_is_refused(tmp_path):
     table = _results(2)
     with pytest.raises(ValueError, match=r"holds policy 'p0', seed 0, step 10 more than once"):
         plots.plot_results(pd.concat([table, table.iloc[:1]]), tmp_path / "regret.png")
+
+
+def test_policies_named_like_missing_values_are_read_as_written(tmp_path):
+    # pandas read "None", "NA", "null", "nan" and "N/A" as missing: `banditrec plot` dropped such a
+    # policy, or refused two of them as "holds policy nan ... more than once"
+    from banditrec.results import load_results, read_table
+
+    names = ["None", "NA", "null", "nan", "N/A", "1"]
+    table = _results(len(names))
+    table["policy"] = table["policy"].map({f"p{i}": name for i, name in enumerate(names)})
+    table.to_csv(tmp_path / "results.csv", index=False)
+    loaded = load_results(tmp_path)
+    assert loaded["policy"].unique().tolist() == names and loaded.groupby("policy").ngroups == len(names)
+    assert plots.plot_results(loaded, tmp_path / "regret.png", formats=("png",)) == [tmp_path / "regret.png"]
+    # a summary's blank cells (one seed's interval, an unset parameter) stay missing
+    (tmp_path / "summary.csv").write_text("policy,n_seeds,regret_ci_low,param_alpha\nNA,1,,\nnull,2,0.5,1.0\n")
+    summary = read_table(tmp_path / "summary.csv")
+    assert summary["policy"].tolist() == ["NA", "null"] and summary["regret_ci_low"].isna().tolist() == [True, False]
+    assert summary["param_alpha"].isna().tolist() == [True, False]
+
+
+def test_a_results_file_that_is_not_a_run_folder_or_holds_text_is_named(tmp_path):
+    # "README.md holds no results.csv: not a finished run folder" for a file; "unsupported operand
+    # type(s) for /: 'str' and 'int'" for a column holding text
+    from banditrec.results import load_results
+
+    table = _results(1).astype({"cumulative_reward": object})
+    table.loc[3, "cumulative_reward"] = "oops"
+    path = tmp_path / "results.csv"
+    table.to_csv(path, index=False)
+    with pytest.raises(NotADirectoryError, match=r"results\.csv is a file, not a run folder"):
+        load_results(path)
+    with pytest.raises(ValueError, match=rf"^{path}: column 'cumulative_reward' must hold numbers, got 'oops' on line 5"):
+        load_results(tmp_path)
+    table.drop(columns=["step"]).to_csv(path, index=False)
+    with pytest.raises(ValueError, match=r"lacks column\(s\) \['step'\]: not a banditrec results table"):
+        load_results(tmp_path)

@@ -339,3 +339,47 @@ def test_keep_going_runs_every_other_trial_and_lists_the_failures(tmp_path, jobs
     assert not (tmp_path / "summary.csv").exists()
     fixed = run_experiment(cfg.replace(policies=cfg.policies[1:]), tmp_path, progress=False, plot=False)
     assert (fixed.trials_run, fixed.trials_reused) == (0, 4)
+
+
+@pytest.mark.parametrize(
+    "edit",
+    [
+        lambda meta: meta.pop("wall_time"),
+        lambda meta: meta.update(wall_time=None),
+        lambda meta: meta.update(wall_time="fast"),
+        lambda meta: meta.update(wall_time=-1.0),
+        lambda meta: meta.pop("decisions"),
+        lambda meta: meta.update(decisions=float("inf")),
+        lambda meta: meta.update(decisions=20),
+    ],
+)
+def test_a_trial_with_damaged_timings_is_recomputed(tmp_path, edit):
+    # a trial JSON without "wall_time" was a KeyError traceback, with null "float() argument must be
+    # ... not 'NoneType'", and the run could not go on
+    first = run_experiment(_config(), tmp_path, progress=False, plot=False)
+    meta_path = next((tmp_path / "trials").glob("linucb-*__seed1.json"))
+    meta = json.loads(meta_path.read_text())
+    edit(meta)
+    meta_path.write_text(json.dumps(meta))
+    again = run_experiment(_config(), tmp_path, progress=False, plot=False)
+    assert (again.trials_run, again.trials_reused) == (1, 5)
+    pd.testing.assert_frame_equal(again.results, first.results)
+
+
+def test_keep_going_names_every_failed_trial(tmp_path):
+    # only three failures were shown, then "and 2 more": the others could not be found
+    from banditrec.runner import TrialsFailed
+
+    cfg = _config(environment=EnvironmentSpec(id="banditrec/Wheel-v0"), seeds=(0, 1, 2, 3, 4),
+                  policies=(PolicySpec("bts", "BernoulliTS"), PolicySpec("random", "Random")))
+    with pytest.raises(TrialsFailed) as info:
+        run_experiment(cfg, tmp_path, progress=False, plot=False, keep_going=True)
+    message = str(info.value)
+    assert message.startswith("5 of 10 trial(s) failed, the other 5 finished and are saved (a rerun retries only the "
+                              "failed ones): 'bts' (seeds 0, 1, 2, 3, 4); the first 3 errors: ValueError: "), message
+    assert message.count("ValueError: ") == 3 and "more" not in message
+
+
+def test_an_import_path_policy_that_cannot_be_imported_names_its_table():
+    with pytest.raises(ConfigError, match=r"^\[policies.x\]: cannot import module 'no_such_module'"):
+        run_experiment(_config(policies=(PolicySpec("x", "no_such_module:Policy"),)), None, progress=False)

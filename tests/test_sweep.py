@@ -165,3 +165,20 @@ def _alive(pid: int) -> bool:
             return stat.read().rsplit(")", 1)[1].split()[0] != "Z"
     except OSError:
         return False
+
+
+def test_backend_arguments_are_checked_before_the_output_folder_is_touched(tmp_path, monkeypatch):
+    # execute_trials checked them when first iterated: after a rerun had deleted the finished
+    # run's results.csv, summary.csv and plots
+    import importlib.util
+
+    run_experiment(_config(), tmp_path, progress=False)
+    kept = {name: (tmp_path / name).read_bytes() for name in ("results.csv", "summary.csv", "regret.png")}
+    more_seeds = _config().replace(seeds=(0, 1, 2))  # a trial to run: the old tables would go
+    with pytest.raises(ValueError, match="address is only meaningful with backend='ray'"):
+        run_experiment(more_seeds, tmp_path, progress=False, address="auto")
+    find_spec = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *args: None if name == "ray" else find_spec(name, *args))
+    with pytest.raises(ImportError, match=r"the ray backend needs Ray: pip install 'banditrec\[ray\]'"):
+        run_experiment(more_seeds, tmp_path, progress=False, backend="ray")
+    assert {name: (tmp_path / name).read_bytes() for name in kept} == kept

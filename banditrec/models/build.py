@@ -21,8 +21,9 @@ DEFAULT_ID_ROWS = 1024
 
 
 def check_model_options(kind: str, options: dict) -> type:
-    """The built-in model class of ``kind``, or a ValueError naming an unknown kind or option:
-    what a policy checks when it is made, before the model is built from the first batch."""
+    """The built-in model class of ``kind``, or a ValueError naming an unknown kind or option or
+    a missing ``n_items``: what a policy checks when it is made, before the model is built from
+    the first batch."""
     if kind not in MODEL_KINDS:
         raise ValueError(f"unknown model {kind!r}; choose one of {MODEL_KINDS} or pass an nn.Module")
     cls = {"mlp": MLPScorer, "two_tower": TwoTower, "mf": MatrixFactorization, "multi_output": MultiOutputMLP}[kind]
@@ -30,6 +31,11 @@ def check_model_options(kind: str, options: dict) -> type:
     unknown = set(options) - valid
     if unknown:
         raise ValueError(f"unknown option(s) {sorted(unknown)} for model {kind!r}; valid: {sorted(valid)}")
+    if kind == "multi_output" and "n_items" not in options:
+        raise ValueError(
+            "model 'multi_output' has one output per item: give its catalogue size, "
+            "e.g. model_options={'n_items': 5} (in a config file: model_options = {n_items = 5})"
+        )
     return cls
 
 
@@ -55,9 +61,4 @@ def build_model(
     if kind == "mf":
         options = {"n_users": DEFAULT_ID_ROWS, "n_items": DEFAULT_ID_ROWS, **options}
         return MatrixFactorization(dim=check_hidden(hidden)[-1], seed=seed, **options)
-    if kind == "multi_output" and "n_items" not in options:
-        raise ValueError(
-            "model 'multi_output' has one output per item: give its catalogue size, "
-            "e.g. model_options={'n_items': 5}"
-        )
     return cls(user_dim, item_dim, hidden, seed=seed, **options)

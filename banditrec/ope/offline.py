@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import copy
 import os
-import sys
 import warnings
 import zlib
 from collections.abc import Collection, Mapping, Sequence
@@ -26,7 +25,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from banditrec.config import ConfigError, PolicySpec, _only, _section, parse_policies
+from banditrec.config import ConfigError, PolicySpec, _only, _section, parse_policies, read_toml
 from banditrec.ope.action_dist import action_dist_from_policy, validate_action_dist
 from banditrec.ope.estimators import BaseEstimator, default_estimators
 from banditrec.ope.feedback import LoggedFeedback
@@ -34,11 +33,6 @@ from banditrec.ope.intervals import bootstrap_interval, check_alpha, normal_inte
 from banditrec.ope.report import compare_policies
 from banditrec.policies.base import Policy
 from banditrec.policies.registry import make_policy
-
-if sys.version_info >= (3, 11):
-    import tomllib
-else:  # pragma: no cover
-    import tomli as tomllib
 
 __all__ = [
     "LOGGING_POLICY",
@@ -345,8 +339,8 @@ def evaluate_offline(
         raise ValueError(f"the name {LOGGING_POLICY!r} is reserved for the logging policy's reference row")
     check_alpha(alpha)
     seed = _check_seed(seed)
-    if method not in ("bootstrap", "normal"):
-        raise ValueError(f"method must be 'bootstrap' or 'normal', got {method!r}")
+    _check_method(method)
+    _check_count("train_batch_size", train_batch_size)  # train_offline would call it batch_size
     train, evaluation = split_by_time(feedback, train_fraction)
     chosen = default_estimators() if estimators is None else estimators
     if isinstance(chosen, (list, tuple)) and not chosen:
@@ -444,6 +438,30 @@ _OPE_KEYS = {
 }
 
 
+def _check_count(name: str, value: Any) -> int:
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
+        raise ValueError(f"{name} must be a positive integer, got {value!r}")
+    return int(value)
+
+
+def _check_method(method: Any) -> str:
+    if method not in ("bootstrap", "normal"):
+        raise ValueError(f"method must be 'bootstrap' or 'normal', got {method!r}")
+    return method
+
+
+#: Value checks of the [ope] options; each message starts with the option's name.
+_OPE_CHECKS = {
+    "train_fraction": _check_fraction,
+    "alpha": check_alpha,
+    "seed": _check_seed,
+    "method": _check_method,
+    "n_bootstrap": lambda value: _check_count("n_bootstrap", value),
+    "train_batch_size": lambda value: _check_count("train_batch_size", value),
+    "n_folds": lambda value: _check_count("n_folds", value),
+}
+
+
 def load_offline_targets(path: str | os.PathLike[str]) -> OfflineTargets:
     """Read the target policies of an offline comparison from a TOML file.
 
@@ -459,16 +477,8 @@ def load_offline_targets(path: str | os.PathLike[str]) -> OfflineTargets:
         (a ValueError) Missing file, invalid TOML, unknown keys, bad types, unknown policy types
         or parameters, unknown estimator names; the message names the file and the table.
     """
-    path = Path(path)
     source = str(path)
-    if not path.is_file():
-        raise ConfigError(f"config file not found: {path}")
-    try:
-        raw = tomllib.loads(path.read_text())
-    except tomllib.TOMLDecodeError as exc:
-        raise ConfigError(f"{path}: not valid TOML: {exc}") from exc
-    except UnicodeDecodeError as exc:
-        raise ConfigError(f"{path}: not a text (TOML) file: {exc}") from exc
+    raw = read_toml(path)  # as an experiment config is read: UTF-8 whatever the locale
     _only(raw, {"experiment", "environment", "policies", "ope"}, source, "top level")
     specs: list[PolicySpec] = parse_policies(_section(raw, "policies", source), source)
     names = [s.name for s in specs]
@@ -491,7 +501,15 @@ def load_offline_targets(path: str | os.PathLike[str]) -> OfflineTargets:
             if isinstance(value, bool) or not isinstance(value, types):
                 expected = " or ".join(t.__name__ for t in types)
                 raise ConfigError(f"{source}: [ope] {key} must be {expected}, got {value!r}")
+            try:  # the checks evaluate_offline makes, here with the file and the key as written
+                _OPE_CHECKS.get(key, lambda v: v)(value)
+            except (TypeError, ValueError) as exc:
+                raise ConfigError(f"{source}: [ope] {exc}") from None
             options[key] = value
+        for key in ("estimators", "pretrained"):
+            bad = [v for v in options.get(key, ()) if not isinstance(v, str)]
+            if bad:
+                raise ConfigError(f"{source}: [ope] {key} must be a list of names (strings), got {bad[0]!r} in it")
         if "estimators" in options:
             known = {est.name: est for est in default_estimators()}
             wanted = options["estimators"]
