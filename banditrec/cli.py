@@ -201,10 +201,12 @@ def main(argv: list[str] | None = None) -> int:
         print(f"banditrec: error: {_message(exc)}{_notes(exc)}", file=sys.stderr)
         return 2
     except Exception as exc:
-        # Any other error inside a trial is the trial's (a plug-in policy's RuntimeError, a
-        # simulator's KeyError, a MemoryError): one line naming it, with its type, which its
-        # message alone may not say ("KeyError: 'x'"). Elsewhere it is banditrec's own bug: the traceback.
-        if args.traceback or not any(note.startswith("in trial ") for note in getattr(exc, "__notes__", ())):
+        # Any other error inside a trial, or in an offline target policy, is the user's code's (a
+        # plug-in policy's RuntimeError, a simulator's KeyError, a MemoryError): one line naming
+        # it, with its type, which its message alone may not say ("KeyError: 'x'"). Elsewhere it
+        # is banditrec's own bug: the traceback.
+        notes = getattr(exc, "__notes__", ())
+        if args.traceback or not any(note.startswith(("in trial ", "in target policy ")) for note in notes):
             raise
         message = _message(exc)
         print(f"banditrec: error: {type(exc).__name__}{': ' if message else ''}{message}{_notes(exc)}", file=sys.stderr)

@@ -179,3 +179,36 @@ def test_evaluate_offline_names_train_batch_size_as_its_caller_wrote_it():
 
     with pytest.raises(ValueError, match=r"^train_batch_size must be a positive integer, got 0$"):
         evaluate_offline(None, {"a": "Random"}, train_batch_size=0)
+
+
+PLUG_IN = """
+from banditrec.policies import Random
+
+
+def failing(seed=None, where="update"):
+    policy = Random(seed=seed)
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("the plug-in broke")
+
+    setattr(policy, where, broken)
+    return policy
+"""
+
+
+@pytest.mark.parametrize("where, stage", [
+    ("update", r"training on logged rounds 0 to \d+"),
+    ("action_distribution", r"scoring the \d+ evaluation rounds"),
+])
+def test_a_target_policys_own_error_is_one_line_naming_it(log_file, tmp_path, capsys, monkeypatch, where, stage):
+    # A plug-in target's RuntimeError printed a whole traceback, without saying which target.
+    (tmp_path / "ope_plug_in.py").write_text(PLUG_IN)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    config = write(tmp_path, "t.toml", f'[policies.mine]\ntype = "ope_plug_in:failing"\nwhere = "{where}"\n'
+                                       '[ope]\nn_bootstrap = 20\n')
+    assert main(["ope", str(log_file), "--config", config, "--out", str(tmp_path / "o")]) == 2
+    err = capsys.readouterr().err
+    assert __import__("re").fullmatch(
+        rf"banditrec: error: RuntimeError: the plug-in broke \(in target policy 'mine', {stage}\)\n", err), err
+    with pytest.raises(RuntimeError, match="the plug-in broke"):
+        main(["ope", str(log_file), "--config", config, "--out", str(tmp_path / "o"), "--traceback"])

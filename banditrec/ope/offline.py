@@ -236,16 +236,28 @@ def train_offline(
     if feedback.n_rounds == 0:
         return trained
     obs = feedback.observation()
-    learners = [policy for name, policy in trained.items() if name not in pretrained]
+    learners = {name: policy for name, policy in trained.items() if name not in pretrained}
     for start in range(0, feedback.n_rounds, int(batch_size)):
         rows = slice(start, start + int(batch_size))
         batch = obs[rows]
-        for policy in learners:
-            policy.update(batch, feedback.actions[rows], feedback.rewards[rows])
+        for name, policy in learners.items():
+            try:
+                policy.update(batch, feedback.actions[rows], feedback.rewards[rows])
+            except Exception as exc:  # a plug-in target's error says which target and where
+                exc.add_note(f"in target policy {name!r}, training on logged rounds {start} to {rows.stop - 1}")
+                raise
     return trained
 
 
 # ---------------------------------------------------------------------- evaluation
+def _scored(name: str, policy: Policy, evaluation: LoggedFeedback) -> np.ndarray:
+    try:
+        return action_dist_from_policy(policy, evaluation)
+    except Exception as exc:
+        exc.add_note(f"in target policy {name!r}, scoring the {evaluation.n_rounds} evaluation rounds")
+        raise
+
+
 def _logging_row(
     feedback: LoggedFeedback, alpha: float, method: str, n_bootstrap: int, seed: int, truth: bool
 ) -> dict[str, Any]:
@@ -356,7 +368,7 @@ def evaluate_offline(
     trained = train_offline(policies, train, seed, pretrained=pretrained, batch_size=train_batch_size)
     # Distributions are computed once and passed as tables: a Monte-Carlo policy (Thompson
     # sampling) must be scored and given its true value on the very same table.
-    dists = {name: action_dist_from_policy(policy, evaluation) for name, policy in trained.items()}
+    dists = {name: _scored(name, policy, evaluation) for name, policy in trained.items()}
     truth = _has_truth(evaluation)
     true_values = {name: true_policy_value(evaluation, dist) for name, dist in dists.items()} if truth else None
     df = compare_policies(
