@@ -192,8 +192,8 @@ class Observation:
 
     @property
     def is_checked(self) -> bool:
-        """Whether this batch has passed the contract's checks (an environment's, or a policy's
-        on first sight); a policy checks an unchecked batch once, then trusts it."""
+        """Whether this batch has passed the contract's checks (an environment's, or the copy a
+        policy's check returns); a policy checks an unchecked batch each time it sees it."""
         return self.__dict__.get("_checked", False)
 
     def _mark_checked(self) -> Observation:
@@ -204,10 +204,14 @@ class Observation:
     def coerce(cls, obs: Observation | Mapping[str, Any]) -> Observation:
         """Accept either form, checked; policies call this at their boundary.
 
-        An Observation built by hand is checked like a dict the first time a policy sees it
+        An Observation built by hand is checked like a dict every time a policy sees it
         (shapes, dtypes, NaN, negative ids: a named ValueError rather than a silent wrong
-        answer); environments hand over batches they have already checked. A batch of tensors
-        has its shapes and dtypes checked from their metadata and its values in one read.
+        answer), and the policy gets a new checked batch each time: a caller may refill the
+        same arrays in place between steps, so neither the check nor a conversion can be
+        remembered (a cached float64 copy of float32 features made a policy decide on the first
+        step's users ever after; neural estimators cache their inputs by the batch object).
+        Environments hand over batches they have already checked. A batch of tensors has its
+        shapes and dtypes checked from their metadata and its values in one read.
         """
         if isinstance(obs, Observation):
             if obs.is_checked:
@@ -215,16 +219,9 @@ class Observation:
             if obs.on_device:
                 _check_device_structure(obs)
                 _check_device_values(obs)
-                return obs._mark_checked()
-            converted = obs.__dict__.get("_converted")
-            if converted is not None:  # checked before, into the contract's dtypes
-                return converted
-            checked = cls._checked_from(obs.user_features, obs.item_features, obs.item_ids, obs.mask, obs.user_ids,
-                                        single_allowed=False)
-            if all(getattr(checked, name) is getattr(obs, name) for name in _FIELDS):
-                return obs._mark_checked()  # the same object for act and update: estimators cache by it
-            object.__setattr__(obs, "_converted", checked)
-            return checked
+                return cls(obs.user_features, obs.item_features, obs.item_ids, obs.mask, obs.user_ids)._mark_checked()
+            return cls._checked_from(obs.user_features, obs.item_features, obs.item_ids, obs.mask, obs.user_ids,
+                                     single_allowed=False)
         if isinstance(obs, Mapping):
             return cls.from_dict(obs)
         raise TypeError(

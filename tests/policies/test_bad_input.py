@@ -111,7 +111,7 @@ def test_a_hand_built_observation_is_checked_like_a_dict(batch, field, value, me
             make().update(bad, np.zeros(4, dtype=np.int64), np.ones(4))
 
 
-def test_a_batch_is_checked_once_and_an_environment_hands_over_checked_batches():
+def test_an_environment_hands_over_checked_batches_and_a_hand_built_one_is_checked_each_time():
     env = make_vector_env("banditrec/Linear-v0", num_envs=4, n_items=5, context_dim=3)
     env.reset(seed=0)
     assert env.observation.is_checked
@@ -121,18 +121,53 @@ def test_a_batch_is_checked_once_and_an_environment_hands_over_checked_batches()
     checked = Observation.coerce(raw)
     assert checked.is_checked and Observation.coerce(checked) is checked
     assert checked[1:3].is_checked and not dataclasses.replace(env.observation)[1:3].is_checked
-    # already in the contract's dtypes: the batch itself is marked, so act and update see one object
+    # A hand-built batch is never marked or cached: its arrays may be refilled in place between
+    # steps. Already in the contract's dtypes, the checked batch shares them (no copy).
     plain = dataclasses.replace(env.observation)
-    assert Observation.coerce(plain) is plain and plain.is_checked
-    # converted (an int8 mask): one canonical copy, the same on every call
+    first = Observation.coerce(plain)
+    assert not plain.is_checked and first is not plain and first.user_features is plain.user_features
+    # converted (an int8 mask): a fresh copy on every call, never the first call's
     loose_mask = dataclasses.replace(env.observation, mask=env.observation.mask.astype(np.int8))
-    assert Observation.coerce(loose_mask) is Observation.coerce(loose_mask) is not loose_mask
+    assert Observation.coerce(loose_mask) is not Observation.coerce(loose_mask)
     # lists and 0/1 masks are read as the contract's arrays, as from a dict
     loose = Observation(raw.user_features.tolist(), raw.item_features, raw.item_ids, raw.mask.astype(np.int8),
                         raw.user_ids)
     a = LinUCB(seed=0).act(loose)
     b = LinUCB(seed=0).act(env.observation)
     np.testing.assert_array_equal(a.actions, b.actions)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("make", [lambda: LinUCB(seed=0), lambda: NeuralLinear(seed=0, hidden=(8,), train_every=8)],
+                         ids=["LinUCB", "NeuralLinear"])
+def test_a_hand_built_batch_refilled_in_place_is_seen_afresh_each_step(dtype, make):
+    # One Observation whose arrays a loop refills in place: a float32 batch's cached float64 copy
+    # made LinUCB decide on the first step's users ever after (24 of 40 actions differed), and a
+    # neural estimator reused its first inputs until it retrained; a NaN written later went unseen.
+    env = make_vector_env("banditrec/Linear-v0", num_envs=2, n_items=5, context_dim=3)
+    env.reset(seed=0)
+    batches, rewards = [], []
+    for _ in range(20):
+        obs = env.observation
+        batches.append(obs)
+        _, reward, *_ = env.step(np.zeros(2, dtype=np.int64))
+        rewards.append(np.asarray(reward, dtype=np.float64))
+    reused = dataclasses.replace(batches[0], user_features=batches[0].user_features.astype(dtype),
+                                 item_features=batches[0].item_features.astype(dtype))
+    reused = Observation(*(np.array(getattr(reused, f.name)) for f in dataclasses.fields(reused)))
+    fresh, refilled = make(), make()
+    for obs, reward in zip(batches, rewards):
+        for field in ("user_features", "item_features", "item_ids", "mask", "user_ids"):
+            getattr(reused, field)[...] = getattr(obs, field)
+        copy = Observation(*(np.array(getattr(reused, f.name)) for f in dataclasses.fields(reused)))
+        a, b = fresh.act(copy), refilled.act(reused)
+        np.testing.assert_array_equal(a.actions, b.actions)
+        np.testing.assert_array_equal(a.propensities, b.propensities)
+        fresh.update(copy, a.actions, reward)
+        refilled.update(reused, b.actions, reward)
+    reused.user_features[0, 0] = np.nan
+    with pytest.raises(ValueError, match=r"observation user_features contains 1 NaN or inf value\(s\)"):
+        refilled.act(reused)
 
 
 def test_a_hand_built_batch_of_tensors_is_checked_once(batch):
