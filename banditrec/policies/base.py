@@ -110,8 +110,15 @@ class Policy(ABC):
 
         Exact for epsilon-greedy, UCB and Random; a Monte-Carlo estimate for Thompson sampling
         (the share of ``n_mc + 1`` posterior draws each candidate wins, from an inspection
-        stream: two calls differ, and a candidate rarer than about 1/(n_mc + 1) gets 0)."""
-        return self._distribution(Observation.coerce(obs))
+        stream: two calls differ, and a candidate rarer than about 1/(n_mc + 1) gets 0). A numpy
+        array whatever the batch: a device batch is copied to the host first for a policy that
+        does not decide on the device, as :meth:`act` does."""
+        return np.asarray(to_numpy(self._distribution(self._checked(obs))), dtype=np.float64)
+
+    def _checked(self, obs: Observation | Mapping[str, Any]) -> Observation:
+        """``obs`` checked, and copied to the host unless this policy decides on its device."""
+        obs = Observation.coerce(obs)
+        return obs.to_numpy() if obs.on_device and not self.decides_on_device(obs) else obs
 
     def explain(self, obs: Observation | Mapping[str, Any]) -> dict[str, np.ndarray]:
         """Why each candidate would be shown: at least ``probability`` (B, K)."""

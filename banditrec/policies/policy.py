@@ -161,19 +161,18 @@ class BanditPolicy(Policy):
         Masked (unavailable) candidates have NaN ``mean`` and ``contributions``, NaN UCB or
         Thompson ``exploration`` (an epsilon share of 0), and probability 0, so that no argmax of
         the estimates picks them."""
-        obs = Observation.coerce(obs)
+        obs = self._checked(obs)
         with self._inspecting(obs) as rng:
             out = self.exploration.explain(self.estimator, obs, rng, self.n_decisions_)
         out["probability"] = self._with_round_robin(out["probability"], obs)
         if callable(getattr(self.estimator, "contributions", None)):
             out["contributions"] = self.estimator.contributions(obs)
+        out = {key: np.array(to_numpy(value), dtype=np.float64) for key, value in out.items()}
         masked = ~np.asarray(to_numpy(obs.mask), dtype=bool)
         if masked.any():  # the estimates; each strategy marks its own exploration term
             for key in ("mean", "contributions"):
                 if key in out:
-                    value = np.array(to_numpy(out[key]), dtype=np.float64)
-                    value[masked] = np.nan
-                    out[key] = value
+                    out[key][masked] = np.nan
         return out
 
 

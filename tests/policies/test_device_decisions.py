@@ -281,3 +281,21 @@ def test_neural_policies_learn_on_cuda_and_their_states_load_on_the_cpu(name, tm
     on_cpu = load_policy(make_policy(name, seed=0, device="cpu", hidden=(32,), train_every=64, train_steps=8),
                          tmp_path / "p.pt")
     np.testing.assert_allclose(on_cpu.estimator.mean(obs), policy.estimator.mean(obs), rtol=1e-4, atol=1e-5)
+
+
+@pytest.mark.parametrize("name", ["LinUCB", "LinTS", "EpsilonGreedy", "UCB1", "BernoulliTS", "Random", "NeuralLinear"])
+def test_inspecting_a_batch_of_tensors_gives_the_host_answer_as_numpy(name):
+    # act copied a device batch to the host for a host policy, but action_distribution and
+    # explain did not: LinUCB and LinTS failed with "'<' not supported between instances of
+    # 'int' and 'builtin_function_or_method'", and the others returned tensors.
+    host = make_obs()
+    tensors = Observation(*(torch.as_tensor(np.array(getattr(host, f))) for f in
+                            ("user_features", "item_features", "item_ids", "mask", "user_ids")))
+    on_host, on_tensors = make_policy(name, seed=0), make_policy(name, seed=0)
+    dist = on_tensors.action_distribution(tensors)
+    assert type(dist) is np.ndarray and dist.dtype == np.float64
+    np.testing.assert_allclose(dist, on_host.action_distribution(host), atol=1e-6)
+    why, expected = on_tensors.explain(tensors), on_host.explain(host)
+    assert set(why) == set(expected) and all(type(v) is np.ndarray for v in why.values())
+    for key in why:
+        np.testing.assert_allclose(why[key], expected[key], atol=1e-5, equal_nan=True)
