@@ -160,17 +160,31 @@ def _argmax_ties_masked(s: np.ndarray, rng: np.random.Generator) -> tuple[np.nda
         n = int(np.count_nonzero(ties))
         if n == 1:
             return actions, ties, 1
+        if n == 0:
+            raise _nan_scores(s)
         u = rng.random(s.shape)
         return np.where(ties, u, -1.0).argmax(axis=1), ties, ties.sum(axis=1)
     best = s.max(axis=1, keepdims=True)
     if (best == -np.inf).any():
         raise ValueError("a user has no valid candidate (mask all False)")
-    # Infinite scores tie too (e.g. never-tried items under UCB); NaN scores are a bug upstream.
+    # Infinite scores tie too (e.g. never-tried items under UCB). A NaN score wins numpy's max
+    # and ties with nothing: it would pick slot 0, masked or not, with propensity 1/0.
     ties = s == best
-    if np.count_nonzero(ties) == ties.shape[0]:  # one winner per row: nothing to break
+    n_ties = np.count_nonzero(ties, axis=1)
+    if (n_ties == 1).all():  # one winner per row: nothing to break
         return s.argmax(axis=1), ties, 1
+    if (n_ties == 0).any():
+        raise _nan_scores(s)
     u = rng.random(s.shape)
-    return np.where(ties, u, -1.0).argmax(axis=1), ties, ties.sum(axis=1)
+    return np.where(ties, u, -1.0).argmax(axis=1), ties, n_ties
+
+
+def _nan_scores(s: np.ndarray) -> ValueError:
+    rows = np.flatnonzero(np.isnan(s).any(axis=1))
+    return ValueError(
+        f"the policy's scores are NaN for {rows.size} user(s), the first row {int(rows[0])}: its estimator "
+        "produced NaN (a NaN hyperparameter or statistic) and no candidate can be chosen"
+    )
 
 
 _SQUARES = "the sum of their squares, which the regressions' statistics hold, overflows float64: rescale them"

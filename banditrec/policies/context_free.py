@@ -34,6 +34,8 @@ class ItemStatistics:
         a, b = beta_prior
         if not all(is_real(x) and 0 < x < np.inf for x in (a, b)):
             raise ValueError(f"beta_prior (a, b) must be two positive finite numbers, got {beta_prior!r}")
+        if not (is_real(prior_mean) and np.isfinite(prior_mean)):
+            raise ValueError(f"prior_mean must be a finite number, got {prior_mean!r}")
         self.prior_mean = float(prior_mean)
         self.beta_prior = (float(a), float(b))
         self.clicks = bool(clicks)

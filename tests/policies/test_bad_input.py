@@ -650,3 +650,21 @@ def test_a_float64_default_dtype_leaves_a_seeded_policys_decisions_unchanged(nam
     finally:
         torch.set_default_dtype(before)
     np.testing.assert_array_equal(wide, plain)
+
+
+def test_nan_scores_are_an_error_not_slot_zero_with_an_infinite_propensity():
+    # A NaN score won numpy's max and tied with nothing: UCB chose slot 0 even when masked, with
+    # propensity inf; and a NaN row beside a row with two ties passed the "one winner per row"
+    # shortcut, so the tied row always got its first candidate with propensity 1.
+    from banditrec.policies.base import _argmax_ties_masked
+    from banditrec.policies.context_free import ItemStatistics
+
+    rng = np.random.default_rng(0)
+    with pytest.raises(ValueError, match=r"scores are NaN for 1 user\(s\), the first row 0"):
+        _argmax_ties_masked(np.array([[np.nan, 1.0, -np.inf], [2.0, 2.0, 1.0]]), rng)
+    with pytest.raises(ValueError, match=r"scores are NaN for 1 user\(s\), the first row 0"):
+        _argmax_ties_masked(np.array([[np.nan, 1.0, 0.5]]), rng)
+    chosen = [_argmax_ties_masked(np.array([[3.0, 1.0, 0.5], [2.0, 2.0, 1.0]]), rng)[0][1] for _ in range(200)]
+    assert 0.35 < np.mean(chosen) < 0.65  # the tied row's two candidates, each about half the time
+    with pytest.raises(ValueError, match="prior_mean must be a finite number, got nan"):
+        ItemStatistics(prior_mean=float("nan"))
