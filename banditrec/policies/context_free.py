@@ -66,6 +66,14 @@ class ItemStatistics:
         n, s = self._stats(obs)
         return np.where(n > 0, s / np.maximum(n, 1), self.prior_mean)
 
+    def posterior_mean(self, obs: Observation) -> np.ndarray:
+        """The Beta posterior's mean (a + s) / (a + b + n), around which :meth:`sample` draws:
+        what Thompson sampling's explanation measures its exploration from (the empirical mean
+        is 0 for an untried item, whose draws average a / (a + b))."""
+        n, s = self._stats(obs)
+        a, b = self.beta_prior
+        return (a + s) / (a + b + n)
+
     def mean_and_width(self, obs: Observation) -> tuple[np.ndarray, np.ndarray]:
         """UCB1's width √(2 ln t / n): infinite for untried items so each is tried once."""
         n, s = self._stats(obs)

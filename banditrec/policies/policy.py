@@ -33,11 +33,12 @@ class BanditPolicy(Policy):
     name : str or None
         Display name (e.g. "LinUCB"); defaults to the class names.
     initial_pulls : int
-        Start by playing every valid candidate this many times in turn: decision t of the run
-        (counting users) takes valid candidate ``t mod n_valid`` with probability 1 while
-        ``t < initial_pulls · K`` — the round-robin start of Riquelme et al.'s algorithms. The
-        strategy still runs on those decisions (so the random streams do not depend on it). 0
-        (default) does not.
+        Start with ``initial_pulls · K`` round-robin decisions: decision t of the run (counting
+        users) takes valid slot ``t mod n_valid`` of its row (by slot position, not item id) with
+        probability 1 — the round-robin start of Riquelme et al.'s algorithms. With a fixed set
+        of K arms, as theirs, every arm is played ``initial_pulls`` times; with masked slots or
+        changing candidates some items get more and others none. The strategy still runs on those
+        decisions (so the random streams do not depend on it). 0 (default) does not.
     """
 
     def __init__(self, estimator: Any, exploration: Exploration, seed=None, name: str | None = None,
@@ -150,7 +151,8 @@ class BanditPolicy(Policy):
     def explain(self, obs) -> dict[str, np.ndarray]:
         """Why each candidate would be shown: per candidate (B, K),
 
-        - ``mean``: the estimated expected reward;
+        - ``mean``: the estimated expected reward (for Thompson sampling the posterior mean the
+          draws are centred on; BernoulliTS's Beta posterior mean, not the empirical click rate);
         - ``exploration``: what the strategy adds to it — UCB's bonus (alpha · width, ≥ 0),
           Thompson sampling's draw minus the mean (either sign; one draw of the inspection
           stream), epsilon-greedy's share ε / (valid candidates) of the probability;

@@ -51,3 +51,18 @@ def test_epsilon_greedy_explanation_is_the_epsilon_share():
     why = policy.explain(obs)
     n_valid = obs.mask.sum(axis=1, keepdims=True)
     np.testing.assert_allclose(why["exploration"], np.where(obs.mask, 0.1 / n_valid, 0.0))
+
+
+@pytest.mark.parametrize("name", ["BernoulliTS", "LinTS"])
+def test_thompson_exploration_averages_zero_around_the_mean(name):
+    # BernoulliTS reported the empirical click rate as its mean (0 for an untried item) while its
+    # draws centre on the Beta posterior mean: "exploration" averaged +0.5 on untried items.
+    policy, obs = _trained(name)
+    draws = np.stack([policy.explain(obs)["exploration"] for _ in range(400)])
+    mean_exploration = draws.mean(axis=0)[obs.mask]
+    spread = draws.std(axis=0)[obs.mask] / np.sqrt(len(draws))
+    assert np.all(np.abs(mean_exploration) < 5 * spread + 1e-9), np.abs(mean_exploration / spread).max()
+    if name == "BernoulliTS":
+        stats = policy.estimator
+        n, s = stats.counts_[obs.item_ids], stats.sums_[obs.item_ids]
+        np.testing.assert_allclose(policy.explain(obs)["mean"][obs.mask], ((1 + s) / (2 + n))[obs.mask])
