@@ -118,13 +118,15 @@ def _banditrec_observations(w: Workload, batch: int):
     from banditrec.environments.simulator import Observation
 
     T, k = w.R.shape
-    full = Observation(
+    # checked once, before the clock (the environment's job): its slices are checked batches,
+    # which a policy takes as they are, where a hand-built batch is checked at every call
+    full = Observation.coerce(Observation(
         user_features=w.X,
         item_features=np.zeros((T, k, 0)),  # disjoint model on user features: no item features
         item_ids=np.ascontiguousarray(np.broadcast_to(np.arange(k, dtype=np.int64), (T, k))),
         mask=np.ones((T, k), dtype=bool),
         user_ids=np.full(T, -1, dtype=np.int64),
-    )
+    ))
     return [(s, full[s : s + batch]) for s in range(0, T, batch)]
 
 
