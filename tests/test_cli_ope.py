@@ -152,6 +152,7 @@ def test_errors_are_one_line(log_file, tmp_path, capsys, make, message):
         ("n_folds = 0", "[ope] n_folds must be a positive integer, got 0"),
         ("train_fraction = 1", "[ope] train_fraction must be a number in [0, 1), got 1"),
         ("seed = -1", "[ope] seed must be a non-negative integer, got -1"),
+        ('reward_model = "forest"', "[ope] reward_model must be one of ['logistic', 'ridge'], got 'forest'"),
     ],
 )
 def test_ope_option_errors_name_the_file_and_the_key(log_file, tmp_path, capsys, ope, message):
@@ -212,3 +213,15 @@ def test_a_target_policys_own_error_is_one_line_naming_it(log_file, tmp_path, ca
         rf"banditrec: error: RuntimeError: the plug-in broke \(in target policy 'mine', {stage}\)\n", err), err
     with pytest.raises(RuntimeError, match="the plug-in broke"):
         main(["ope", str(log_file), "--config", config, "--out", str(tmp_path / "o"), "--traceback"])
+
+
+def test_the_reward_model_is_chosen_by_name_in_the_targets_file(log_file, tmp_path, capsys):
+    base = '[policies.random]\ntype = "Random"\n[ope]\nn_bootstrap = 20\nestimators = ["dm"]\n'
+    dms = {}
+    for model in ("ridge", "logistic"):
+        config = write(tmp_path, f"{model}.toml", base + f'reward_model = "{model}"\n')
+        assert main(["ope", str(log_file), "--config", config, "--out", str(tmp_path / model)]) == 0
+        capsys.readouterr()
+        df = pd.read_csv(tmp_path / model / "ope.csv")
+        dms[model] = df.loc[df["policy"] == "random", "estimate"].item()
+    assert dms["ridge"] != dms["logistic"] and 0 < dms["logistic"] < 1

@@ -36,6 +36,7 @@ from banditrec.ope.offline import (
 from banditrec.ope.report import compare_policies, plot_comparison
 from banditrec.ope.reward_model import (
     JointFeatures,
+    LogisticRegression,
     RidgeRegression,
     fit_reward_model,
     validate_estimated_rewards,
@@ -52,6 +53,7 @@ __all__ = [
     "Interval",
     "JointFeatures",
     "LoggedFeedback",
+    "LogisticRegression",
     "OfflineTargets",
     "Replay",
     "RidgeRegression",

@@ -333,9 +333,9 @@ def evaluate_offline(
         Rounds per ``update`` call while training.
     method : {"bootstrap", "normal"}
     n_bootstrap : int, default 1000
-    reward_model : object with fit/predict, optional
+    reward_model : object with fit/predict, or "ridge" or "logistic", optional
         Regressor for the model-based estimators (default ridge), cross-fitted on the evaluation
-        rounds with ``n_folds`` folds.
+        rounds with ``n_folds`` folds (see :func:`~banditrec.ope.reward_model.fit_reward_model`).
     n_folds : int, default 5
 
     Returns
@@ -447,6 +447,7 @@ _OPE_KEYS = {
     "n_folds": (int,),
     "estimators": (list,),
     "pretrained": (list,),
+    "reward_model": (str,),
 }
 
 
@@ -471,7 +472,16 @@ _OPE_CHECKS = {
     "n_bootstrap": lambda value: _check_count("n_bootstrap", value),
     "train_batch_size": lambda value: _check_count("train_batch_size", value),
     "n_folds": lambda value: _check_count("n_folds", value),
+    "reward_model": lambda value: _check_reward_model(value),
 }
+
+
+def _check_reward_model(name: str) -> str:
+    from banditrec.ope.reward_model import REWARD_MODELS
+
+    if name not in REWARD_MODELS:
+        raise ValueError(f"reward_model must be one of {sorted(REWARD_MODELS)}, got {name!r}")
+    return name
 
 
 def load_offline_targets(path: str | os.PathLike[str]) -> OfflineTargets:

@@ -58,7 +58,7 @@ def compare_policies(
     estimated_rewards : array-like, shape (n, K), optional
         Reward model predictions for the model-based estimators. When omitted and one is needed,
         :func:`~banditrec.ope.reward_model.fit_reward_model` cross-fits ``reward_model`` once.
-    reward_model : object with fit/predict, optional
+    reward_model : object with fit/predict, or "ridge" or "logistic", optional
     n_folds : int, default 5
 
     Returns
@@ -139,8 +139,8 @@ def _warn_outside_reward_range(df: pd.DataFrame, feedback: LoggedFeedback) -> No
         warnings.warn(
             f"{len(outside)} estimate(s) lie outside the logged rewards' range [{low:.4g}, {high:.4g}], "
             f"where no policy's value can be: {cases}{more}. Causes: a reward model that extrapolates "
-            "(DM and the DR family; fit_reward_model(feedback, clip=True) keeps its predictions in range, "
-            "or pass a better model, e.g. a classifier's probabilities for 0/1 rewards) or a few rounds "
+            "(DM and the DR family; reward_model='logistic' keeps 0/1 rewards' predictions in (0, 1), "
+            "fit_reward_model(feedback, clip=True) any model's in range) or a few rounds "
             "with large importance weights (IPS and DR; read the interval, not the point)",
             UserWarning,
             stacklevel=3,

@@ -18,7 +18,10 @@ from banditrec.ope._checks import as_float_array, describe_bad, require_shape
 from banditrec.ope.action_dist import at_logged_positions
 from banditrec.ope.feedback import LoggedFeedback
 
-__all__ = ["JointFeatures", "RidgeRegression", "fit_reward_model", "validate_estimated_rewards"]
+__all__ = [
+    "REWARD_MODELS", "JointFeatures", "LogisticRegression", "RidgeRegression", "fit_reward_model",
+    "validate_estimated_rewards",
+]
 
 # Rows x features of the design matrix built at once when predicting every candidate.
 _PREDICT_CELLS = 4_000_000
@@ -74,6 +77,81 @@ class RidgeRegression:
             raise RuntimeError("RidgeRegression.predict called before fit")
         X = as_float_array(X, "X", 2)
         return ((X - self.mean_) / self.scale_) @ self.coef_ + self.intercept_
+
+
+@dataclass
+class LogisticRegression:
+    """L2-regularised logistic regression in NumPy/SciPy for rewards in [0, 1] (clicks).
+
+    Its predictions lie in (0, 1), where a linear fit of 0/1 clicks extrapolates past both ends
+    (the default ridge predicted click rates from -0.53 to 1.05 on the Open Bandit Dataset, and
+    DM/DR estimates below zero); fractional targets are fitted as soft labels. Features are
+    standardised as :class:`RidgeRegression`'s; the intercept is not penalised. Fitted by
+    L-BFGS on the exact loss and gradient.
+
+    Parameters
+    ----------
+    alpha : float, default 1.0
+        L2 penalty on the standardised coefficients (the loss is the *sum* of the log-losses).
+    max_iter : int, default 500
+    """
+
+    alpha: float = 1.0
+    max_iter: int = 500
+
+    def __post_init__(self) -> None:
+        if isinstance(self.alpha, bool) or not isinstance(self.alpha, (int, float)) or not self.alpha >= 0:
+            raise ValueError(f"alpha must be a non-negative number, got {self.alpha!r}")
+        if isinstance(self.max_iter, bool) or not isinstance(self.max_iter, int) or self.max_iter < 1:
+            raise ValueError(f"max_iter must be a positive integer, got {self.max_iter!r}")
+
+    def fit(self, X: np.ndarray, y: np.ndarray) -> LogisticRegression:
+        """Fit on features ``X`` (m, p) and targets ``y`` (m,) in [0, 1]."""
+        from scipy.optimize import minimize
+        from scipy.special import expit, log_expit
+
+        X = as_float_array(X, "X", 2)
+        y = as_float_array(y, "y", 1)
+        require_shape(y, "y", (X.shape[0],), f"X of shape {X.shape}")
+        if X.shape[0] == 0:
+            raise ValueError("cannot fit LogisticRegression on 0 rows")
+        if y.min() < 0 or y.max() > 1:
+            raise ValueError(
+                f"LogisticRegression models rewards in [0, 1] (clicks); got range [{y.min():.4g}, {y.max():.4g}]: "
+                "use RidgeRegression for other rewards"
+            )
+        self.mean_ = X.mean(axis=0)
+        scale = X.std(axis=0)
+        self.scale_ = np.where(scale > 0, scale, 1.0)
+        Xs = (X - self.mean_) / self.scale_
+        rate = float(np.clip(y.mean(), 1e-6, 1 - 1e-6))
+        start = np.concatenate([np.zeros(X.shape[1]), [np.log(rate / (1 - rate))]])
+
+        def loss(theta: np.ndarray) -> tuple[float, np.ndarray]:
+            z = Xs @ theta[:-1] + theta[-1]
+            value = -(y @ log_expit(z) + (1 - y) @ log_expit(-z)) + 0.5 * self.alpha * theta[:-1] @ theta[:-1]
+            residual = expit(z) - y
+            return value, np.concatenate([Xs.T @ residual + self.alpha * theta[:-1], [residual.sum()]])
+
+        result = minimize(loss, start, jac=True, method="L-BFGS-B", options={"maxiter": self.max_iter})
+        if not np.isfinite(result.x).all():
+            raise ValueError(f"LogisticRegression did not converge to finite coefficients: {result.message}")
+        self.coef_, self.intercept_ = result.x[:-1], float(result.x[-1])
+        self.converged_ = bool(result.success)
+        return self
+
+    def predict(self, X: np.ndarray) -> np.ndarray:
+        """Predicted click probabilities, shape (m,)."""
+        from scipy.special import expit
+
+        if not hasattr(self, "coef_"):
+            raise RuntimeError("LogisticRegression.predict called before fit")
+        X = as_float_array(X, "X", 2)
+        return expit(((X - self.mean_) / self.scale_) @ self.coef_ + self.intercept_)
+
+
+#: The reward models known by name (``fit_reward_model(model=...)``, ``[ope] reward_model``).
+REWARD_MODELS = {"ridge": RidgeRegression, "logistic": LogisticRegression}
 
 
 @dataclass(frozen=True)
@@ -176,9 +254,11 @@ def fit_reward_model(
     Parameters
     ----------
     feedback : LoggedFeedback
-    model : object with ``fit(X, y)`` and ``predict(X)``, optional
-        Any sklearn-like regressor on :class:`JointFeatures`; deep-copied per fold, never fitted
-        in place. Default :class:`RidgeRegression` ``(alpha=1.0)``.
+    model : object with ``fit(X, y)`` and ``predict(X)``, or "ridge" or "logistic", optional
+        Any sklearn-like regressor on :class:`JointFeatures` (``predict`` must return expected
+        rewards: for a classifier, the probabilities); deep-copied per fold, never fitted in
+        place. Default :class:`RidgeRegression` ``(alpha=1.0)``; "logistic" is
+        :class:`LogisticRegression` ``(alpha=1.0)``, for rewards in [0, 1].
     n_folds : int, default 5
         Number of folds; 1 fits and predicts in-sample (no cross-fitting).
     seed : int, Generator or None, default 0
@@ -203,7 +283,10 @@ def fit_reward_model(
     """
     if not isinstance(feedback, LoggedFeedback):
         raise TypeError(f"feedback must be a LoggedFeedback, got {type(feedback).__name__}")
-    model = RidgeRegression() if model is None else model
+    if model is None or isinstance(model, str):
+        if model not in (None, *REWARD_MODELS):
+            raise ValueError(f"unknown reward model {model!r}; choose one of {sorted(REWARD_MODELS)} or pass a model object")
+        model = REWARD_MODELS[model or "ridge"]()
     if not (callable(getattr(model, "fit", None)) and callable(getattr(model, "predict", None))):
         raise TypeError(f"model must have fit(X, y) and predict(X) methods, got {type(model).__name__}")
     if not isinstance(clip, (bool, np.bool_)):

@@ -12,6 +12,7 @@ from banditrec.ope import (
     DoublyRobust,
     JointFeatures,
     LoggedFeedback,
+    LogisticRegression,
     RidgeRegression,
     compare_policies,
     fit_reward_model,
@@ -195,3 +196,34 @@ def test_clipped_predictions_stay_within_the_rewards_range_and_estimates_outside
     assert DirectMethod().estimate_policy_value(fb, worst, estimated_rewards=q_hat) >= 0.0
     with pytest.raises(TypeError, match="clip must be True or False, got 'yes'"):
         fit_reward_model(fb, clip="yes")
+
+
+def test_logistic_regression_recovers_a_logistic_function_and_stays_in_range():
+    rng = np.random.default_rng(3)
+    X = rng.normal(size=(4000, 3)) * [1.0, 5.0, 0.2]
+    w = np.array([1.5, -0.3, 4.0])
+    p = 1 / (1 + np.exp(-(X @ w - 0.5)))
+    y = (rng.random(4000) < p).astype(float)
+    model = LogisticRegression(alpha=1e-3).fit(X, y)
+    assert model.converged_
+    X_new = rng.normal(size=(200, 3)) * [1.0, 5.0, 0.2]
+    truth = 1 / (1 + np.exp(-(X_new @ w - 0.5)))
+    assert np.abs(model.predict(X_new) - truth).max() < 0.08
+    far = model.predict(X_new * 100)  # where a linear fit would leave [0, 1]
+    assert far.min() >= 0.0 and far.max() <= 1.0
+    with pytest.raises(ValueError, match=r"models rewards in \[0, 1\] \(clicks\); got range \[-1, 2\]"):
+        LogisticRegression().fit(X[:3], np.array([-1.0, 0.5, 2.0]))
+    with pytest.raises(ValueError, match="alpha must be a non-negative number"):
+        LogisticRegression(alpha=-1.0)
+    with pytest.raises(RuntimeError, match="predict called before fit"):
+        LogisticRegression().predict(X)
+
+
+def test_reward_models_by_name(world):
+    fb, _ = world.sample(600, seed=0)
+    logistic = fit_reward_model(fb, model="logistic", n_folds=2)
+    np.testing.assert_array_equal(logistic, fit_reward_model(fb, model=LogisticRegression(), n_folds=2))
+    assert np.nanmin(logistic) > 0 and np.nanmax(logistic) < 1
+    np.testing.assert_array_equal(fit_reward_model(fb, model="ridge", n_folds=2), fit_reward_model(fb, n_folds=2))
+    with pytest.raises(ValueError, match=r"unknown reward model 'forest'; choose one of \['logistic', 'ridge'\]"):
+        fit_reward_model(fb, model="forest")
