@@ -27,8 +27,36 @@ __all__ = [
 _PREDICT_CELLS = 4_000_000
 
 
+class _Standardised:
+    """What both built-in reward models share: the checks, and features standardised on the
+    training rows (constant columns kept at scale 1)."""
+
+    alpha: float
+
+    def _check_alpha(self) -> None:
+        if isinstance(self.alpha, bool) or not isinstance(self.alpha, (int, float)) or not self.alpha >= 0:
+            raise ValueError(f"alpha must be a non-negative number, got {self.alpha!r}")
+
+    def _fit_scaling(self, X: Any, y: Any) -> tuple[np.ndarray, np.ndarray]:
+        """``X`` standardised and ``y``, both checked; learns ``mean_`` and ``scale_``."""
+        X = as_float_array(X, "X", 2)
+        y = as_float_array(y, "y", 1)
+        require_shape(y, "y", (X.shape[0],), f"X of shape {X.shape}")
+        if X.shape[0] == 0:
+            raise ValueError(f"cannot fit {type(self).__name__} on 0 rows")
+        self.mean_ = X.mean(axis=0)
+        scale = X.std(axis=0)
+        self.scale_ = np.where(scale > 0, scale, 1.0)
+        return (X - self.mean_) / self.scale_, y
+
+    def _scaled(self, X: Any) -> np.ndarray:
+        if not hasattr(self, "coef_"):
+            raise RuntimeError(f"{type(self).__name__}.predict called before fit")
+        return (as_float_array(X, "X", 2) - self.mean_) / self.scale_
+
+
 @dataclass
-class RidgeRegression:
+class RidgeRegression(_Standardised):
     """Ridge regression in NumPy with standardised features and an unpenalised intercept.
 
     Parameters
@@ -48,22 +76,13 @@ class RidgeRegression:
     alpha: float = 1.0
 
     def __post_init__(self) -> None:
-        if isinstance(self.alpha, bool) or not isinstance(self.alpha, (int, float)) or not self.alpha >= 0:
-            raise ValueError(f"alpha must be a non-negative number, got {self.alpha!r}")
+        self._check_alpha()
 
     def fit(self, X: np.ndarray, y: np.ndarray) -> RidgeRegression:
         """Fit on features ``X`` (m, p) and targets ``y`` (m,)."""
-        X = as_float_array(X, "X", 2)
-        y = as_float_array(y, "y", 1)
-        require_shape(y, "y", (X.shape[0],), f"X of shape {X.shape}")
-        if X.shape[0] == 0:
-            raise ValueError("cannot fit RidgeRegression on 0 rows")
-        self.mean_ = X.mean(axis=0)
-        scale = X.std(axis=0)
-        self.scale_ = np.where(scale > 0, scale, 1.0)
-        Xs = (X - self.mean_) / self.scale_
+        Xs, y = self._fit_scaling(X, y)
         self.intercept_ = float(y.mean())
-        gram = Xs.T @ Xs + self.alpha * np.eye(X.shape[1])
+        gram = Xs.T @ Xs + self.alpha * np.eye(Xs.shape[1])
         target = Xs.T @ (y - self.intercept_)
         if self.alpha > 0:
             self.coef_ = np.linalg.solve(gram, target)
@@ -73,14 +92,11 @@ class RidgeRegression:
 
     def predict(self, X: np.ndarray) -> np.ndarray:
         """Predicted rewards, shape (m,)."""
-        if not hasattr(self, "coef_"):
-            raise RuntimeError("RidgeRegression.predict called before fit")
-        X = as_float_array(X, "X", 2)
-        return ((X - self.mean_) / self.scale_) @ self.coef_ + self.intercept_
+        return self._scaled(X) @ self.coef_ + self.intercept_
 
 
 @dataclass
-class LogisticRegression:
+class LogisticRegression(_Standardised):
     """L2-regularised logistic regression in NumPy/SciPy for rewards in [0, 1] (clicks).
 
     Its predictions lie in (0, 1), where a linear fit of 0/1 clicks extrapolates past both ends
@@ -100,8 +116,7 @@ class LogisticRegression:
     max_iter: int = 500
 
     def __post_init__(self) -> None:
-        if isinstance(self.alpha, bool) or not isinstance(self.alpha, (int, float)) or not self.alpha >= 0:
-            raise ValueError(f"alpha must be a non-negative number, got {self.alpha!r}")
+        self._check_alpha()
         if isinstance(self.max_iter, bool) or not isinstance(self.max_iter, int) or self.max_iter < 1:
             raise ValueError(f"max_iter must be a positive integer, got {self.max_iter!r}")
 
@@ -110,22 +125,14 @@ class LogisticRegression:
         from scipy.optimize import minimize
         from scipy.special import expit, log_expit
 
-        X = as_float_array(X, "X", 2)
-        y = as_float_array(y, "y", 1)
-        require_shape(y, "y", (X.shape[0],), f"X of shape {X.shape}")
-        if X.shape[0] == 0:
-            raise ValueError("cannot fit LogisticRegression on 0 rows")
+        Xs, y = self._fit_scaling(X, y)
         if y.min() < 0 or y.max() > 1:
             raise ValueError(
                 f"LogisticRegression models rewards in [0, 1] (clicks); got range [{y.min():.4g}, {y.max():.4g}]: "
                 "use RidgeRegression for other rewards"
             )
-        self.mean_ = X.mean(axis=0)
-        scale = X.std(axis=0)
-        self.scale_ = np.where(scale > 0, scale, 1.0)
-        Xs = (X - self.mean_) / self.scale_
         rate = float(np.clip(y.mean(), 1e-6, 1 - 1e-6))
-        start = np.concatenate([np.zeros(X.shape[1]), [np.log(rate / (1 - rate))]])
+        start = np.concatenate([np.zeros(Xs.shape[1]), [np.log(rate / (1 - rate))]])
 
         def loss(theta: np.ndarray) -> tuple[float, np.ndarray]:
             z = Xs @ theta[:-1] + theta[-1]
@@ -144,10 +151,7 @@ class LogisticRegression:
         """Predicted click probabilities, shape (m,)."""
         from scipy.special import expit
 
-        if not hasattr(self, "coef_"):
-            raise RuntimeError("LogisticRegression.predict called before fit")
-        X = as_float_array(X, "X", 2)
-        return expit(((X - self.mean_) / self.scale_) @ self.coef_ + self.intercept_)
+        return expit(self._scaled(X) @ self.coef_ + self.intercept_)
 
 
 #: The reward models known by name (``fit_reward_model(model=...)``, ``[ope] reward_model``).
