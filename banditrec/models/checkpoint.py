@@ -32,6 +32,8 @@ def save_model(model: nn.Module, path: str | os.PathLike) -> Path:
         "config": dict(getattr(model, "config", {}) or {}),
         "state_dict": {k: v.detach().cpu() for k, v in model.state_dict().items()},
     }
+    if getattr(model, "banditrec_loss", None) is not None:  # what pretrain trained it with
+        payload["loss"] = model.banditrec_loss
     return write_checkpoint(payload, path)
 
 
@@ -71,10 +73,15 @@ def read_checkpoint(path: Path, map_location: Any, what: str, label: str | None 
     try:
         return torch.load(path, map_location=map_location, weights_only=True)
     except Exception as exc:  # torch raises several types for foreign or corrupt files
-        lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
-        unpickler = next((line for line in lines if "WeightsUnpickler error" in line), None)
-        if unpickler is not None:
-            reason = f"it holds objects other than tensors and plain containers ({unpickler})"
+        text = str(exc)
+        lines = [line.strip() for line in text.splitlines() if line.strip()]
+        marks = ("Weights only load failed", "WeightsUnpickler error", "GLOBAL")
+        if any(mark in text for mark in marks):
+            # Keep only torch's cause: the rest advises weights_only=False, which would run the file's code.
+            cause = next((line for line in lines if any(mark in line for mark in marks[1:])), None)
+            reason = "it holds objects other than tensors and plain containers"
+            if cause is not None:
+                reason += f" ({cause})"
         else:
             reason = f"it is damaged ({lines[0][:200] if lines else type(exc).__name__})"
         raise ValueError(f"{label} is not {what}: {reason}") from exc
@@ -129,6 +136,11 @@ def load_model(
         map_location = first.device if first is not None else "cpu"
     what = "a readable banditrec model checkpoint (written by save_model)"
     payload = read_checkpoint(path, map_location, what, label=repr(str(path)))
+    if isinstance(payload, dict) and "n_decisions_" in payload:  # what save_policy writes
+        raise ValueError(
+            f"{str(path)!r} is a policy checkpoint (written by save_policy), not a model checkpoint; "
+            "load it with banditrec.policies.load_policy"
+        )
     if not isinstance(payload, dict) or payload.get("format") != _FORMAT:
         raise ValueError(f"{str(path)!r} is not a banditrec model checkpoint (written by save_model)")
     if payload.get("version", 0) > _VERSION:
@@ -136,7 +148,11 @@ def load_model(
             f"{str(path)!r} has checkpoint format version {payload['version']}; "
             f"this banditrec reads up to {_VERSION}"
         )
-    state = payload["state_dict"]
+    state = payload.get("state_dict")
+    if not isinstance(state, dict):  # a file's fault, reported as a ValueError like every other
+        raise ValueError(  # noqa: TRY004
+            f"{str(path)!r} lacks its tensors (no state_dict entry): damaged, or written by something else"
+        )
     saved_class, saved_config = str(payload.get("class", "")), payload.get("config") or {}
     source = f"checkpoint {path.name} (saved from {saved_class} {saved_config})"
     check_state_compatible(model, state, source)  # names what differs in names and shapes first
@@ -154,4 +170,6 @@ def load_model(
             + ", ".join(f"{k}: {a!r} vs {b!r}" for k, (a, b) in sorted(differ.items()))
         )
     model.load_state_dict(state)
+    if "loss" in payload:  # so that a policy given the reloaded model still checks its loss
+        model.banditrec_loss = str(payload["loss"])
     return model

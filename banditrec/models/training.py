@@ -232,7 +232,9 @@ def pretrain(
     Returns
     -------
     model : nn.Module
-        The same object, trained, on ``device``.
+        The same object, trained, on ``device``, with ``model.banditrec_loss`` set to the loss it
+        was trained with (``"bce"`` or ``"mse"``, after ``"auto"`` is resolved): a neural policy
+        given this model checks that its own loss matches.
     metrics : dict
         ``loss``, ``train_loss`` (the last epoch's mean training loss), ``val_loss`` (the best
         epoch's, whose weights are returned), ``test_loss`` and ``test_auc`` (of the returned
@@ -246,6 +248,19 @@ def pretrain(
     """
     if not isinstance(model, nn.Module):
         raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
+    params = list(model.parameters())
+    if not any(p.requires_grad for p in params):  # torch: "optimizer got an empty parameter list"
+        raise ValueError(
+            f"model {type(model).__name__} has no trainable parameters; pretrain has nothing to fit"
+        )
+    # The logs go in as float32 (as the neural policies feed them); torch would say "mat1 and mat2
+    # must have the same dtype" only once training starts.
+    wide = sorted({str(p.dtype) for p in params if p.is_floating_point() and p.dtype != torch.float32})
+    if wide:
+        raise TypeError(
+            f"model {type(model).__name__} has {', '.join(wide)} parameters; pretrain feeds and trains it "
+            "in float32: pass model.float()"
+        )
     with torch_threads(num_threads):
         return _pretrain(
             model,
@@ -279,14 +294,23 @@ def _pretrain(
 ):
     if len(logs) == 0:
         raise ValueError("no logged rows to train on")
+    numbers = {
+        "val_fraction": val_fraction, "test_fraction": test_fraction, "lr": lr, "weight_decay": weight_decay
+    }
+    for name, value in numbers.items():  # a string would reach a comparison and fail as "'<=' not supported"
+        if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)):
+            raise TypeError(f"{name} must be a number, got {value!r}")
     for name, value in (("val_fraction", val_fraction), ("test_fraction", test_fraction)):
         if not 0.0 <= value < 1.0:
             raise ValueError(f"{name} must lie in [0, 1), got {value!r}")
     for name, value in (("epochs", epochs), ("batch_size", batch_size), ("patience", patience)):
-        if not isinstance(value, (int, np.integer)) or value < 1:
+        # bool is an int to Python: epochs=True would run one epoch silently
+        if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
             raise ValueError(f"{name} must be a positive int, got {value!r}")
     if not 0 < lr < float("inf"):
         raise ValueError(f"lr must be > 0 and finite, got {lr!r}")
+    if not 0 <= weight_decay < float("inf"):
+        raise ValueError(f"weight_decay must be >= 0 and finite, got {weight_decay!r}")
     check_input_sizes(model, logs.user_features.shape[1], logs.item_features.shape[1], "the logs")
     binary = bool(np.isin(logs.rewards, (0.0, 1.0)).all())
     if loss == "auto":
@@ -351,4 +375,5 @@ def _pretrain(
     if loss == "bce":
         metrics["test_auc"] = roc_auc(logs.rewards[test_idx], out) if test_idx.size else float("nan")
     model.eval()
+    model.banditrec_loss = loss  # outputs are logits for "bce", rewards for "mse": a policy must agree
     return model, metrics

@@ -21,6 +21,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from banditrec.models.checkpoint import _FORMAT as MODEL_FORMAT
 from banditrec.models.checkpoint import read_checkpoint, write_checkpoint
 from banditrec.policies.base import Policy
 
@@ -70,6 +71,20 @@ def policy_state(policy: Policy) -> dict[str, Any]:
 
 def load_policy_state(policy: Policy, state: dict[str, Any]) -> Policy:
     """Restore ``state`` (from :func:`policy_state`) into an identically configured policy."""
+    try:
+        return _load_policy_state(policy, state)
+    except KeyError as exc:  # torch reads such a file fine; a bare KeyError would not say what is wrong
+        raise ValueError(
+            f"the checkpoint lacks the entry {exc.args[0]!r} (damaged, or written by something else)"
+        ) from exc
+
+
+def _load_policy_state(policy: Policy, state: dict[str, Any]) -> Policy:
+    if state.get("format") == MODEL_FORMAT:
+        raise ValueError(
+            "this is a model checkpoint (written by save_model), not a policy checkpoint; "
+            "load it with banditrec.models.load_model"
+        )
     if state.get("format") != _FORMAT:
         raise ValueError(f"unsupported policy checkpoint format {state.get('format')!r}")
     expected = (type(policy).__name__, getattr(policy, "name", type(policy).__name__))
@@ -81,7 +96,14 @@ def load_policy_state(policy: Policy, state: dict[str, Any]) -> Policy:
             raise ValueError(
                 f"checkpoint holds a {state.get('estimator_class')} estimator, the policy has {type(estimator).__name__}"
             )
-        _restore(estimator, state["estimator"])
+        saved = state["estimator"]
+        try:
+            _restore(estimator, saved)
+        except KeyError as exc:  # raised inside the estimator's load_state_dict: say it is the file's fault
+            raise ValueError(
+                f"the checkpoint's estimator state lacks the entry {exc.args[0]!r} "
+                "(damaged, or written by something else)"
+            ) from exc
     policy.rng.bit_generator.state = state["rng"]
     policy.n_decisions_ = int(state["n_decisions_"])
     inspection = state.get("inspection")  # absent from checkpoints written before it was saved

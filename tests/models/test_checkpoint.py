@@ -1,5 +1,7 @@
 """Checkpoints round-trip and refuse a different architecture with a message that names the misfit."""
 
+import os
+
 import pytest
 import torch
 
@@ -100,3 +102,64 @@ def test_same_shapes_of_another_architecture_are_refused(tmp_path):
     with pytest.raises(ValueError, match="holds a MLPScorer, not a MultiOutputMLP"):
         load_model(MultiOutputMLP(4, 0, hidden=8, n_items=1), other)
     load_model(MLPScorer(3, 5, hidden=8, seed=1), swapped)  # the same architecture loads
+
+
+class _Planted:
+    """A pickle that, loaded with weights_only=False, would create ``target``."""
+
+    def __init__(self, target):
+        self.target = target
+
+    def __reduce__(self):
+        return (os.system, (f"touch {self.target}",))
+
+
+def test_a_checkpoint_that_would_run_code_is_refused_without_advising_weights_only_false(tmp_path):
+    # torch 2.13's refusal of a blocked global ("Weights only load failed ... unsupported GLOBAL
+    # posix.system") used to be reported as damage, cut mid-way through its advice to pass weights_only=False.
+    from banditrec.policies import make_policy
+    from banditrec.policies.checkpoint import load_policy
+
+    target = tmp_path / "ran"
+    path = tmp_path / "evil.pt"
+    torch.save({"format": "banditrec-model", "state_dict": _Planted(target)}, path)
+    with pytest.raises(ValueError) as info:
+        load_model(MLPScorer(4, 4, hidden=(8,)), path)
+    assert str(info.value) == (
+        f"{str(path)!r} is not a readable banditrec model checkpoint (written by save_model): it holds "
+        "objects other than tensors and plain containers (Trying to load unsupported GLOBAL posix.system "
+        "whose module posix is blocked.)"
+    )
+    with pytest.raises(ValueError) as info:
+        load_policy(make_policy("LinUCB", seed=0), path)
+    message = str(info.value)
+    assert message.startswith(f"{path} is not a readable banditrec policy checkpoint (written by save_policy): "
+                              "it holds objects other than tensors and plain containers"), message
+    assert "weights_only" not in message and "\n" not in message
+    assert not target.exists()
+
+
+def test_a_policy_checkpoint_given_to_load_model_says_to_use_load_policy(tmp_path):
+    from banditrec.policies import make_policy
+    from banditrec.policies.checkpoint import save_policy
+
+    path = save_policy(make_policy("LinUCB", seed=0), tmp_path / "policy.pt")
+    with pytest.raises(ValueError, match=r"is a policy checkpoint \(written by save_policy\), not a model "
+                                         r"checkpoint; load it with banditrec.policies.load_policy"):
+        load_model(MLPScorer(4, 4, hidden=(8,)), path)
+
+
+def test_the_pretraining_loss_survives_a_round_trip_and_a_file_without_tensors_is_one_line(tmp_path):
+    # pretrain records its loss so that a policy can check its own against it; a model saved and
+    # loaded again had lost it, and a checkpoint without its tensors was a bare KeyError.
+    a = MLPScorer(4, 4, hidden=(8,), seed=0)
+    a.banditrec_loss = "bce"
+    b = load_model(MLPScorer(4, 4, hidden=(8,), seed=1), save_model(a, tmp_path / "a.pt"))
+    assert b.banditrec_loss == "bce"
+    assert not hasattr(load_model(MLPScorer(4, 4, hidden=(8,)), save_model(MLPScorer(4, 4, hidden=(8,)), tmp_path / "c.pt")),
+                       "banditrec_loss")
+    payload = torch.load(tmp_path / "a.pt", weights_only=True)
+    del payload["state_dict"]
+    torch.save(payload, tmp_path / "b.pt")
+    with pytest.raises(ValueError, match="lacks its tensors"):
+        load_model(MLPScorer(4, 4, hidden=(8,)), tmp_path / "b.pt")

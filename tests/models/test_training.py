@@ -134,3 +134,43 @@ def test_roc_auc_matches_definition():
     assert roc_auc(np.array([0, 0, 1, 1]), np.array([0.1, 0.4, 0.35, 0.8])) == 0.75
     assert roc_auc(np.array([1, 0]), np.array([0.5, 0.5])) == 0.5
     assert np.isnan(roc_auc(np.ones(3), np.arange(3.0)))
+
+
+class _NoParameters(nn.Module):
+    def forward(self, user, items, item_ids, user_ids):
+        return items.sum(-1)
+
+
+@pytest.mark.parametrize(
+    "model, options, error, message",
+    [
+        # used to run one epoch silently
+        (None, {"epochs": True}, ValueError, "epochs must be a positive int, got True"),
+        (None, {"patience": False}, ValueError, "patience must be a positive int, got False"),
+        # these three used to be "TypeError: '<=' not supported between instances of 'float' and 'str'"
+        (None, {"val_fraction": "0.1"}, TypeError, "val_fraction must be a number, got '0.1'"),
+        (None, {"lr": "0.01"}, TypeError, "lr must be a number, got '0.01'"),
+        (None, {"weight_decay": "0"}, TypeError, "weight_decay must be a number, got '0'"),
+        # torch's "Invalid weight_decay value: -1"
+        (None, {"weight_decay": -1}, ValueError, "weight_decay must be >= 0 and finite, got -1"),
+        # torch's "mat1 and mat2 must have the same dtype", once training had started
+        ("double", {}, TypeError, r"model MLPScorer has torch.float64 parameters; .* pass model.float\(\)"),
+        # torch's "optimizer got an empty parameter list"
+        ("empty", {}, ValueError, "model _NoParameters has no trainable parameters"),
+    ],
+)
+def test_bad_arguments_are_one_clear_line(model, options, error, message):
+    net = {None: MLPScorer(4, 4, hidden=(4,)), "double": MLPScorer(4, 4, hidden=(4,)).double(),
+           "empty": _NoParameters()}[model]
+    with pytest.raises(error, match=message) as info:
+        pretrain(net, click_logs(50), **({"epochs": 2, "seed": 0, "device": "cpu"} | options))
+    assert "\n" not in str(info.value)
+
+
+def test_the_trained_model_records_its_loss():
+    model, _ = pretrain(MLPScorer(4, 4, hidden=(4,), seed=0), click_logs(100), epochs=2, seed=0, device="cpu")
+    assert model.banditrec_loss == "bce"  # clicks: "auto" resolves to BCE
+    ratings = click_logs(100)
+    ratings["rewards"] = ratings["rewards"] * 4 + 1
+    model, _ = pretrain(MLPScorer(4, 4, hidden=(4,), seed=0), ratings, epochs=2, seed=0, device="cpu")
+    assert model.banditrec_loss == "mse"

@@ -170,3 +170,46 @@ def test_a_resumed_policy_explains_as_the_uninterrupted_one(name, tmp_path):
     obs = env.observation
     np.testing.assert_array_equal(resumed.action_distribution(obs), first.action_distribution(obs))
     np.testing.assert_array_equal(resumed.explain(obs)["exploration"], first.explain(obs)["exploration"])
+
+
+def test_a_model_checkpoint_given_to_load_policy_says_to_use_load_model(tmp_path):
+    # used to be "unsupported policy checkpoint format 'banditrec-model'"
+    from banditrec.models import build_model, save_model
+
+    path = save_model(build_model("mlp", 3, 2, (4,), seed=0), tmp_path / "model.pt")
+    with pytest.raises(ValueError) as info:
+        load_policy(make_policy("LinUCB", seed=0), path)
+    assert str(info.value) == (
+        f"{path}: this is a model checkpoint (written by save_model), not a policy checkpoint; "
+        "load it with banditrec.models.load_model"
+    )
+
+
+def test_a_checkpoint_missing_an_entry_names_it(tmp_path):
+    # torch reads such files fine; they used to fail with a bare KeyError: 'rng' (or 'buffer',
+    # raised inside the neural estimator's load_state_dict).
+    import torch
+
+    policy = make_policy("NeuralLinear", hidden=(4,), train_every=8, train_steps=2, seed=5)
+    _play(policy, _env(), 9)
+    save_policy(policy, tmp_path / "full.pt")
+    state = torch.load(tmp_path / "full.pt", weights_only=True)
+    torch.save({k: v for k, v in state.items() if k != "rng"}, tmp_path / "no_rng.pt")
+    estimator = {k: v for k, v in state["estimator"]["__state_dict__"].items() if k != "buffer"}
+    torch.save(dict(state, estimator={"__state_dict__": estimator}), tmp_path / "no_buffer.pt")
+
+    def fresh():
+        return make_policy("NeuralLinear", hidden=(4,), train_every=8, train_steps=2, seed=5)
+
+    with pytest.raises(ValueError) as info:
+        load_policy(fresh(), tmp_path / "no_rng.pt")
+    assert str(info.value) == (
+        f"{tmp_path / 'no_rng.pt'}: the checkpoint lacks the entry 'rng' (damaged, or written by something else)"
+    )
+    with pytest.raises(ValueError) as info:
+        load_policy(fresh(), tmp_path / "no_buffer.pt")
+    assert str(info.value) == (
+        f"{tmp_path / 'no_buffer.pt'}: the checkpoint's estimator state lacks the entry 'buffer' "
+        "(damaged, or written by something else)"
+    )
+    load_policy(fresh(), tmp_path / "full.pt")  # the complete file loads
