@@ -452,7 +452,10 @@ class NeuralEstimator:
         :func:`banditrec.models.build_model`), or a module called as
         ``model(user (B, d_u), items (B, K, d_i), item_ids (B, K), user_ids (B,)) -> (B, K)``,
         which is trained in place (it must also have ``embed(...) -> (B, K, h)`` for
-        ``uncertainty="last_layer"``).
+        ``uncertainty="last_layer"``). A pretrained module carries its features; a last-layer
+        head still starts empty (posterior mean 0), so feed it the logs too
+        (``policy.update(logs.observation(), logs.actions, logs.rewards)``). A module pretrained
+        by :func:`banditrec.models.pretrain` records its loss, which ``loss`` must match.
     hidden : int or sequence of int
         Hidden layer sizes of a built-in model.
     model_options : dict or None
@@ -530,6 +533,14 @@ class NeuralEstimator:
             raise TypeError(f"model_options must be a dict or None, got {type(model_options).__name__}")
         if isinstance(model, str):  # a typo fails when the policy is made, not at its first batch
             check_model_options(model, model_options or {})
+        pretrained_loss = getattr(model, "banditrec_loss", None)  # set by banditrec.models.pretrain
+        if pretrained_loss is not None and pretrained_loss != loss:
+            raise ValueError(
+                f"the model was pretrained with loss={pretrained_loss!r} and this policy has loss={loss!r}: "
+                + ("it would read the model's logits as rewards" if pretrained_loss == "bce" else
+                   "it would pass the model's reward predictions through a sigmoid")
+                + f"; pass loss={pretrained_loss!r} (or pretrain with loss={loss!r})"
+            )
         if uncertainty not in UNCERTAINTIES:
             raise ValueError(f"uncertainty must be one of {UNCERTAINTIES}, got {uncertainty!r}")
         if head not in HEADS:
@@ -574,7 +585,11 @@ class NeuralEstimator:
     def get_params(self) -> dict[str, Any]:
         params = {k: v for k, v in vars(self).items() if not k.endswith("_") and not k.startswith("_")}
         if isinstance(params["model"], nn.Module):
+            # its class; hidden and model_options build a built-in model only, so a checkpoint is
+            # not refused for them (two modules of one class with the same parameter shapes but
+            # another forward pass cannot be told apart from a state)
             params["model"] = type(params["model"]).__name__
+            del params["hidden"], params["model_options"]
         params["training"] = asdict(self.training)
         params["device"] = str(self.device)
         params.pop("seed")

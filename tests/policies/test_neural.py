@@ -580,3 +580,23 @@ def test_linear_policies_take_initial_pulls_too(name):
     np.testing.assert_array_equal(decision.propensities, 1.0)
     np.testing.assert_array_equal(explained[np.arange(4), decision.actions], 1.0)
     np.testing.assert_array_equal(explained.sum(axis=1), 1.0)
+
+
+def test_a_checkpoint_of_a_policy_on_a_module_is_not_refused_for_built_in_model_settings(tmp_path):
+    # hidden and model_options build a built-in model only; with a module given they are unused,
+    # yet a checkpoint saved with the default hidden=(64,) was refused by a policy written with
+    # hidden=(16,): "hidden: [64] vs [16]".
+    from banditrec.models import MLPScorer
+    from banditrec.policies import NeuralEpsilonGreedy, load_policy, save_policy
+
+    env = make_vector_env("banditrec/Linear-v0", num_envs=4, n_items=6, context_dim=3)
+    env.reset(seed=0)
+    obs = env.observation
+    d_u, d_i = obs.user_features.shape[1], obs.item_features.shape[2]
+    policy = NeuralEpsilonGreedy(model=MLPScorer(d_u, d_i, hidden=(16,), seed=0), seed=0)
+    actions, _ = policy.act(obs)
+    policy.update(obs, actions, np.ones(4))
+    save_policy(policy, tmp_path / "p.pt")
+    other = NeuralEpsilonGreedy(model=MLPScorer(d_u, d_i, hidden=(16,), seed=1), hidden=(16,), seed=0)
+    resumed = load_policy(other, tmp_path / "p.pt")
+    np.testing.assert_array_equal(resumed.act(obs).actions, policy.act(obs).actions)
