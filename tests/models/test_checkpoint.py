@@ -1,6 +1,7 @@
 """Checkpoints round-trip and refuse a different architecture with a message that names the misfit."""
 
 import os
+import zipfile
 
 import pytest
 import torch
@@ -159,7 +160,37 @@ def test_the_pretraining_loss_survives_a_round_trip_and_a_file_without_tensors_i
     assert not hasattr(load_model(MLPScorer(4, 4, hidden=(8,)), save_model(MLPScorer(4, 4, hidden=(8,)), tmp_path / "c.pt")),
                        "banditrec_loss")
     payload = torch.load(tmp_path / "a.pt", weights_only=True)
-    del payload["state_dict"]
+    del payload["state_dict"], payload["_sha256"]  # written by something else: no digest to fail first
     torch.save(payload, tmp_path / "b.pt")
     with pytest.raises(ValueError, match="lacks its tensors"):
         load_model(MLPScorer(4, 4, hidden=(8,)), tmp_path / "b.pt")
+
+
+def test_a_flipped_byte_in_the_archive_directory_is_refused_not_loaded_as_garbage(tmp_path):
+    # The archive's CRCs cover its entries' bytes, not its central directory: flipping the
+    # external-attributes byte of a tensor's record loaded that tensor from uninitialised memory
+    # (weights of 1e34) with every CRC intact. The checkpoint's digest of its contents catches it.
+    model = build_model("mlp", 3, 4, hidden=(8,), seed=0)
+    raw = save_model(model, tmp_path / "m.pt").read_bytes()
+    with zipfile.ZipFile(tmp_path / "m.pt") as archive:
+        names = [info.filename for info in archive.infolist()]
+    refused = 0
+    start = raw.find(b"PK\x01\x02")
+    for name in names:
+        if "/data/" not in name:
+            continue
+        record = raw.find(b"PK\x01\x02", start)
+        while raw[record + 46: record + 46 + len(name)] != name.encode():
+            record = raw.find(b"PK\x01\x02", record + 4)
+        damaged = bytearray(raw)
+        damaged[record + 38] ^= 0xFF
+        (tmp_path / "f.pt").write_bytes(bytes(damaged))
+        fresh = build_model("mlp", 3, 4, hidden=(8,), seed=1)
+        try:
+            load_model(fresh, tmp_path / "f.pt")
+        except ValueError:
+            refused += 1
+            continue
+        for key, value in model.state_dict().items():  # loaded: then it must be the saved weights
+            torch.testing.assert_close(fresh.state_dict()[key], value, rtol=0, atol=0)
+    assert refused >= 1
