@@ -147,6 +147,14 @@ def main() -> None:
                              "runs once (~10 min per δ)")
     parser.add_argument("--skip-space-bandits", action="store_true")
     args = parser.parse_args()
+    if not args.skip_space_bandits:
+        try:  # before any row runs, not after the first δ's Uniform row
+            import space_bandits  # noqa: F401
+        except ImportError:
+            parser.error("space-bandits is not installed: pip install space-bandits (GPL, not a banditrec "
+                         "dependency), or pass --skip-space-bandits to time banditrec alone")
+    if args.contexts < 1 or args.repeats < 1 or args.batch < 1 or args.n_mc < 1:
+        parser.error("--contexts, --repeats, --batch and --n-mc must be >= 1")
     torch.set_num_threads(1)
     threadpool_limits(1)  # numpy's BLAS too: on a shared 2-core box its threads oversubscribe
     # torch imports its compiler stack (~3 s, once per process) when the first optimizer is built:

@@ -57,3 +57,14 @@ def test_from_runs_refuses_to_divide_regrets_of_different_horizons(tmp_path):
     done = subprocess.run(cmd, check=False, capture_output=True, text=True, timeout=300)
     assert done.returncode != 0
     assert "ran another number of contexts than Uniform's" in done.stderr and "200 against 4,000" in done.stderr
+
+
+def test_from_runs_without_runs_and_out_of_range_arguments_are_one_line(tmp_path):
+    # --from-runs over an empty folder was a pandas traceback ("No objects to concatenate"), and
+    # --deltas 1.5 or --jobs 0 a traceback from inside the worker pool.
+    cases = [(["--from-runs"], "no finished runs under"),
+             (["--deltas", "1.5", "--jobs", "0"], "δ must lie in (0, 1) and counts be >= 1; got --deltas 1.5, --jobs 0")]
+    for extra, message in cases:
+        cmd = [sys.executable, str(SCRIPT), "--out", str(tmp_path / "none"), "--plot", "", *extra]
+        done = subprocess.run(cmd, check=False, capture_output=True, text=True, timeout=300)
+        assert done.returncode != 0 and message in done.stderr and "Traceback" not in done.stderr, done.stderr

@@ -17,7 +17,7 @@ target, written to ``OUT/validation.csv`` (every replication) and ``OUT/summary*
 ``OUT/coverage.png``. Run from the repository root::
 
     python experiments/ope/validate.py --worlds linear --replications 60 --jobs 2
-    python experiments/ope/validate.py --worlds movielens --replications 50 --jobs 2
+    python experiments/ope/validate.py --worlds movielens --replications 60 --jobs 2
 """
 
 from __future__ import annotations
@@ -155,7 +155,15 @@ def parse_args() -> Args:
             parser.add_argument(f"--{f.name.replace('_', '-')}", dest=f.name, action="store_true")
         else:
             parser.add_argument(f"--{f.name.replace('_', '-')}", dest=f.name, type=type(default), default=default)
-    return Args(**{k: tuple(v) if isinstance(v, list) else v for k, v in vars(parser.parse_args()).items()})
+    args = Args(**{k: tuple(v) if isinstance(v, list) else v for k, v in vars(parser.parse_args()).items()})
+    counts = [f"--{name.replace('_', '-')} {getattr(args, name)}" for name in
+              ("replications", "n_rounds", "batch_size", "n_pretrain", "n_truth", "n_bootstrap", "jobs")
+              if getattr(args, name) < 1]
+    if counts:
+        parser.error(f"counts must be >= 1; got {', '.join(counts)}")
+    if not 0 <= args.train_fraction < 1 or not 0 < args.alpha < 1:
+        parser.error(f"--train-fraction must lie in [0, 1) and --alpha in (0, 1); got {args.train_fraction}, {args.alpha}")
+    return args
 
 
 def log_of(world: EnvironmentSpec, logger: PolicySpec, n_rounds: int, batch_size: int, seed: int):

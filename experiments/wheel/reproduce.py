@@ -219,6 +219,12 @@ def parse_args() -> Args:
     unknown = set(args.rows) - set(ROWS)
     if unknown:
         parser.error(f"unknown row(s) {sorted(unknown)}; choose among {list(ROWS)}")
+    out_of_range = [f"--deltas {d}" for d in args.deltas if not 0 < d < 1]
+    out_of_range += [f"--{name.replace('_', '-')} {getattr(args, name)}" for name in
+                     ("horizon", "batch_size", "cheap_seeds", "neural_seeds", "jobs") if getattr(args, name) < 1]
+    out_of_range += [f"--row-seeds {item}" for item in args.row_seeds if int(item.split("=")[1]) < 1]
+    if out_of_range:
+        parser.error(f"δ must lie in (0, 1) and counts be >= 1; got {', '.join(out_of_range)}")
     if "Uniform" not in args.rows:
         args.rows = ["Uniform", *args.rows]  # the denominator
     return args
@@ -250,14 +256,18 @@ def main() -> None:
                 finals.append(final_rows(delta, row, results))
                 print(f"[{time.perf_counter() - start:7.0f}s] δ={delta} {row}: {wall:.0f}s, "
                       f"cumulative regret {finals[-1].cumulative_regret.mean():,.0f}", flush=True)
+    if not finals:  # --from-runs over folders that hold no finished run
+        raise SystemExit(f"no finished runs under {args.out} for δ {args.deltas}: run without --from-runs first")
     finals = pd.concat(finals, ignore_index=True)
 
     # Normalise each trial by Uniform's regret on the same δ and seed (the same contexts).
     uniform = finals[finals.row == "Uniform"].set_index(["delta", "seed"])["cumulative_regret"]
     missing = sorted(set(zip(finals.delta, finals.seed)) - set(uniform.index))
     if missing:
+        deltas = " ".join(str(d) for d in sorted({d for d, _ in missing}))
         raise SystemExit(f"Uniform has no trial for (δ, seed) {missing}, which other rows have; run Uniform "
-                         f"on those seeds first (e.g. --rows Uniform --cheap-seeds {max(s for _, s in missing) + 1})")
+                         f"on those seeds first (e.g. --rows Uniform --cheap-seeds {max(s for _, s in missing) + 1} "
+                         f"--deltas {deltas} --out {args.out} --horizon {args.horizon} --batch-size {args.batch_size})")
     # Saved runs may come from other --horizon values: a trial is normalised only by Uniform's
     # over the same contexts.
     uniform_contexts = finals[finals.row == "Uniform"].set_index(["delta", "seed"])["contexts"]
@@ -292,7 +302,8 @@ def main() -> None:
     published = [f"{PUBLISHED_NEURAL_LINEAR[d][0]:.2f} ± {PUBLISHED_NEURAL_LINEAR[d][1]:.2f}"
                  if d in PUBLISHED_NEURAL_LINEAR else "—" for d in args.deltas]
     print("| NeuralLinear (published) | " + " | ".join(published) + " |")
-    print(f"\nwall time {time.perf_counter() - start:.0f}s with {args.jobs} worker(s)")
+    if not args.from_runs:
+        print(f"\nwall time {time.perf_counter() - start:.0f}s with {args.jobs} worker(s)")
 
     if args.plot:
         import matplotlib
