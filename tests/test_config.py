@@ -245,3 +245,28 @@ def test_a_list_for_a_table_parameter_is_reported_as_written():
     grid = _with("policies", "neural", {"type": "NeuralLinear", "model": "multi_output",
                                         "model_options": [{"n_items": 5}, {"n_items": 6}]})
     assert len(ExperimentConfig.from_dict(grid).policies) == 2 + 2
+
+
+def test_num_threads_zero_in_a_config_leaves_torchs_setting():
+    # TOML has no null, so num_threads = None could not be written in a config; 0 now means it.
+    import torch
+
+    from banditrec.policies import make_policy
+
+    config = ExperimentConfig.from_dict({
+        "experiment": {"name": "threads", "horizon": 20, "batch_size": 4, "seeds": 1},
+        "environment": {"id": "banditrec/Linear-v0", "n_items": 5, "context_dim": 3},
+        "policies": {"eg": {"type": "NeuralEpsilonGreedy", "num_threads": 0, "hidden": [[4]]}},
+    })
+    spec = config.policies[0]
+    policy = make_policy(spec.type, seed=0, **dict(spec.params))
+    assert policy.estimator.num_threads == 0
+    before = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        from banditrec.runner import run_trial
+
+        run_trial(config, spec, seed=0)
+        assert torch.get_num_threads() == 2
+    finally:
+        torch.set_num_threads(before)

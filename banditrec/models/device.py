@@ -58,16 +58,17 @@ def resolve_device(device: str | torch.device = "auto") -> torch.device:
 
 @contextmanager
 def torch_threads(n: int | None) -> Iterator[None]:
-    """Run torch's CPU ops on ``n`` threads inside the block, then restore the setting (None: leave it).
+    """Run torch's CPU ops on ``n`` threads inside the block, then restore the setting (None, or 0
+    as a TOML file can write it: leave it).
 
     Small networks run fastest on one thread: several threads spin-wait for each other, which on
     a busy machine can make a step ten times slower; one thread also sums in one order everywhere.
     The setting is process-wide, so other Python threads running torch meanwhile share it.
     """
-    if n is not None and (not isinstance(n, int) or isinstance(n, bool) or n < 1):
-        raise ValueError(f"num_threads must be a positive int or None, got {n!r}")
+    if n is not None and (not isinstance(n, int) or isinstance(n, bool) or n < 0):
+        raise ValueError(f"num_threads must be a positive int, or 0 or None to leave torch's setting, got {n!r}")
     previous = torch.get_num_threads()
-    if n is None or n == previous:
+    if not n or n == previous:
         yield
         return
     torch.set_num_threads(n)

@@ -496,7 +496,8 @@ class NeuralEstimator:
         accelerator, host on the CPU (so CPU runs keep their numbers).
     num_threads : int or None
         Torch CPU threads used inside this estimator's calls (the global setting is restored
-        after each call); None leaves torch's setting. One suits the small default networks.
+        after each call); None, or 0 (what a TOML config can write), leaves torch's setting. One
+        suits the small default networks.
     seed : int, SeedSequence, Generator or None
         The network's initialisation and the minibatch draws.
     """
@@ -572,9 +573,9 @@ class NeuralEstimator:
         if decide_on not in DECIDE_ON:
             raise ValueError(f"decide_on must be one of {DECIDE_ON}, got {decide_on!r}")
         if num_threads is not None and (
-            not isinstance(num_threads, int) or isinstance(num_threads, bool) or num_threads < 1
+            not isinstance(num_threads, int) or isinstance(num_threads, bool) or num_threads < 0
         ):
-            raise ValueError(f"num_threads must be a positive int or None, got {num_threads!r}")
+            raise ValueError(f"num_threads must be a positive int, or 0 or None to leave torch's setting, got {num_threads!r}")
         self.model, self.hidden, self.model_options = model, hidden, dict(model_options or {})
         self.uncertainty, self.head, self.loss, self.training = uncertainty, head, loss, training
         self.lam, self.posterior = float(lam), posterior

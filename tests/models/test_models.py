@@ -148,7 +148,15 @@ def test_torch_threads_scopes_the_setting():
     assert torch.get_num_threads() == before
     with torch_threads(None):
         assert torch.get_num_threads() == before
-    with pytest.raises(ValueError, match="num_threads must be a positive int or None, got 0"), torch_threads(0):
+    # 0 is None as a TOML config can write it (TOML has no null): torch's setting is left alone
+    torch.set_num_threads(2)
+    try:
+        with torch_threads(0):
+            assert torch.get_num_threads() == 2
+    finally:
+        torch.set_num_threads(before)
+    with pytest.raises(ValueError, match=r"num_threads must be a positive int, or 0 or None to leave torch's "
+                                         r"setting, got -1"), torch_threads(-1):
         pass
 
 
