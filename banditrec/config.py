@@ -266,22 +266,20 @@ def _expand_grid(
     for key, values in grid.items():
         if not values:
             raise ConfigError(f"{source}: [policies.{name}] {key} = [] is an empty grid; give at least one value")
-    tables = _table_parameters(type_) if grid else set()
-    listed = [k for k in grid if k in tables and not all(isinstance(v, Mapping) for v in grid[k])]
-    if listed:
-        key = listed[0]
-        raise ConfigError(
-            f"{source}: [policies.{name}] {key} takes a table, got {key} = {grid[key]!r}: write "
-            f"{key} = {{name = value}} for one value, or a list of tables for a grid"
-        )
-    sequences = _sequence_parameters(type_) if grid else set()
-    flat = [k for k in grid if k in sequences and not all(isinstance(v, list) for v in grid[k])]
-    if flat:
-        key = flat[0]
-        raise ConfigError(
-            f"{source}: [policies.{name}] {key} takes a list: write {key} = [{grid[key]}] for one value, "
-            f"or a list of lists such as {key} = [[16], [32]] for a grid"
-        )
+    # A parameter that takes a table or a list has a grid of tables or of lists; anything else in
+    # its list is a mistake, named as written rather than refused value by value.
+    shaped = [
+        (_table_parameters, Mapping, ("takes a table, got {key} = {value!r}: write {key} = {{name = value}} "
+                                     "for one value, or a list of tables for a grid")),
+        (_sequence_parameters, list, ("takes a list: write {key} = [{value}] for one value, or a list of "
+                                     "lists such as {key} = [[16], [32]] for a grid")),
+    ] if grid else []
+    for parameters, kind, message in shaped:
+        known = parameters(type_)
+        wrong = [k for k in grid if k in known and not all(isinstance(v, kind) for v in grid[k])]
+        if wrong:
+            key = wrong[0]
+            raise ConfigError(f"{source}: [policies.{name}] {key} " + message.format(key=key, value=grid[key]))
     if not grid:
         return [PolicySpec(name, type_, params)]
     size = math.prod(len(values) for values in grid.values())
