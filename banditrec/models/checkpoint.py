@@ -14,7 +14,7 @@ from torch import nn
 
 __all__ = ["check_state_compatible", "load_model", "read_checkpoint", "save_model", "write_checkpoint"]
 
-_FORMAT = "banditrec-model"
+MODEL_FORMAT = "banditrec-model"  # the "format" entry of a save_model file (load_policy names it)
 _VERSION = 1
 
 
@@ -28,7 +28,7 @@ def save_model(model: nn.Module, path: str | os.PathLike) -> Path:
         raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
     path = Path(path)
     payload = {
-        "format": _FORMAT,
+        "format": MODEL_FORMAT,
         "version": _VERSION,
         "class": f"{type(model).__module__}.{type(model).__qualname__}",
         "config": dict(getattr(model, "config", {}) or {}),
@@ -187,7 +187,7 @@ def load_model(
             f"{str(path)!r} is a policy checkpoint (written by save_policy), not a model checkpoint; "
             "load it with banditrec.policies.load_policy"
         )
-    if not isinstance(payload, dict) or payload.get("format") != _FORMAT:
+    if not isinstance(payload, dict) or payload.get("format") != MODEL_FORMAT:
         raise ValueError(f"{str(path)!r} is not a banditrec model checkpoint (written by save_model)")
     if payload.get("version", 0) > _VERSION:
         raise ValueError(

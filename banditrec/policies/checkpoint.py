@@ -21,8 +21,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from banditrec.models.checkpoint import _FORMAT as MODEL_FORMAT
-from banditrec.models.checkpoint import read_checkpoint, write_checkpoint
+from banditrec.models.checkpoint import MODEL_FORMAT, read_checkpoint, write_checkpoint
 from banditrec.policies.base import Policy
 
 __all__ = ["load_policy", "load_policy_state", "policy_state", "save_policy"]
