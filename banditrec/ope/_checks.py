@@ -76,7 +76,18 @@ def as_int_array(value: Any, name: str, ndim: int | None = None, shape_hint: str
             )
     elif array.dtype.kind not in "iu":
         raise TypeError(f"{name} must hold integers, got dtype {array.dtype}")
+    # The cast wraps (uint64 2**64 - 1 became -1) or saturates (1e20 became -2**63), and the
+    # range checks after it then quoted a value the caller never passed.
+    if array.dtype.kind == "u":
+        huge = array > np.iinfo(np.int64).max
+    elif array.dtype.kind == "f":
+        huge = np.abs(array) >= 2.0**63
+    else:
+        huge = np.zeros(array.shape, dtype=bool)
     _check_ndim(array, name, ndim, shape_hint)
+    if huge.any():
+        where = describe_bad(huge, array) if array.ndim else f"value {array.item()!r}"
+        raise ValueError(f"{name} must fit in a 64-bit signed integer; too large in {where}")
     return array.astype(np.int64, copy=False)
 
 

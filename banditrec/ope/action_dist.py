@@ -70,7 +70,7 @@ def at_logged_positions(table: np.ndarray, feedback: LoggedFeedback, name: str) 
             f"{name} has shape {table.shape} with {table.shape[2]} positions, but the log has no "
             "positions to pick each round's values; pass shape (n, K)"
         )
-    if feedback.positions.max() >= table.shape[2]:
+    if feedback.positions.size and feedback.positions.max() >= table.shape[2]:
         raise ValueError(
             f"{name} covers {table.shape[2]} positions but the log has position {int(feedback.positions.max())}"
         )

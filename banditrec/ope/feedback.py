@@ -103,7 +103,8 @@ class LoggedFeedback:
         Simulator ground truth E[r | x, candidate]; NaN where unknown (real logs).
     logging_action_dist : ndarray, shape (n, K), float64, optional
         Logging policy's full distribution over the candidate slots, when known. It must agree
-        with ``propensities`` at the logged actions.
+        with ``propensities`` at the logged actions, to a relative 1e-6 (the importance weight is
+        their inverse, so a small propensity must be matched as closely as a large one).
     metadata : dict
         JSON-serialisable notes, e.g. ``{"source": "obd/random/all", "policy": "uniform"}``.
     """
@@ -226,12 +227,15 @@ class LoggedFeedback:
             logging = as_float_array(self.logging_action_dist, "logging_action_dist", 2, "with shape (n, K)")
             require_shape(logging, "logging_action_dist", (n, k), ref)
             check_distribution(logging, mask, "logging_action_dist")
-            gap = np.abs(logging[np.arange(n), actions] - propensities) > SUM_TOL
+            chosen = logging[np.arange(n), actions]
+            # Relative, not absolute: the weight is 1 / propensity, so 5e-7 against 1e-8 (within an
+            # absolute 1e-6) is a weight 50 times too small.
+            gap = np.abs(chosen - propensities) > SUM_TOL * np.maximum(chosen, propensities)
             if gap.any():
                 raise ValueError(
-                    f"propensities disagree with logging_action_dist at the logged actions in "
-                    f"{describe_bad(gap, propensities)} vs logging_action_dist "
-                    f"{logging[np.argmax(gap), actions[np.argmax(gap)]]!r}"
+                    f"propensities disagree with logging_action_dist at the logged actions (relative "
+                    f"tolerance {SUM_TOL:g}) in {describe_bad(gap, propensities)} vs logging_action_dist "
+                    f"{float(chosen[np.argmax(gap)]):.10g}"
                 )
 
         if not isinstance(self.metadata, Mapping):
@@ -579,8 +583,9 @@ class LoggedFeedback:
         bandit_feedback : mapping
             Needs ``n_rounds``, ``n_actions``, ``action``, ``reward``, ``pscore``; uses
             ``position``, ``context``, ``action_context``, ``expected_reward`` (n, n_actions) and
-            ``pi_b`` (n, n_actions[, len_list]) when present. Other keys are listed in
-            ``metadata["obp_ignored_keys"]``.
+            ``pi_b`` (n, n_actions[, len_list]) when present; a table with len_list > 1 needs
+            ``position`` and keeps each round's own position. ``action_context`` has one row per
+            action, (n_actions, d_i). Other keys are listed in ``metadata["obp_ignored_keys"]``.
         metadata : dict, optional
             Stored on the result (``{"source": "obp"}`` by default).
         """
@@ -590,6 +595,9 @@ class LoggedFeedback:
         if missing:
             raise KeyError(f"bandit_feedback lacks keys {sorted(missing)}; got {sorted(bandit_feedback)}")
         bf = bandit_feedback
+        for key in ("n_rounds", "n_actions"):  # int() read 4.7 as 4 and "4" as 4
+            if isinstance(bf[key], bool) or not isinstance(bf[key], (int, np.integer)) or bf[key] < 0:
+                raise ValueError(f"bandit_feedback[{key!r}] must be a non-negative integer, got {bf[key]!r}")
         n, k = int(bf["n_rounds"]), int(bf["n_actions"])
         actions = as_int_array(bf["action"], "bandit_feedback['action']", 1)
         if actions.shape[0] != n:
@@ -599,26 +607,38 @@ class LoggedFeedback:
             if bf.get("position") is None
             else as_int_array(bf["position"], "bandit_feedback['position']", 1)
         )
+        if positions is not None and positions.shape[0] != n:
+            raise ValueError(f"bandit_feedback['position'] has {positions.shape[0]} rows but n_rounds is {n}")
 
         def at_position(value: Any, name: str) -> np.ndarray:
-            array = as_float_array(value, f"bandit_feedback[{name!r}]")
+            label = f"bandit_feedback[{name!r}]"
+            array = as_float_array(value, label)
             if array.ndim == 3 and array.shape[2] == 1:
                 array = array[:, :, 0]
             elif array.ndim == 3:  # OBP's (n, n_actions, len_list): keep each round's own position
-                pos = positions if positions is not None else np.zeros(array.shape[0], dtype=np.int64)
-                array = array[np.arange(array.shape[0]), :, pos]
+                require_shape(array, label, (n, k, None), f"n_rounds={n}, n_actions={k}")
+                # numpy's IndexError, or position 0 for every round, said nothing about which key
+                if positions is None:
+                    raise ValueError(
+                        f"{label} has shape {array.shape} with {array.shape[2]} positions, but "
+                        "bandit_feedback['position'] is missing to pick each round's values"
+                    )
+                if positions.size and not 0 <= positions.min() <= positions.max() < array.shape[2]:
+                    raise ValueError(
+                        f"{label} covers positions 0 to {array.shape[2] - 1} but bandit_feedback['position'] "
+                        f"holds {int(positions.min() if positions.min() < 0 else positions.max())}"
+                    )
+                array = array[np.arange(n), :, positions]
             return array
 
         context = bf.get("context")
         action_context = bf.get("action_context")
-        item_features = (
-            np.zeros((n, k, 0))
-            if action_context is None
-            else np.broadcast_to(
-                as_float_array(action_context, "bandit_feedback['action_context']", 2)[None],
-                (n, k, np.shape(action_context)[1]),
-            )
-        )
+        if action_context is None:
+            item_features = np.zeros((n, k, 0))
+        else:  # one row per action; numpy's broadcast error named neither the key nor n_actions
+            action_context = as_float_array(action_context, "bandit_feedback['action_context']", 2)
+            require_shape(action_context, "bandit_feedback['action_context']", (k, None), f"n_actions={k}")
+            item_features = np.broadcast_to(action_context[None], (n, k, action_context.shape[1]))
         meta = {"source": "obp"} if metadata is None else dict(metadata)
         ignored = sorted(set(bf) - _OBP_KEYS)
         if ignored:

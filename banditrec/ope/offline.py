@@ -137,6 +137,8 @@ def true_policy_value(feedback: LoggedFeedback, action_dist: Any) -> float:
     """
     if not isinstance(feedback, LoggedFeedback):
         raise TypeError(f"feedback must be a LoggedFeedback, got {type(feedback).__name__}")
+    if feedback.n_rounds == 0:  # the mean over no rounds was NaN, returned with numpy's warnings
+        raise ValueError("feedback has no rounds; a policy's value on it is undefined")
     q = feedback.expected_rewards
     if q is None or not (np.isfinite(q) | ~feedback.mask).all():
         raise ValueError(

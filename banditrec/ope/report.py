@@ -71,6 +71,8 @@ def compare_policies(
     """
     if not isinstance(feedback, LoggedFeedback):
         raise TypeError(f"feedback must be a LoggedFeedback, got {type(feedback).__name__}")
+    if feedback.n_rounds == 0:  # said before the reward model's n_folds check words it as a fold count
+        raise ValueError("feedback has no rounds; nothing to estimate")
     if not isinstance(policies, Mapping) or not policies:
         raise ValueError(f"policies must be a non-empty dict of name -> policy, got {policies!r:.80}")
     if isinstance(estimators, BaseEstimator):

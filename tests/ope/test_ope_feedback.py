@@ -212,6 +212,46 @@ def test_obp_round_trip_with_synthetic_keys():
     np.testing.assert_allclose(back["expected_reward"], bf["expected_reward"])
 
 
+def test_obp_per_position_tables_pick_each_rounds_own_position():
+    bf = obd_like()
+    per_position = np.random.default_rng(2).dirichlet(np.ones(6), size=3)  # (L=3, n_actions)
+    bf["pi_b"] = np.broadcast_to(per_position.T[None], (40, 6, 3))
+    bf["pscore"] = per_position[bf["position"], bf["action"]]
+    fb = LoggedFeedback.from_obp_bandit_feedback(bf)
+    np.testing.assert_array_equal(fb.positions, bf["position"])
+    np.testing.assert_allclose(fb.logging_action_dist, per_position[bf["position"]])
+
+
+def _bad_obp(**changes):
+    bf = obd_like()
+    bf["pi_b"] = np.full((40, 6, 3), 1.0 / 6.0)
+    bf.update(changes)
+    return bf
+
+
+@pytest.mark.parametrize(
+    "bf, error, match",
+    [
+        # each of these was a numpy IndexError/broadcast error naming no key, or a silent guess
+        (_bad_obp(pi_b=np.full((40, 6, 2), 1.0 / 6.0), position=np.r_[np.zeros(39, int), 2]), ValueError,
+         r"^bandit_feedback\['pi_b'\] covers positions 0 to 1 but bandit_feedback\['position'\] holds 2$"),
+        (_bad_obp(position=np.zeros(10, int)), ValueError,
+         r"^bandit_feedback\['position'\] has 10 rows but n_rounds is 40$"),
+        (_bad_obp(position=None), ValueError,  # was position 0 for every round, silently
+         r"^bandit_feedback\['pi_b'\] has shape \(40, 6, 3\) with 3 positions, but .*'position'\] is missing"),
+        (_bad_obp(action_context=np.zeros((4, 2))), ValueError,
+         r"^bandit_feedback\['action_context'\] has shape \(4, 2\), expected \(6, \?\) to agree with n_actions=6$"),
+        (_bad_obp(n_rounds=40.7), ValueError,  # int() made it 40
+         r"^bandit_feedback\['n_rounds'\] must be a non-negative integer, got 40\.7$"),
+        (_bad_obp(n_actions="6"), ValueError, r"^bandit_feedback\['n_actions'\] must be a non-negative integer, got '6'$"),
+    ],
+    ids=["position-beyond-table", "short-position", "no-position", "action-context-rows", "float-n", "str-k"],
+)
+def test_bad_obp_dicts_are_refused_naming_the_key(bf, error, match):
+    with pytest.raises(error, match=match):
+        LoggedFeedback.from_obp_bandit_feedback(bf)
+
+
 def test_feedback_to_obp_and_back_on_a_full_catalogue(world):
     fb, _ = world.sample(30, seed=5)
     back = LoggedFeedback.from_obp_bandit_feedback(fb.to_obp_bandit_feedback())

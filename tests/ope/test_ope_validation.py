@@ -16,6 +16,8 @@ from banditrec.ope import (
     UndefinedEstimateError,
     compare_policies,
     plot_comparison,
+    true_policy_value,
+    validate_action_dist,
 )
 
 N, K = 5, 3
@@ -137,11 +139,35 @@ def test_logging_dist_must_agree_with_propensities():
     assert good.logging_action_dist is not None
 
 
+def test_a_small_propensity_must_agree_with_logging_action_dist_relatively():
+    # 5e-7 against 1e-8 passed an absolute tolerance of 1e-6: every weight on that round 50 times
+    # too small, with no error.
+    dist = np.tile([1e-8, 0.5, 0.5 - 1e-8], (N, 1))
+    dist[4] = [1e-8, 1 - 1e-8, 0.0]
+    actions = np.array([0, 1, 2, 0, 1])
+    propensities = dist[np.arange(N), actions]
+    propensities[3] = 5e-7
+    with pytest.raises(
+        ValueError,
+        match=r"propensities disagree with logging_action_dist.*first at index 3 \(value 5e-07\) "
+        r"vs logging_action_dist 1e-08$",
+    ):
+        LoggedFeedback(**log_kwargs(logging_action_dist=dist, propensities=propensities))
+    # within the relative tolerance (float32 rounding of the same number) is accepted
+    propensities[3] = np.float32(1e-8)
+    assert LoggedFeedback(**log_kwargs(logging_action_dist=dist, propensities=propensities)).n_rounds == N
+
+
 @pytest.mark.parametrize(
     "value, error, match",
     [
         (np.array([0.0, 1.5, 2.0, 0.0, 1.0]), TypeError, r"actions must hold integers.*first at index 1"),
         (np.array(["a", "b", "c", "d", "e"]), TypeError, r"actions must hold integers, got dtype <U1"),
+        # the int64 cast wrapped these, and the range check quoted -1 and -9223372036854775808
+        (np.array([0, 1, 2**64 - 1, 0, 1], dtype=np.uint64), ValueError,
+         r"actions must fit in a 64-bit signed integer; too large in .*index 2 \(value 18446744073709551615\)"),
+        (np.array([0.0, 1.0, 1e20, 0.0, 1.0]), ValueError,
+         r"actions must fit in a 64-bit signed integer; too large in 1 row\(s\), first at index 2 \(value 1e\+20\)"),
     ],
 )
 def test_non_integer_actions(value, error, match):
@@ -267,6 +293,19 @@ def test_bad_interval_arguments():
     for method in ("bootstrap", "normal"):  # the bootstrap used to return a zero-width interval
         with pytest.raises(ValueError, match=rf"a {method} interval needs at least 2 rounds, got 1"):
             IPS().estimate_interval(one, uniform_dist()[:1], method=method)
+
+
+def test_an_empty_log_is_refused_in_one_line_by_every_entry_point():
+    empty = LoggedFeedback(**{k: v[:0] for k, v in log_kwargs(expected_rewards=np.zeros((N, K))).items()})
+    # true_policy_value returned NaN (with numpy's "Mean of empty slice" warning)
+    with pytest.raises(ValueError, match=r"^feedback has no rounds; a policy's value on it is undefined$"):
+        true_policy_value(empty, np.zeros((0, K)))
+    # compare_policies said "n_folds must be an integer in [1, n_rounds=0], got 5"
+    with pytest.raises(ValueError, match=r"^feedback has no rounds; nothing to estimate$"):
+        compare_policies(empty, {"uniform": np.zeros((0, K))})
+    # an (n, K, L) table on a log with positions failed with numpy's "zero-size array to reduction"
+    with_positions = LoggedFeedback(**{k: v[:0] for k, v in log_kwargs(positions=np.zeros(N, int)).items()})
+    assert validate_action_dist(np.zeros((0, K, 2)), with_positions).shape == (0, K)
 
 
 def test_estimators_need_a_logged_feedback():
