@@ -165,16 +165,23 @@ class DeviceLastLayerHead:
         g = standard_gamma(a.expand(shape), self.generator, lower_bound=self.a0)  # a ≥ a0 > 0
         return torch.sqrt(b.expand(shape) / g)
 
-    def sample(self, embedding: torch.Tensor, item_ids: torch.Tensor, n_sets: int, n: int) -> torch.Tensor:
+    def sample(self, embedding: torch.Tensor, item_ids: torch.Tensor, n_sets: int, n: int,
+               repeats: tuple[torch.Tensor, torch.Tensor, torch.Tensor, int] | None = None) -> torch.Tensor:
         """Posterior draws of every candidate's reward, (n, B, K); within a user the candidates
-        share one parameter draw under the shared head, as on the host."""
+        share one parameter draw under the shared head, as on the host. Under the per-item head,
+        ``repeats`` (``(rows, slots, groups, n_groups)`` of the candidates whose item is listed
+        more than once in their row, as ``banditrec.policies.neural.repeated_slots`` gives them)
+        get one parameter draw per (row, item), as on the host."""
         self._ready(embedding)
         B, K = item_ids.shape
         opts = {"generator": self.generator, "device": self.device, "dtype": torch.float64}
         if self.per_item:
             mean, width = self.mean_and_width(embedding, item_ids, n_sets)
             scale = self._noise_scale(self._sets(item_ids), (n, B, K))
-            return mean + scale * width * torch.randn((n, B, K), **opts)
+            draws = mean + scale * width * torch.randn((n, B, K), **opts)
+            if repeats is not None:
+                self._draw_repeated(draws, embedding, item_ids, repeats, opts)
+            return draws
         x = self._x(embedding)
         d = x.shape[-1]
         mean = x @ self.theta[0]
@@ -189,6 +196,22 @@ class DeviceLastLayerHead:
             noise = torch.bmm(L, torch.randn((B, K, n), **opts)).permute(2, 0, 1)
         scale = self._noise_scale(torch.zeros((1, 1), dtype=torch.int64, device=self.device), (n, B))
         return mean + (scale[..., None] if isinstance(scale, torch.Tensor) else scale) * noise
+
+    def _draw_repeated(self, draws: torch.Tensor, embedding: torch.Tensor, item_ids: torch.Tensor,
+                       repeats: tuple[torch.Tensor, torch.Tensor, torch.Tensor, int],
+                       opts: dict[str, Any]) -> None:
+        """Overwrite the draws of the repeated slots with one θ ~ N(θ̂, σ² A⁻¹) per (row, item)."""
+        rows, slots, groups, n_groups = repeats
+        n = draws.shape[0]
+        x = self._x(embedding[rows, slots])  # (m, d)
+        sets = torch.empty(n_groups, dtype=torch.int64, device=self.device)
+        sets[groups] = item_ids[rows, slots]
+        d = x.shape[1]
+        L = _cholesky(self.A_inv[sets] + 1e-12 * torch.eye(d, **self._f64()), self.lam)  # (G, d, d)
+        noise = torch.einsum("gij,ngj->ngi", L, torch.randn((n, n_groups, d), **opts))
+        scale = self._noise_scale(sets, (n, n_groups))
+        theta = self.theta[sets] + (scale[..., None] if isinstance(scale, torch.Tensor) else scale) * noise
+        draws[:, rows, slots] = (x * theta[:, groups]).sum(-1)
 
     # ------------------------------------------------------------------ state (the host head's format)
     def state_dict(self) -> dict[str, Any]:
