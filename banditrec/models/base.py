@@ -41,6 +41,8 @@ def make_generator(seed: int | np.random.SeedSequence | np.random.Generator | No
             raise TypeError(
                 f"seed must be an int, a SeedSequence, a Generator or None, got {type(seed).__name__}"
             )
+        if isinstance(seed, (int, np.integer)) and seed < 0:  # numpy: "expected non-negative integer"
+            raise ValueError(f"seed must be an int >= 0, got {seed!r}")
         ss = seed if isinstance(seed, np.random.SeedSequence) else np.random.SeedSequence(seed)
         value = int(ss.generate_state(1, np.uint64)[0] >> np.uint64(1))
     return torch.Generator(device="cpu").manual_seed(value)
@@ -63,8 +65,9 @@ def init_parameters(
     """
     if linear not in LINEAR_INITS:
         raise ValueError(f"linear init must be one of {LINEAR_INITS}, got {linear!r}")
-    if not (isinstance(scale, (int, float)) and not isinstance(scale, bool) and scale > 0):
-        raise ValueError(f"init scale must be a number > 0, got {scale!r}")
+    if not (isinstance(scale, (int, float)) and not isinstance(scale, bool) and 0 < scale < math.inf):
+        # inf reached torch's "from is out of bounds for float" only when the weights were drawn
+        raise ValueError(f"init scale must be a number > 0 and finite, got {scale!r}")
     with torch.no_grad():
         for m in module.modules():
             if isinstance(m, nn.Linear) and linear in ("glorot", "uniform"):

@@ -60,6 +60,8 @@ class LogArrays:
             "user_ids": (np.int64, 1),
         }
         for name, (dtype, ndim) in expected.items():
+            if dtype is np.int64:
+                _check_whole(name, np.asarray(getattr(self, name)))
             value = np.asarray(getattr(self, name), dtype=dtype)
             if value.ndim != ndim or value.shape[0] != n:
                 want = f"({n}, d)" if ndim == 2 else f"({n},)"
@@ -114,8 +116,6 @@ def as_log_arrays(data: Any) -> LogArrays:
             f"expected LogArrays, a LoggedFeedback-like object or a mapping of arrays; "
             f"{type(data).__name__} lacks attributes {missing}"
         )
-    actions = np.asarray(data.actions, dtype=np.int64)
-    rows = np.arange(actions.size)
     items = np.asarray(data.item_features)
     ids = np.asarray(data.item_ids)
     if items.ndim != 3 or ids.ndim != 2:
@@ -123,9 +123,41 @@ def as_log_arrays(data: Any) -> LogArrays:
             f"a feedback object's item_features must be (n, K, d_i) and item_ids (n, K), "
             f"got {items.shape} and {ids.shape}"
         )
+    actions = np.asarray(data.actions)
+    n, K = ids.shape
+    if actions.shape != (n,):
+        raise ValueError(
+            f"a feedback object's actions must have shape ({n},) to match its item_ids, got {actions.shape}"
+        )
+    # -1 would silently take each row's last candidate, 0.7 its first: candidate indices only
+    _check_whole("actions", actions)
+    actions = actions.astype(np.int64)
+    if n and (actions.min() < 0 or actions.max() >= K):
+        raise ValueError(
+            f"a feedback object's actions must be candidate indices in [0, {K}), "
+            f"got range [{actions.min()}, {actions.max()}]"
+        )
+    rows = np.arange(n)
     return LogArrays(
         data.user_features, items[rows, actions], ids[rows, actions], data.user_ids, data.rewards
     )
+
+
+def _check_whole(name: str, value: np.ndarray) -> None:
+    """Ids and candidate indices must be integers: numpy's cast would turn 2.7 into 2 and NaN into
+    -2**63 (an anonymous id to the models) without a word."""
+    if value.dtype.kind in "iub":
+        return
+    if value.dtype.kind == "f":
+        bad = ~(np.isfinite(value) & (value == np.round(value)))
+        if bad.any():
+            first = np.argwhere(bad)[0]
+            raise ValueError(
+                f"{name} must hold integers, got {value[tuple(first)].item()!r} at index {first.tolist()}"
+            )
+        return
+    if value.dtype.kind in "USc":
+        raise TypeError(f"{name} must hold integers, got dtype {value.dtype}")
 
 
 def loss_function(loss: str):

@@ -193,3 +193,16 @@ def test_uniform_init_is_riquelme_et_als_init_scale():
     assert float(wide.body[0].weight.detach().abs().max()) > 0.9
     with pytest.raises(ValueError, match="init scale must be a number > 0"):
         MultiOutputMLP(2, 0, (50,), n_items=5, init="uniform", init_scale=0.0)
+
+
+def test_an_infinite_init_scale_and_a_negative_seed_are_one_clear_line():
+    from banditrec.models import MultiOutputMLP, make_generator
+
+    # torch's "from is out of bounds for float" from inside nn.init.uniform_, and numpy's
+    # "expected non-negative integer" from inside SeedSequence
+    with pytest.raises(ValueError, match="init scale must be a number > 0 and finite, got inf"):
+        MultiOutputMLP(2, 0, (50,), n_items=5, init="uniform", init_scale=float("inf"))
+    with pytest.raises(ValueError, match="seed must be an int >= 0, got -1"):
+        make_generator(-1)
+    with pytest.raises(ValueError, match="seed must be an int >= 0, got -1"):
+        MLPScorer(2, 2, (4,), seed=-1)

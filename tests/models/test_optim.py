@@ -67,3 +67,11 @@ def test_bad_optimizer_arguments_are_clear_errors():
     with pytest.raises(ValueError, match="max_grad_norm must be > 0 or None"):
         OnlineTraining(max_grad_norm=0.0)
     assert "rmsprop_tf" in OPTIMIZERS
+
+
+def test_max_grad_norm_refuses_a_bool_and_takes_numpy_numbers():
+    # True was taken as 1.0: every step clipped at norm 1, silently; np.float32(1.0) was refused
+    # with "must be > 0 or None, got 1.0"
+    with pytest.raises(ValueError, match="max_grad_norm must be > 0 or None .*, got True"):
+        OnlineTraining(max_grad_norm=True)
+    assert OnlineTraining(max_grad_norm=np.float32(2.0)).max_grad_norm == 2.0

@@ -174,3 +174,52 @@ def test_the_trained_model_records_its_loss():
     ratings["rewards"] = ratings["rewards"] * 4 + 1
     model, _ = pretrain(MLPScorer(4, 4, hidden=(4,), seed=0), ratings, epochs=2, seed=0, device="cpu")
     assert model.banditrec_loss == "mse"
+
+
+def _feedback(**change):
+    rng = np.random.default_rng(0)
+    fields = {
+        "user_features": rng.standard_normal((4, 2)),
+        "item_features": rng.standard_normal((4, 3, 2)),
+        "item_ids": np.arange(12).reshape(4, 3),
+        "user_ids": np.arange(4),
+        "actions": np.array([0, 1, 2, 1]),
+        "rewards": np.ones(4),
+    }
+    return SimpleNamespace(**(fields | change))
+
+
+@pytest.mark.parametrize(
+    "change, error, match",
+    [
+        # -1 used to take each row's last candidate and 0.7 its first, silently
+        ({"actions": np.array([0, -1, 2, 1])}, ValueError,
+         r"actions must be candidate indices in \[0, 3\), got range \[-1, 2\]"),
+        ({"actions": np.array([0.0, 0.7, 2.0, 1.0])}, ValueError,
+         r"actions must hold integers, got 0.7 at index \[1\]"),
+        # numpy's "index 3 is out of bounds for axis 1 with size 3"
+        ({"actions": np.array([0, 3, 2, 1])}, ValueError,
+         r"actions must be candidate indices in \[0, 3\), got range \[0, 3\]"),
+        ({"actions": np.array([0, 1])}, ValueError,
+         r"actions must have shape \(4,\) to match its item_ids, got \(2,\)"),
+    ],
+)
+def test_a_feedback_object_with_bad_actions_is_refused(change, error, match):
+    with pytest.raises(error, match=match) as info:
+        as_log_arrays(_feedback(**change))
+    assert "\n" not in str(info.value)
+    whole = as_log_arrays(_feedback(actions=np.array([0.0, 1.0, 2.0, 1.0])))  # whole floats are indices
+    np.testing.assert_array_equal(whole.item_ids, [0, 4, 8, 10])
+
+
+@pytest.mark.parametrize("name", ["item_ids", "user_ids"])
+@pytest.mark.parametrize("bad, match", [(2.5, r"got 2.5 at index \[1\]"), (np.nan, r"got nan at index \[1\]")])
+def test_log_arrays_refuse_ids_that_are_not_integers(name, bad, match):
+    # the cast to int64 made 2.5 id 2 and NaN id -2**63 (an anonymous user to the models), silently
+    ids = np.array([0.0, bad, 1.0])
+    logs = {"user_features": np.zeros((3, 2)), "item_features": np.zeros((3, 2)), "item_ids": np.zeros(3),
+            "user_ids": np.zeros(3), "rewards": np.zeros(3)}
+    with pytest.raises(ValueError, match=f"{name} must hold integers, {match}"):
+        LogArrays(**(logs | {name: ids}))
+    with pytest.raises(TypeError, match=f"{name} must hold integers, got dtype <U1"):
+        LogArrays(**(logs | {name: np.array(["a", "b", "c"])}))
