@@ -18,7 +18,7 @@ import torch
 from banditrec._util import as_generator
 from banditrec.environments.simulator import Observation, to_numpy
 
-__all__ = ["Decision", "Policy", "argmax_random_ties", "check_feedback", "check_feedback_tensors"]
+__all__ = ["Decision", "Policy", "argmax_random_ties", "check_feedback", "check_feedback_tensors", "repeated_slots"]
 
 
 RewardBounds = tuple[float, float, str]  # (low, high, why): rewards a policy can learn from
@@ -279,3 +279,31 @@ def check_feedback_tensors(obs: Observation, actions: Any, rewards: Any, who: st
     if not bool(on_valid.all()):
         raise ValueError(f"{who}.update: an action points at a masked candidate")
     raise _out_of_bounds(who, bounds, float(rewards.min()), float(rewards.max()))
+
+
+def repeated_slots(item_ids: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, int] | None:
+    """The candidates whose item id occurs more than once in their row of ``item_ids`` (B, K):
+    ``(rows, slots, groups, n_groups)``, ``groups`` numbering each (row, repeated item) from 0 to
+    ``n_groups - 1``; None when no row lists an item twice (the usual case, checked cheaply)."""
+    B, K = item_ids.shape
+    if K < 2:
+        return None
+    if B == 1 and K <= 256:
+        row = item_ids[0].tolist()
+        if len(set(row)) == K:
+            return None
+    ids = np.sort(item_ids, axis=1)  # a sort without the permutation: about 3x cheaper, and the usual answer
+    if not (ids[:, 1:] == ids[:, :-1]).any():
+        return None
+    order = np.argsort(item_ids, axis=1, kind="stable")
+    ids = np.take_along_axis(item_ids, order, axis=1)
+    same = ids[:, 1:] == ids[:, :-1]  # sorted neighbours equal
+    repeated = np.zeros((B, K), dtype=bool)
+    repeated[:, 1:] = same
+    repeated[:, :-1] |= same
+    starts = repeated.copy()
+    starts[:, 1:] &= ~same
+    group = np.cumsum(starts.ravel()).reshape(B, K) - 1
+    rows, at = np.nonzero(repeated)
+    groups = group[rows, at]
+    return rows, order[rows, at], groups, int(groups[-1]) + 1

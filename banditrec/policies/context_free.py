@@ -10,6 +10,7 @@ import numpy as np
 
 from banditrec._util import check_id_table, is_real
 from banditrec.environments.simulator import Observation
+from banditrec.policies.base import repeated_slots
 
 __all__ = ["ItemStatistics"]
 
@@ -91,7 +92,13 @@ class ItemStatistics:
             )
         n, s = self._stats(obs)
         a, b = self.beta_prior
-        return rng.beta(a + s, b + n - s, size=(n_draws,) + n.shape)
+        draws = rng.beta(a + s, b + n - s, size=(n_draws,) + n.shape)
+        repeats = repeated_slots(obs.item_ids)
+        if repeats is not None:  # an item listed twice in a row is one item: one draw for its slots
+            rows, slots, groups, _ = repeats
+            _, first = np.unique(groups, return_index=True)
+            draws[:, rows, slots] = draws[:, rows[first[groups]], slots[first[groups]]]
+        return draws
 
     def update(self, obs: Observation, actions: np.ndarray, rewards: np.ndarray) -> None:
         ids = obs.item_ids[np.arange(actions.size), actions]

@@ -170,7 +170,7 @@ class DeviceLastLayerHead:
         """Posterior draws of every candidate's reward, (n, B, K); within a user the candidates
         share one parameter draw under the shared head, as on the host. Under the per-item head,
         ``repeats`` (``(rows, slots, groups, n_groups)`` of the candidates whose item is listed
-        more than once in their row, as ``banditrec.policies.neural.repeated_slots`` gives them)
+        more than once in their row, as ``banditrec.policies.base.repeated_slots`` gives them)
         get one parameter draw per (row, item), as on the host."""
         self._ready(embedding)
         B, K = item_ids.shape

@@ -236,11 +236,11 @@ class Thompson(Exploration):
     draws too, so it is 0 for an action rarer than about 1/(n_mc + 1) (measured: 0 at π = 0.019
     with ``n_mc = 9``): a target policy evaluated off-policy wants a large ``n_mc``.
 
-    Draws are per candidate slot, except under one shared linear posterior and a per-item neural
-    head (one parameter draw per item and user, so an item listed twice with the same features
-    gets the same draw): an item listed twice in one row (a hand-built or logged batch; the
-    built-in environments never do) gets two independent draws from the per-item posteriors of
-    BernoulliTS and disjoint LinTS, so it wins about 2/3 of the time against one equal rival, not 1/2.
+    An item listed twice in one row (a hand-built or logged batch; the built-in environments
+    never do) is one item: BernoulliTS, disjoint LinTS and per-item neural heads draw one
+    parameter per (user, item), so the two slots score alike and the item wins about 1/2 of the
+    time against one equal rival, not 2/3. The gradient-feature NeuralTS
+    (``uncertainty="gradient_diag"``) still draws per slot.
     """
 
     def __init__(self, n_mc: int = 100) -> None:

@@ -29,6 +29,7 @@ from scipy.linalg.blas import dger as _dger
 from banditrec._util import check_id_table, check_real
 from banditrec.environments.simulator import Observation
 from banditrec.policies import ridge_kernels as kernels
+from banditrec.policies.base import repeated_slots
 from banditrec.policies.features import FEATURE_KINDS, _with_one, joint_features
 
 __all__ = ["RidgeRegression"]
@@ -356,7 +357,11 @@ class RidgeRegression:
             arms = self._arm_index(obs.item_ids)
             mean, width = self._mean_and_width(obs, arms)
             scale = self._noise_scale(arms, (n_draws, B, K), rng)
-            return mean + scale * width * rng.standard_normal((n_draws, B, K))
+            draws = mean + scale * width * rng.standard_normal((n_draws, B, K))
+            repeats = repeated_slots(obs.item_ids)
+            if repeats is not None:  # an item listed twice in a row: one θ for both slots
+                self._draw_repeated(draws, obs, repeats, rng)
+            return draws
         X = joint_features(obs, self.features, self.intercept)
         mean = X @ self.theta_[0]
         d = self.d_
@@ -373,6 +378,22 @@ class RidgeRegression:
             noise = np.einsum("bkj,nbj->nbk", L, z)
         scale = self._noise_scale(np.zeros((n_draws, B), dtype=np.int64), (n_draws, B), rng)
         return mean + (scale[..., None] if np.ndim(scale) else scale) * noise
+
+    def _draw_repeated(self, draws: np.ndarray, obs: Observation,
+                       repeats: tuple[np.ndarray, np.ndarray, np.ndarray, int], rng: np.random.Generator) -> None:
+        """Overwrite the disjoint draws of the slots whose item is listed more than once in their
+        row with one θ ~ N(θ̂, σ² A⁻¹) per (row, item): drawn per slot, such an item won about 2/3
+        of the time against one equal rival, not 1/2."""
+        rows, slots, groups, n_groups = repeats
+        x = self._x_candidates(obs)[rows, slots]  # (m, d)
+        sets = np.empty(n_groups, dtype=np.int64)
+        sets[groups] = obs.item_ids[rows, slots]
+        n, d = draws.shape[0], x.shape[1]
+        L = cholesky(self.A_inv_[sets] + 1e-12 * np.eye(d), self.lam)  # (G, d, d)
+        noise = np.einsum("gij,ngj->ngi", L, rng.standard_normal((n, n_groups, d)))
+        scale = self._noise_scale(sets, (n, n_groups), rng)
+        theta = self.theta_[sets] + (scale[..., None] if np.ndim(scale) else scale) * noise  # (n, G, d)
+        draws[:, rows, slots] = np.einsum("md,nmd->nm", x, theta[:, groups])
 
     def contributions(self, obs: Observation) -> np.ndarray:
         """Per-feature contributions φ_j · θ_j to each candidate's mean, shape (B, K, d)."""
