@@ -41,12 +41,13 @@ _PROBE_SEED = 20_181_031  # any fixed seed: the probe must not draw from the env
 def check_seeding(sim: UserSimulator, batch_size: int) -> None:
     """Warn when ``sim`` does not draw its randomness from the rng it is given.
 
-    Three copies of ``sim`` play a first step (reset, users, expected rewards, rewards of the
-    first valid candidates): two under one seed, one under another. Different answers under one
-    seed mean a stream outside the rng (``np.random``, ``random``, torch's global generator):
-    runs are not reproducible. The same answers under two seeds mean the rng is ignored (say, a
-    generator of its own seeded once): every seed of an experiment replays the same users and
-    clicks, and the confidence bands over seeds are too narrow. A simulator that cannot be
+    Three copies of ``sim`` play a first step (reset, users, expected rewards of the valid
+    candidates, and rewards of the first valid candidates, drawn :data:`_PROBE_DRAWS` times over
+    so that a few clicks cannot agree by chance): two under one seed, one under another.
+    Different answers under one seed mean a stream outside the rng (``np.random``, ``random``,
+    torch's global generator): runs are not reproducible. The same answers under two seeds mean
+    the rng is ignored (say, a generator of its own seeded once): every seed of an experiment
+    replays the same users and clicks, and the confidence bands over seeds are too narrow. A simulator that cannot be
     copied, holds more than :data:`PROBE_MAX_BYTES` in arrays, or fails in the probe (the run
     itself then reports it), is not probed.
     """
@@ -100,21 +101,33 @@ def _approx_nbytes(sim: UserSimulator) -> int:
     return total
 
 
+#: Rewards the seeding probe draws at least (repeating ``sample_rewards`` on the same users): at
+#: B = 1 one click agreed by chance about half the time, and a simulator drawing its clicks from
+#: ``np.random`` went unnoticed.
+_PROBE_DRAWS = 32
+
+
 def _first_step(sim: UserSimulator, seed: int, batch_size: int) -> tuple[np.ndarray, ...]:
-    """The users and the first valid candidates' rewards of a first step under ``seed``."""
+    """The users, the valid candidates' expected rewards and the first valid candidates' rewards
+    of a first step under ``seed``."""
     rng = np.random.default_rng(seed)
     sim.reset(rng)
     obs = sim.sample_users(batch_size, rng)
     expected = sim.expected_rewards(obs)
     host = obs.to_numpy()
     actions = host.mask.argmax(axis=1)
+    # masked slots' values are arbitrary (np.empty is fine there): only valid ones must repeat
+    valid_expected = np.where(host.mask, np.asarray(to_numpy(expected), dtype=np.float64), np.nan)
     chosen = to_numpy(expected)[np.arange(batch_size), actions]
     if obs.on_device:
         actions = torch.as_tensor(actions, device=obs.item_ids.device)
         chosen = expected[torch.arange(batch_size, device=expected.device), actions]
-    rewards = sim.sample_rewards(obs, actions, chosen, rng)
+    rewards = [
+        np.asarray(to_numpy(sim.sample_rewards(obs, actions, chosen, rng)), dtype=np.float64)
+        for _ in range(-(-_PROBE_DRAWS // batch_size))
+    ]
     fields = ("user_features", "item_features", "item_ids", "mask", "user_ids")
-    return (*(np.asarray(getattr(host, f), dtype=np.float64) for f in fields), np.asarray(to_numpy(rewards), dtype=np.float64))
+    return (*(np.asarray(getattr(host, f), dtype=np.float64) for f in fields), valid_expected, *rewards)
 
 
 def _where(sim: UserSimulator, method: str) -> str:

@@ -167,17 +167,17 @@ class BanditCore:
                 arr = arr.reshape(self.batch_size)
             else:
                 raise InvalidActionError(f"expected {self.batch_size} actions (one per user), got shape {arr.shape}")
-        if arr.dtype.kind not in "iu":
-            if arr.dtype.kind == "f" and np.all(np.isfinite(arr)) and np.all(arr == np.round(arr)):
-                arr = arr.astype(np.int64)
-            else:
-                raise InvalidActionError(f"actions must be integer candidate indices, got dtype {arr.dtype}: {arr[:5]}")
+        if arr.dtype.kind not in "iu" and not (
+            arr.dtype.kind == "f" and np.all(np.isfinite(arr)) and np.all(arr == np.round(arr))
+        ):
+            raise InvalidActionError(f"actions must be integer candidate indices, got dtype {arr.dtype}: {arr[:5]}")
         K = self.simulator.n_candidates
         lo, hi = arr.min(), arr.max()
-        if lo < 0 or hi >= K:
+        if lo < 0 or hi >= K:  # before the cast to int64, which would wrap 1e20 to -2**63 in the message
             bad = (arr < 0) | (arr >= K)
             i = int(np.flatnonzero(bad)[0])
             raise InvalidActionError(f"action {int(arr[i])} for user {i} is outside the candidates [0, {K})")
+        arr = arr.astype(np.int64, copy=False)
         on_masked = ~self.obs.mask[self._rows, arr]
         if on_masked.any():
             i = int(np.flatnonzero(on_masked)[0])
@@ -198,15 +198,15 @@ class BanditCore:
             raise InvalidActionError(f"actions must be integer candidate indices, got dtype {t.dtype}")
         if t.is_floating_point() and not bool((torch.isfinite(t) & (t == t.round())).all()):
             raise InvalidActionError(f"actions must be integer candidate indices, got dtype {t.dtype}: {t[:5].tolist()}")
-        t = t.to(device=self.device, dtype=torch.int64)
-        in_range = (t >= 0) & (t < K)
-        valid = in_range & self.obs.mask[self._rows, t.clamp(0, K - 1)]
+        t = t.to(device=self.device)
+        in_range = (t >= 0) & (t < K)  # before the cast to int64, which would wrap 1e20 to -2**63
+        valid = in_range & self.obs.mask[self._rows, t.clamp(0, K - 1).to(torch.int64)]
         if not bool(valid.all()):  # the one read per step
             i = int(torch.nonzero(~valid)[0, 0])
             if not bool(in_range[i]):
                 raise InvalidActionError(f"action {int(t[i])} for user {i} is outside the candidates [0, {K})")
             raise InvalidActionError(f"action {int(t[i])} for user {i} is a masked (unavailable) candidate")
-        return t
+        return t.to(torch.int64)
 
     def step(self, actions: Any) -> tuple[Observation, np.ndarray, bool, dict[str, np.ndarray]]:
         if self.obs is None:

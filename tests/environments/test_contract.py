@@ -223,10 +223,14 @@ class ToyShop(UserSimulator):
             return p + 0.3j
         if self.bug == "nan_expected":
             return np.where(np.arange(p.shape[1]) == 0, np.nan, p)
+        if self.bug == "global_expected":  # noise on the truth from np.random's global stream
+            return np.clip(p + 0.01 * np.random.standard_normal(p.shape), 0, 1)
         return p
 
     def sample_rewards(self, obs, actions, expected, rng):
         rng = self.__dict__.get("own", rng)
+        if self.bug == "global_clicks":
+            rng = np.random.default_rng(np.random.randint(2**31))
         r = (rng.random(expected.shape) < expected).astype(float)
         if self.bug == "nan_rewards":
             r[0] = np.nan
@@ -304,6 +308,30 @@ def test_a_simulator_that_does_not_draw_from_its_rng_is_warned_about(toy_id, bug
         env.reset(seed=1)
 
 
+@pytest.mark.parametrize("bug", ["global_expected", "global_clicks"])
+@pytest.mark.parametrize("num_envs", [1, 4])
+def test_a_simulator_with_unseeded_expected_rewards_or_clicks_is_warned_about(toy_id, bug, num_envs):
+    # the probe compared the users and the first step's clicks only: noise on the expected rewards
+    # (exact regrets that differ run to run) was never seen, and at B = 1 a single click drawn from
+    # np.random agreed across the two same-seed copies about half the time
+    with pytest.warns(SimulatorWarning, match="ToyShop gave different users or rewards for the same seed"):
+        make_vector_env(toy_id, num_envs=num_envs, bug=bug).reset(seed=0)
+
+
+def test_the_seeding_probe_ignores_the_values_of_masked_slots(toy_id, monkeypatch):
+    # values on masked slots are arbitrary by the contract (np.empty is fine there)
+    truth = ToyShop.expected_rewards
+
+    def expected_rewards(self, obs):
+        p = truth(self, obs)
+        return np.where(obs.mask, p, np.random.random(p.shape))
+
+    monkeypatch.setattr(ToyShop, "expected_rewards", expected_rewards)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", SimulatorWarning)
+        make_vector_env(toy_id, num_envs=4, masked=True).reset(seed=0)
+
+
 def test_register_simulator_refuses_to_replace_silently(toy_id):
     with pytest.raises(ValueError, match="already registered"):
         register_simulator(toy_id, ToyShop)
@@ -371,6 +399,8 @@ def test_observation_rows_index_like_a_sequence():
         (lambda a, m: a[:-1], r"expected 6 actions"),
         (lambda a, m: a + 0.5, "must be integer candidate indices"),
         (lambda a, m: np.full(a.size, np.nan), "must be integer candidate indices"),
+        # quoted as given: the cast to int64 wrapped it to -9223372036854775808 (and warned)
+        (lambda a, m: np.where(np.arange(a.size) == 2, 1e20, a), r"action 100000000000000000000 for user 2 is outside"),
     ],
 )
 def test_invalid_actions_raise_and_leave_the_env_untouched(toy_id, make_actions, message):

@@ -127,6 +127,9 @@ def test_the_environment_steps_on_tensors_and_checks_actions(world):
         env.step_batch(torch.zeros(5, dtype=torch.int64))
     with pytest.raises(InvalidActionError, match="integer candidate indices"):
         env.step_batch(torch.tensor([0.5, 0, 0, 0, 0, 0]))
+    # quoted as given, not as the int64 it wrapped to (-9223372036854775808)
+    with pytest.raises(InvalidActionError, match=r"action 100000000000000000000 for user 1 is outside"):
+        env.step_batch(torch.tensor([0, 1e20, 0, 0, 0, 0], dtype=torch.float64))
     # the Gymnasium API answers in numpy
     obs_dict, rewards, _, _, info = env.step(np.zeros(6, dtype=np.int64))
     assert isinstance(obs_dict["items"], np.ndarray) and isinstance(rewards, np.ndarray)
