@@ -26,6 +26,15 @@ def _band(table: pd.DataFrame, column: str) -> tuple[np.ndarray, np.ndarray, np.
     return x, mean, mean - half, mean + half
 
 
+def _isolated(y: np.ndarray) -> np.ndarray:
+    """Finite points with no finite neighbour: a line through them draws nothing (a run of one
+    step, or a point between NaNs), so they are drawn as dots."""
+    finite = np.isfinite(y)
+    before = np.concatenate([[False], finite[:-1]])
+    after = np.concatenate([finite[1:], [False]])
+    return finite & ~before & ~after
+
+
 #: Policies beyond which a plot draws unlabelled mean lines without bands.
 MAX_LABELLED = 40
 
@@ -56,6 +65,8 @@ def plot_results(results: pd.DataFrame, path: str | Path, title: str | None = No
     missing = {"policy", "seed", "step", "cumulative_regret", "cumulative_reward"} - set(results.columns)
     if missing:
         raise ValueError(f"results table lacks columns {sorted(missing)}")
+    if results.empty:  # matplotlib's own error was "number sections must be larger than 0."
+        raise ValueError("results table has no rows: nothing to plot")
     repeated = results.duplicated(["policy", "seed", "step"])
     if repeated.any():
         row = results[repeated].iloc[0]
@@ -78,8 +89,13 @@ def plot_results(results: pd.DataFrame, path: str | Path, title: str | None = No
             x, mean, lo, hi = _band(sub, column)
             label = f"{policy} (n={n_seeds})" if ax is axes[0] and not many else None
             ax.plot(x, mean, color=color, label=label, lw=0.8 if many else 1.6, alpha=0.7 if many else 1.0)
+            alone = _isolated(mean)
+            if alone.any():
+                ax.plot(x[alone], mean[alone], "o", color=color, ms=4)
             if not many and np.isfinite(lo).any():
                 ax.fill_between(x, lo, hi, color=color, alpha=0.2, lw=0)
+                if alone.any():  # a band of one step has no width: its interval as a bar
+                    ax.vlines(x[alone], lo[alone], hi[alone], color=color, alpha=0.4, lw=4)
     what = "mean" if many else "mean, 95% CI"
     axes[0].set(xlabel="decisions", ylabel="cumulative pseudo-regret", title=f"Cumulative regret ({what})")
     axes[1].set(xlabel="decisions", ylabel="average reward so far", title=f"Reward rate ({what})")

@@ -132,6 +132,8 @@ def load_results(run_dir: str | Path) -> pd.DataFrame:
     missing = [c for c in ("policy", "seed", "step", "cumulative_reward", "cumulative_regret") if c not in table]
     if missing:
         raise ValueError(f"{path} lacks column(s) {missing}: not a banditrec results table")
+    if table.empty:  # a run writes one row per checkpoint of every trial: never none
+        raise ValueError(f"{path} holds no rows, only its header; rerun the experiment to rewrite it")
     for column in RESULT_COLUMNS[1:]:
         if column in table and not pd.api.types.is_numeric_dtype(table[column]):
             # a hand edit or another program's table: say where, not "unsupported operand type(s) for /"

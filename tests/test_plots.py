@@ -95,3 +95,41 @@ def test_a_results_file_that_is_not_a_run_folder_or_holds_text_is_named(tmp_path
     table.drop(columns=["step"]).to_csv(path, index=False)
     with pytest.raises(ValueError, match=r"lacks column\(s\) \['step'\]: not a banditrec results table"):
         load_results(tmp_path)
+
+
+@pytest.mark.parametrize("n_seeds", [1, 3])
+def test_a_run_of_one_step_and_a_point_between_nans_are_drawn(tmp_path, monkeypatch, n_seeds):
+    # a curve of one point is a line of no length: a run with horizon = batch_size saved two
+    # empty axes with only a legend
+    import matplotlib.pyplot as plt
+
+    figures = []
+    close = plt.close
+    monkeypatch.setattr(plt, "close", lambda fig=None: figures.append(fig) or close(fig))
+    plots.plot_results(_results(2, n_seeds=n_seeds, steps=1), tmp_path / "one.png", formats=("png",))
+    gaps = _results(1, n_seeds=n_seeds)
+    gaps.loc[gaps["step"].isin([30, 50]), "cumulative_regret"] = np.nan  # step 40 stands alone
+    plots.plot_results(gaps, tmp_path / "gaps.png", formats=("png",))
+    one, gap = (fig.axes[0] for fig in figures)
+    for policy in range(2):
+        dots = [line for line in one.lines if line.get_color() == f"C{policy}" and line.get_marker() not in ("None", "")]
+        assert [tuple(line.get_xdata()) for line in dots] == [(10,)], f"policy p{policy} is not drawn"
+    dots = [line for line in gap.lines if line.get_marker() not in ("None", "")]
+    assert [tuple(line.get_xdata()) for line in dots] == [(40,)]
+    from matplotlib.collections import LineCollection
+
+    bars = [c for c in one.collections if isinstance(c, LineCollection)]
+    assert len(bars) == (2 if n_seeds > 1 else 0)  # each policy's one-step interval, as a bar
+
+
+def test_a_results_table_with_no_rows_is_named_not_plotted(tmp_path):
+    # a header-only results.csv (a copy cut short) gave "banditrec: error: number sections must be
+    # larger than 0." from matplotlib's legend
+    from banditrec.results import load_results
+
+    empty = _results(1).iloc[:0]
+    empty.to_csv(tmp_path / "results.csv", index=False)
+    with pytest.raises(ValueError, match=r"results\.csv holds no rows, only its header; rerun the experiment"):
+        load_results(tmp_path)
+    with pytest.raises(ValueError, match="results table has no rows: nothing to plot"):
+        plots.plot_results(empty, tmp_path / "regret.png")
