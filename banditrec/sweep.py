@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import ctypes
 import importlib.util
+import os
+import shutil
 import signal
 import sys
 from collections.abc import Callable, Iterator, Sequence
@@ -153,11 +155,14 @@ def _ray(config, todo, address, log_feedback, tick, keep_going) -> Iterator[tupl
     except ImportError as exc:
         raise ImportError(_NO_RAY) from exc
     started = not ray.is_initialized()
+    session_dir = None
     if started:
         kwargs: dict[str, Any] = {"include_dashboard": False, "log_to_driver": False}
         if address is None:
             kwargs["num_cpus"] = config.jobs
         ray.init(address=address, **kwargs)
+        session_dir = _own_session_dir(ray)
+    keep_logs = False
     try:
         remote = ray.remote(num_cpus=1)(_job)
         pending = {remote.remote(_for_one(config, spec), spec, seed, log_feedback, keep_going): (spec, seed, fp)
@@ -182,6 +187,36 @@ def _ray(config, todo, address, log_feedback, tick, keep_going) -> Iterator[tupl
         finally:
             for ref in pending:
                 ray.cancel(ref, force=True)
+    except ray.exceptions.RayError:  # Ray's own failure (a worker crashed): its message points to the logs
+        keep_logs = True
+        raise
     finally:
         if started:
             ray.shutdown()
+            if session_dir is not None and not keep_logs:
+                _remove_session_dir(session_dir)
+
+
+def _own_session_dir(ray: Any) -> str | None:
+    """The session folder (``/tmp/ray/session_*``: logs, sockets) of the Ray node this process
+    has just started as its head, or None when it joined a running cluster, whose folder is not
+    ours to remove (or when Ray's internals are not as expected)."""
+    node = getattr(getattr(getattr(ray, "_private", None), "worker", None), "_global_node", None)
+    try:
+        return node.get_session_dir_path() if node is not None and node.is_head() else None
+    except Exception:  # noqa: BLE001 - a tidy-up aid, never the cause of a failure
+        return None
+
+
+def _remove_session_dir(session_dir: str) -> None:
+    """Remove a finished local Ray's session folder, which ``ray.shutdown`` leaves behind (about
+    200 KB per run, never cleaned up), and Ray's ``session_latest`` link when it points there.
+    A run stopped by Ray's own error (a worker crashed) keeps it: the error points to the logs
+    inside."""
+    latest = os.path.join(os.path.dirname(session_dir), "session_latest")
+    try:
+        if os.path.islink(latest) and os.path.realpath(latest) == os.path.realpath(session_dir):
+            os.unlink(latest)
+    except OSError:
+        pass
+    shutil.rmtree(session_dir, ignore_errors=True)

@@ -182,3 +182,28 @@ def test_backend_arguments_are_checked_before_the_output_folder_is_touched(tmp_p
     with pytest.raises(ImportError, match=r"the ray backend needs Ray: pip install 'banditrec\[ray\]'"):
         run_experiment(more_seeds, tmp_path, progress=False, backend="ray")
     assert {name: (tmp_path / name).read_bytes() for name in kept} == kept
+
+
+def test_a_local_ray_run_leaves_no_session_folder_behind(tmp_path, monkeypatch):
+    # ray.shutdown() leaves /tmp/ray/session_<date>_<pid> (logs, sockets, about 200 KB) behind:
+    # one more folder per run, never removed. A finished run, and one stopped by a trial's own
+    # error, remove the Ray they started; another session's folder stays.
+    pytest.importorskip("ray", reason="the ray extra is not installed")
+    import shutil
+    import tempfile
+    from pathlib import Path
+
+    root = Path(tempfile.mkdtemp(prefix="br-", dir="/tmp"))  # short: Ray's socket paths hold at most 107 characters
+    try:
+        monkeypatch.setenv("RAY_TMPDIR", str(root))
+        other = root / "ray" / "session_of_another_run"
+        other.mkdir(parents=True)
+        cfg = _config(jobs=2).replace(seeds=(0,), policies=_config().policies[:2])
+        assert run_experiment(cfg, tmp_path / "ok", progress=False, backend="ray").trials_run == 2
+        failing = cfg.replace(environment=EnvironmentSpec(id="banditrec/Wheel-v0"),
+                              policies=(PolicySpec("bts", "BernoulliTS"),), horizon=40)  # rewards up to 50
+        with pytest.raises(ValueError, match=r"rewards must lie in \[0, 1\]"):
+            run_experiment(failing, tmp_path / "failing", progress=False, backend="ray")
+        assert sorted(p.name for p in (root / "ray").iterdir()) == ["session_of_another_run"]
+    finally:
+        shutil.rmtree(root, ignore_errors=True)
