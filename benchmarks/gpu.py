@@ -25,6 +25,15 @@ saves: ``eager`` (``cuda_graph="off"``: every training step launched from Python
 (or ``auto`` on a machine with CUDA) every policy also runs on the CPU with the same settings (the
 numpy world, the CPU's usual path), for the side-by-side.
 
+Prints each row as it finishes, then one line of versions and settings and a Markdown table, one
+row per (policy, device, variant): world, where decisions run, eager or graphed training, the
+device's name, B, K, median/min/max decisions/s, act/env/update ms per step, peak GPU and RSS MB,
+RSS growth and regret per decision; then GPU / CPU per policy when both ran. Needs the MovieLens
+data (downloaded to banditrec's cache on first use). Run time at the defaults: about 50 s on the
+2-core development machine without CUDA (one CPU row per policy; NeuralLinear's process peaks at
+about 2.5 GB); a few minutes with CUDA (three GPU rows and a CPU row per policy, each in a fresh
+process; ``gpu_session.sh`` allows 5 minutes).
+
     python benchmarks/gpu.py [--device auto] [--steps 1] [--repeats 3] [--batch 4096] [--compare eager,numpy-world]
 """
 
@@ -41,20 +50,22 @@ import platform
 import statistics
 import sys
 import time
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 
 from banditrec.environments import make_vector_env
-from banditrec.models import resolve_device
 from banditrec.policies import make_policy
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))  # the shared benchmark helpers
+from _cli import comma_list, int_range, nonnegative_int, one_of, positive_int, torch_device
 from _memory import MB, current_rss, peak_rss, run_child
 
 POLICIES = ("NeuralLinear", "NeuralEpsilonGreedy")
+NEURAL_POLICIES = ("NeuralLinear", "NeuralEpsilonGreedy", "NeuralUCB", "NeuralTS")
+COMPARE = ("eager", "numpy-world", "host")  # the rows --compare can add beside the default one
+MOVIELENS_ITEMS = 1682  # K can be at most the catalogue
 
 
 
@@ -183,34 +194,57 @@ def table(rows: list[tuple[dict[str, Any], dict[str, Any]]]) -> str:
     return "\n".join(lines)
 
 
-def main() -> None:
+def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--device", default="auto", help="auto (CUDA when present), cpu, cuda or cuda:N")
-    parser.add_argument("--steps", type=int, default=1, help="steps of B users per timed run")
-    parser.add_argument("--repeats", type=int, default=3)
-    parser.add_argument("--batch", type=int, default=4096, help="B, users per step")
-    parser.add_argument("--candidates", type=int, default=100, help="K, candidates per user")
-    parser.add_argument("--hidden", default="64", help="tower sizes, comma-separated")
-    parser.add_argument("--train-every", type=int, default=32)
-    parser.add_argument("--train-steps", type=int, default=32)
-    parser.add_argument("--num-threads", type=int, default=1, help="torch CPU threads inside the policy")
+    parser.add_argument("--device", type=torch_device, default="auto",
+                        help="auto (CUDA when present, else the CPU), cpu, cuda or cuda:N; with CUDA every "
+                             "policy also runs on the CPU; refused if this machine lacks it "
+                             "(default %(default)s)")
+    parser.add_argument("--steps", type=positive_int, default=1, metavar="N",
+                        help="steps of B users per timed run (default %(default)s)")
+    parser.add_argument("--repeats", type=positive_int, default=3, metavar="N",
+                        help="timed runs per row after the warm-up step, reported as median, min and max "
+                             "(default %(default)s)")
+    parser.add_argument("--batch", type=positive_int, default=4096, metavar="B",
+                        help="B, users per step (default %(default)s)")
+    parser.add_argument("--candidates", type=int_range(1, MOVIELENS_ITEMS, "a number of candidates"),
+                        default=100, metavar="K",
+                        help=f"K, candidates per user, 1 to {MOVIELENS_ITEMS:,} (the movies; "
+                             "default %(default)s)")
+    parser.add_argument("--hidden", type=comma_list(positive_int, unique=False, what="layer sizes"),
+                        default="64", metavar="LIST",
+                        help="hidden layer sizes of each tower, comma-separated (default %(default)s)")
+    parser.add_argument("--train-every", type=positive_int, default=32, metavar="N",
+                        help="decisions between training rounds (default %(default)s)")
+    parser.add_argument("--train-steps", type=positive_int, default=32, metavar="N",
+                        help="Adam steps of 64 per training round (default %(default)s)")
+    parser.add_argument("--num-threads", type=nonnegative_int, default=1, metavar="N",
+                        help="torch CPU threads inside the policy; 0 leaves torch's own setting "
+                             "(default %(default)s)")
     parser.add_argument("--ids", action="store_true", help="add user and item id embeddings to the towers")
-    parser.add_argument("--policies", default=",".join(POLICIES))
-    parser.add_argument("--compare", default="eager,numpy-world",
-                        help="extra CUDA rows, comma-separated: eager, numpy-world, host (empty for none)")
+    parser.add_argument("--policies", type=comma_list(one_of(NEURAL_POLICIES, "policy"), what="policies"),
+                        default=",".join(POLICIES), metavar="LIST",
+                        help=f"comma-separated policies, from {', '.join(NEURAL_POLICIES)} "
+                             "(default %(default)s)")
+    parser.add_argument("--compare", type=comma_list(one_of(COMPARE, "row"), allow_empty=True,
+                                                     what="rows"),
+                        default="eager,numpy-world", metavar="LIST",
+                        help=f"extra CUDA rows, comma-separated, from {', '.join(COMPARE)}; '' for none "
+                             "(default %(default)s)")
     parser.add_argument("--child", help=argparse.SUPPRESS)
-    args = parser.parse_args()
+    return parser
+
+
+def main() -> None:
+    args = build_parser().parse_args()
     if args.child:
         print(json.dumps(measure(json.loads(args.child))))
         return
-    try:
-        device = str(resolve_device(args.device))
-    except ValueError as exc:  # e.g. --device cuda on a machine without one: one line, not a traceback
-        raise SystemExit(f"{Path(__file__).name}: {exc}") from None
+    device = args.device
     devices = [device, "cpu"] if device.startswith("cuda") else ["cpu"]
     base = {
         "batch": args.batch, "candidates": args.candidates, "steps": args.steps, "repeats": args.repeats,
-        "hidden": [int(h) for h in args.hidden.split(",")], "train_every": args.train_every,
+        "hidden": args.hidden, "train_every": args.train_every,
         "train_steps": args.train_steps, "num_threads": args.num_threads, "ids": args.ids,
     }
     variants = {
@@ -219,13 +253,10 @@ def main() -> None:
         "numpy-world": {"world": "numpy", "decide_on": "auto", "cuda_graph": "auto"},
         "host": {"world": "numpy", "decide_on": "host", "cuda_graph": "auto"},
     }
-    compare = [v for v in args.compare.split(",") if v]
-    unknown = set(compare) - set(variants) - {"default"}
-    if unknown:
-        parser.error(f"unknown --compare rows {sorted(unknown)}; choose from eager, numpy-world, host")
+    compare = args.compare
     rows = []
     # Each row is printed as it finishes (a run stopped early keeps what it measured), then the table.
-    for name in args.policies.split(","):
+    for name in args.policies:
         for dev in devices:
             if dev == "cpu":  # the CPU's usual path: the numpy world, decisions in numpy
                 todo = [("default", {"world": "numpy", "decide_on": "auto", "cuda_graph": "auto"})]

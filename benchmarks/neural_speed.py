@@ -7,22 +7,30 @@ decision), one hidden layer of 64, on ``--device`` (auto: CUDA when present). Fo
 size B the policy plays ``--decisions`` decisions after a warm-up of one training round; the
 table shows the median over ``--repeats`` runs, end to end through environment and regret.
 
-    python benchmarks/neural_speed.py [--device auto] [--decisions 4096] [--repeats 3]
+Prints one line naming the device, versions and schedule, then one row per policy (five neural
+policies and shared LinUCB, on the CPU, for scale) with its median decisions/s at each B of
+``--batches`` (at least ``4 × B`` decisions each). Run time at the defaults: about 5 minutes on
+the 2-core development machine's CPU (5 min 10 s in benchmarks/README.md).
+
+    python benchmarks/neural_speed.py [--device auto] [--decisions 4096] [--repeats 3] [--batches 1,64,1024]
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import platform
 import statistics
+import sys
 import time
-from pathlib import Path
 
 import torch
 
 from banditrec.environments import make_vector_env
-from banditrec.models import resolve_device
 from banditrec.policies import make_policy
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))  # the shared benchmark helpers
+from _cli import comma_list, positive_int, torch_device
 
 POLICIES = {
     "NeuralEpsilonGreedy": {},
@@ -59,20 +67,29 @@ def rate(name: str, params: dict, batch: int, decisions: int, device: str, sched
     return steps * batch / (time.perf_counter() - start)
 
 
-def main() -> None:
+def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--device", default="auto")
-    parser.add_argument("--decisions", type=int, default=4096)
-    parser.add_argument("--repeats", type=int, default=3)
-    parser.add_argument("--batches", default="1,64,1024")
-    parser.add_argument("--train-every", type=int, default=32, help="decisions between training rounds")
-    parser.add_argument("--train-steps", type=int, default=32, help="minibatch steps per training round")
-    args = parser.parse_args()
-    try:
-        device = str(resolve_device(args.device))
-    except ValueError as exc:  # e.g. --device cuda on a machine without one: one line, not a traceback
-        raise SystemExit(f"{Path(__file__).name}: {exc}") from None
-    batches = [int(b) for b in args.batches.split(",")]
+    parser.add_argument("--device", type=torch_device, default="auto",
+                        help="torch device of the neural policies: auto (CUDA when present, else the CPU), "
+                             "cpu, cuda or cuda:N; refused if this machine lacks it (default %(default)s)")
+    parser.add_argument("--decisions", type=positive_int, default=4096, metavar="N",
+                        help="timed decisions per run, after a warm-up (whole batches, at least 4 × B; "
+                             "default %(default)s)")
+    parser.add_argument("--repeats", type=positive_int, default=3, metavar="N",
+                        help="runs per cell, reported as the median (default %(default)s)")
+    parser.add_argument("--batches", type=comma_list(positive_int, what="batch sizes"), default="1,64,1024",
+                        metavar="LIST",
+                        help="comma-separated batch sizes B, one column each (default %(default)s)")
+    parser.add_argument("--train-every", type=positive_int, default=32, metavar="N",
+                        help="decisions between training rounds (default %(default)s)")
+    parser.add_argument("--train-steps", type=positive_int, default=32, metavar="N",
+                        help="minibatch steps of 64 per training round (default %(default)s)")
+    return parser
+
+
+def main() -> None:
+    args = build_parser().parse_args()
+    device, batches = args.device, args.batches
     card = torch.cuda.get_device_name(0) if device.startswith("cuda") else platform.processor() or platform.machine()
     schedule = {"train_every": args.train_every, "train_steps": args.train_steps}
     print(f"device {device} ({card}), torch {torch.__version__}, {args.decisions} decisions, median of {args.repeats}, "

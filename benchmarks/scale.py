@@ -22,6 +22,14 @@ world's arrays and of the policy's state (``nbytes``), and, from a second short 
 configuration under ``tracemalloc`` (numpy reports its buffers to it), the most memory held
 during the steps beyond world and policy state: the per-step working set.
 
+Prints a "done" line per configuration on stderr as it finishes, then one line of versions and
+the RSS before the world is built, and a Markdown table with one row per configuration (rows 0–1:
+part 1; rows 2–9: part 2, LinUCB then Random for each K and B): part, world, policy, B, K,
+decisions, build seconds, decisions/s, peak RSS growth, world arrays, policy state, step working
+set (MB) and regret per decision; then the disjoint LinUCB's array shapes. Run time at the
+defaults: about 40 s to a minute on the 2-core development machine (ten fresh processes, one
+after another), each process peaking at about 0.65 GB.
+
     python benchmarks/scale.py [--steps 16] [--decisions-b1 2000] [--decisions-b64 16384] [--only N,...]
 
 Timing is on one thread (OPENBLAS/OMP/MKL_NUM_THREADS=1, set here unless already set).
@@ -50,6 +58,7 @@ from banditrec.config import EnvironmentSpec, ExperimentConfig, PolicySpec
 from banditrec.policies import ridge_kernels
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))  # the shared benchmark helpers
+from _cli import comma_list, int_below, positive_int
 from _memory import MB, current_rss, peak_rss, run_child
 
 BIG_WORLD = {"n_users": 1_000_000, "n_items": 100_000, "n_candidates": 100, "context_dim": 8}
@@ -178,20 +187,33 @@ def table(rows: list[tuple[dict[str, Any], dict[str, Any]]]) -> str:
     return "\n".join(lines)
 
 
-def main() -> None:
+def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--steps", type=int, default=16, help="steps of B = 1,024 on the big world")
-    parser.add_argument("--decisions-b1", type=int, default=2000, help="decisions at B = 1 (1,000 arms)")
-    parser.add_argument("--decisions-b64", type=int, default=16384, help="decisions at B = 64 (1,000 arms)")
-    parser.add_argument("--only", default="", help="comma-separated row numbers (0-based) to run")
+    parser.add_argument("--steps", type=positive_int, default=16, metavar="N",
+                        help="steps of B = 1,024 users on the big world, part 1 (default %(default)s)")
+    parser.add_argument("--decisions-b1", type=positive_int, default=2000, metavar="N",
+                        help="decisions at B = 1 over the 1,000 arms, part 2 (default %(default)s)")
+    parser.add_argument("--decisions-b64", type=positive_int, default=16384, metavar="N",
+                        help="decisions at B = 64 over the 1,000 arms, part 2, rounded up to whole batches "
+                             "(default %(default)s)")
+    n_rows = len(configurations(1, 1, 1))
+    parser.add_argument("--only", type=comma_list(int_below(n_rows, "row number"), allow_empty=True,
+                                                  what="row numbers"),
+                        default="", metavar="LIST",
+                        help=f"comma-separated row numbers to run, 0 to {n_rows - 1} in the table's order "
+                             "(default: every row)")
     parser.add_argument("--child", help=argparse.SUPPRESS)
-    args = parser.parse_args()
+    return parser
+
+
+def main() -> None:
+    args = build_parser().parse_args()
     if args.child:
         print(json.dumps(measure(json.loads(args.child))))
         return
     cfgs = configurations(args.steps, args.decisions_b1, args.decisions_b64)
     if args.only:
-        cfgs = [cfgs[int(i)] for i in args.only.split(",")]
+        cfgs = [cfgs[i] for i in args.only]
     rows = []
     for cfg in cfgs:
         rows.append((cfg, run_child(__file__, cfg, f"configuration {cfg['label']}")))

@@ -37,7 +37,14 @@ Reported: decisions/s (wall clock of the whole loop, decide + learn; banditrec's
 space-bandits'. torch and numpy's BLAS run on one thread for both libraries (with BLAS's
 default threads on a loaded 2-core machine a 50 × 50 SVD in space-bandits' sampling took 20 ms).
 
-    python benchmarks/space_bandits_wheel.py [--contexts 20000] [--deltas 0.5,0.95]
+Prints one line of settings, then a Markdown table with, for each δ, one row per policy (Uniform,
+space-bandits, banditrec on each engine at B = 1, the first engine at B = ``--batch``): decisions/s,
+cumulative pseudo-regret and normalised regret, followed by a bold "speed ratio" row per banditrec
+row against space-bandits. Run time at the defaults: about half an hour on the 2-core development
+machine (space-bandits about 10 minutes per δ, banditrec's rows about 4–5 minutes per δ);
+``--skip-space-bandits`` leaves about 10 minutes.
+
+    python benchmarks/space_bandits_wheel.py [--contexts 20000] [--deltas 0.5,0.95] [--skip-space-bandits]
 """
 
 from __future__ import annotations
@@ -45,7 +52,9 @@ from __future__ import annotations
 import argparse
 import contextlib
 import io
+import os
 import platform
+import sys
 import time
 import warnings
 
@@ -55,7 +64,12 @@ from threadpoolctl import threadpool_limits
 
 from banditrec.environments import WheelWorld
 from banditrec.environments.simulator import Observation
+from banditrec.models.optim import OPTIMIZERS
 from banditrec.policies import NeuralLinear, compiled_training
+from banditrec.policies.neural import ENGINES
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))  # the shared benchmark helpers
+from _cli import comma_list, one_of, positive_int, real
 
 K = 5
 
@@ -130,22 +144,45 @@ def pseudo_regret(expected, actions) -> float:
     return float((expected.max(axis=1) - expected[np.arange(len(actions)), actions]).sum())
 
 
-def main() -> None:
+def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--contexts", type=int, default=20_000)
-    parser.add_argument("--deltas", default="0.5,0.95")
-    parser.add_argument("--optimizer", default="rmsprop_tf", help="banditrec's optimizer (TF1's RMSProp, as the paper)")
-    parser.add_argument("--lr", type=float, default=0.1, help="banditrec's learning rate at each retraining's start")
-    parser.add_argument("--step-decay", type=float, default=0.5, help="lr / (1 + step_decay · s) within a retraining")
-    parser.add_argument("--max-grad-norm", type=float, default=5.0)
-    parser.add_argument("--engines", default="numba,numpy,torch",
-                        help="banditrec training engines, one B = 1 row each (the first also gets the batched row)")
-    parser.add_argument("--batch", type=int, default=10, help="contexts per decision batch for the batched row")
-    parser.add_argument("--n-mc", type=int, default=100, help="banditrec's propensity draws per decision")
-    parser.add_argument("--repeats", type=int, default=3,
+    parser.add_argument("--contexts", type=positive_int, default=20_000, metavar="N",
+                        help="contexts (decisions) per δ, played in order by every policy "
+                             "(default %(default)s)")
+    parser.add_argument("--deltas", type=comma_list(real(0.0, 1.0, open_low=True), what="δ values"),
+                        default="0.5,0.95", metavar="LIST",
+                        help="comma-separated wheel exploration parameters δ, each in (0, 1) "
+                             "(default %(default)s)")
+    parser.add_argument("--optimizer", choices=OPTIMIZERS, default="rmsprop_tf", metavar="NAME",
+                        help=f"banditrec's optimizer, one of {', '.join(OPTIMIZERS)}; rmsprop_tf is TF1's "
+                             "RMSProp, as the paper (default %(default)s)")
+    parser.add_argument("--lr", type=real(0.0, open_low=True), default=0.1,
+                        help="banditrec's learning rate at each retraining's start, > 0 "
+                             "(default %(default)s)")
+    parser.add_argument("--step-decay", type=real(0.0), default=0.5, metavar="X",
+                        help="lr / (1 + step_decay · s) at step s within a retraining, >= 0 "
+                             "(default %(default)s)")
+    parser.add_argument("--max-grad-norm", type=real(0.0, open_low=True), default=5.0, metavar="X",
+                        help="banditrec clips each step's gradients to this norm, > 0 (default %(default)s)")
+    parser.add_argument("--engines", type=comma_list(one_of(ENGINES, "engine"), what="engines"),
+                        default="numba,numpy,torch", metavar="LIST",
+                        help=f"comma-separated banditrec training engines from {', '.join(ENGINES)}, one "
+                             "B = 1 row each; the first also gets the batched row (default %(default)s)")
+    parser.add_argument("--batch", type=positive_int, default=10, metavar="B",
+                        help="contexts per decision batch for the batched row; 1 for no batched row "
+                             "(default %(default)s)")
+    parser.add_argument("--n-mc", type=positive_int, default=100, metavar="N",
+                        help="banditrec's propensity draws per decision (default %(default)s)")
+    parser.add_argument("--repeats", type=positive_int, default=3, metavar="N",
                         help="runs of each banditrec row, reported as the median rate (min-max); space-bandits "
-                             "runs once (~10 min per δ)")
-    parser.add_argument("--skip-space-bandits", action="store_true")
+                             "runs once, ~10 min per δ (default %(default)s)")
+    parser.add_argument("--skip-space-bandits", action="store_true",
+                        help="time banditrec and Uniform alone (space-bandits is an optional, GPL extra)")
+    return parser
+
+
+def main() -> None:
+    parser = build_parser()
     args = parser.parse_args()
     if not args.skip_space_bandits:
         try:  # before any row runs, not after the first δ's Uniform row
@@ -153,8 +190,6 @@ def main() -> None:
         except ImportError:
             parser.error("space-bandits is not installed: pip install space-bandits (GPL, not a banditrec "
                          "dependency), or pass --skip-space-bandits to time banditrec alone")
-    if args.contexts < 1 or args.repeats < 1 or args.batch < 1 or args.n_mc < 1:
-        parser.error("--contexts, --repeats, --batch and --n-mc must be >= 1")
     torch.set_num_threads(1)
     threadpool_limits(1)  # numpy's BLAS too: on a shared 2-core box its threads oversubscribe
     # torch imports its compiler stack (~3 s, once per process) when the first optimizer is built:
@@ -167,7 +202,7 @@ def main() -> None:
     print(f"wheel bandit, {n:,} contexts one at a time, seed 0, torch {torch.__version__}, torch and BLAS on 1 thread, "
           f"{platform.machine()}; banditrec training {training}")
     rows = []
-    for delta in (float(d) for d in args.deltas.split(",")):
+    for delta in args.deltas:
         obs, expected, rewards = wheel_data(delta, n)
         x = obs.user_features
         u_actions, u_rate = run_uniform(n, rewards)
@@ -176,7 +211,7 @@ def main() -> None:
         if not args.skip_space_bandits:
             a, r = run_space_bandits(x, rewards)
             results["space-bandits NeuralBandits"] = (r, pseudo_regret(expected, a))
-        engines = args.engines.split(",")
+        engines = args.engines
         spread = {}
         runs = [(f"banditrec NeuralLinear, {engine} engine", engine, 1) for engine in engines]
         if args.batch > 1:

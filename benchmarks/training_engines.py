@@ -9,13 +9,19 @@ loop over the minibatch's rows), on a ``model="multi_output"`` network (one outp
 RMSProp with clipping at 5 (the wheel's step), MSE loss. Reported: the median over ``--repeats``
 rounds of µs per step, and each engine's speed relative to torch. torch and BLAS run on one thread.
 
-    python benchmarks/training_engines.py [--steps 100] [--repeats 7]
+Prints a Markdown table with one row per network size (the wheel's 2 → 50 → 5 and four others):
+µs per step for each engine of ``--engines``, then each engine's speed over torch's (when torch
+is one of them). Run time at the defaults: about 10–20 s on the 2-core development machine.
+
+    python benchmarks/training_engines.py [--steps 100] [--repeats 7] [--engines torch,numpy,numba]
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import platform
+import sys
 import time
 
 import numpy as np
@@ -28,7 +34,11 @@ from banditrec.models.training import loss_function
 from banditrec.policies import compiled_training
 from banditrec.policies.compiled_training import CompiledMLPTrainer
 from banditrec.policies.graphed_training import eager_round
+from banditrec.policies.neural import ENGINES
 from banditrec.policies.numpy_training import NumpyMLPTrainer
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))  # the shared benchmark helpers
+from _cli import comma_list, one_of, positive_int
 
 # (inputs, hidden layers, outputs, minibatch): the wheel, a deeper small network, wide layers.
 SIZES = [(2, (50,), 5, 512), (2, (50, 50), 5, 512), (16, (64,), 100, 256), (16, (100, 100), 100, 512),
@@ -77,16 +87,26 @@ def time_engine(engine: str, size, steps: int, repeats: int, seed: int = 0) -> f
     return float(np.median(times)) / steps * 1e6
 
 
-def main() -> None:
+def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--steps", type=int, default=100)
-    parser.add_argument("--repeats", type=int, default=7)
-    parser.add_argument("--engines", default="torch,numpy,numba")
-    args = parser.parse_args()
+    parser.add_argument("--steps", type=positive_int, default=100, metavar="N",
+                        help="minibatch steps per timed round (default %(default)s)")
+    parser.add_argument("--repeats", type=positive_int, default=7, metavar="N",
+                        help="timed rounds per engine and size, reported as the median, after one untimed "
+                             "round (default %(default)s)")
+    parser.add_argument("--engines", type=comma_list(one_of(ENGINES, "engine"), what="engines"),
+                        default="torch,numpy,numba", metavar="LIST",
+                        help="comma-separated training engines to time, one column each, from "
+                             f"{', '.join(ENGINES)} (default %(default)s)")
+    return parser
+
+
+def main() -> None:
+    args = build_parser().parse_args()
     torch.set_num_threads(1)
     threadpool_limits(1)
     compiled_training.warm_up()
-    engines = args.engines.split(",")
+    engines = args.engines
     print(f"µs per training step (median of {args.repeats} rounds of {args.steps}), TF1 RMSProp, clip 5, MSE; "
           f"torch {torch.__version__}, numpy {np.__version__}, 1 thread, {platform.machine()}")
     print("| network (in → hidden → out) | minibatch | " + " | ".join(engines) + " | "

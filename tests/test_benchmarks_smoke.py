@@ -1,14 +1,20 @@
-"""Cheap checks of what benchmarks/scale.py relies on: a user population in the linear world,
-candidate sampling from large catalogues, and the benchmark's own measurement on a tiny world."""
+"""Cheap checks of what the benchmark scripts rely on: a user population in the linear world,
+candidate sampling from large catalogues, each benchmark's own measurement on a tiny world, and
+each script's command line (its --help, and its refusal of values that make no sense)."""
 
 from __future__ import annotations
 
+import argparse
+import concurrent.futures
 import importlib.util
 import os
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 
 from banditrec.environments import LinearWorld, make_vector_env
 from banditrec.environments.candidates import _sample_sparse
@@ -126,3 +132,194 @@ def test_decision_profile_counts_operators_on_the_cpu(monkeypatch, capsys):
     line = next(row for row in out.splitlines() if row.startswith("== NeuralEpsilonGreedy"))
     counts = [int(word.rstrip(",")) for word in line.split("act")[1].split() if word.rstrip(",").isdigit()]
     assert len(counts) == 3 and 0 < counts[0] < 1000 and 0 < counts[1] < counts[2]
+
+
+# --------------------------------------------------------------------------- command lines
+# Every script in benchmarks/ (the helpers, whose names start with "_", are not scripts). Each one's
+# --help says what it measures, what it prints and how long it takes at the defaults, and describes
+# every option; a value that makes no sense is refused by argparse before anything runs: one
+# "error: argument --NAME: ..." line, exit status 2.
+SCRIPTS = ("decision_profile", "gpu", "linucb_speed", "neural_speed", "scale", "space_bandits_wheel",
+           "training_engines")
+
+# One representative bad value per script, run as a real command (a subprocess).
+BAD_COMMAND = {
+    "decision_profile": ["--policies", "NeuralLinear,LinUCB"],
+    "gpu": ["--repeats", "0"],
+    "linucb_speed": ["--repeats", "0"],
+    "neural_speed": ["--batches", "1,0"],
+    "scale": ["--only", "10"],
+    "space_bandits_wheel": ["--deltas", "0.5,1.5"],
+    "training_engines": ["--engines", "torch,tensorflow"],
+}
+
+# More bad values, checked on each script's parser in this process (cheap: no interpreter start).
+BAD_VALUES = [
+    ("linucb_speed", ["--horizon", "0"]), ("linucb_speed", ["--horizon", "1e3"]),
+    ("linucb_speed", ["--repeats", "-1"]),
+    ("training_engines", ["--steps", "0"]), ("training_engines", ["--repeats", "0"]),
+    ("training_engines", ["--engines", ""]), ("training_engines", ["--engines", "numpy,numpy"]),
+    ("training_engines", ["--engines", "numba,"]),
+    ("neural_speed", ["--device", "tpu"]), ("neural_speed", ["--decisions", "0"]),
+    ("neural_speed", ["--repeats", "0"]), ("neural_speed", ["--batches", ""]),
+    ("neural_speed", ["--batches", "64,x"]), ("neural_speed", ["--train-every", "0"]),
+    ("neural_speed", ["--train-steps", "-2"]),
+    ("decision_profile", ["--device", "gpu"]), ("decision_profile", ["--batch", "0"]),
+    ("decision_profile", ["--decisions", "-1"]), ("decision_profile", ["--policies", ""]),
+    ("gpu", ["--device", "cuda:x"]), ("gpu", ["--steps", "0"]), ("gpu", ["--batch", "0"]),
+    ("gpu", ["--candidates", "0"]), ("gpu", ["--candidates", "1683"]), ("gpu", ["--hidden", "64,0"]),
+    ("gpu", ["--hidden", ""]), ("gpu", ["--train-every", "0"]), ("gpu", ["--train-steps", "0"]),
+    ("gpu", ["--num-threads", "-1"]), ("gpu", ["--policies", "Random"]),
+    ("gpu", ["--compare", "eager,bogus"]), ("gpu", ["--compare", "default"]),
+    ("scale", ["--steps", "0"]), ("scale", ["--decisions-b1", "0"]), ("scale", ["--decisions-b64", "-64"]),
+    ("scale", ["--only", "-1"]), ("scale", ["--only", "1,x"]),
+    ("space_bandits_wheel", ["--contexts", "0"]), ("space_bandits_wheel", ["--deltas", "0"]),
+    ("space_bandits_wheel", ["--deltas", "0.5,nan"]), ("space_bandits_wheel", ["--optimizer", "adamw"]),
+    ("space_bandits_wheel", ["--lr", "0"]), ("space_bandits_wheel", ["--lr", "inf"]),
+    ("space_bandits_wheel", ["--step-decay", "-0.5"]), ("space_bandits_wheel", ["--max-grad-norm", "0"]),
+    ("space_bandits_wheel", ["--engines", "jax"]), ("space_bandits_wheel", ["--batch", "0"]),
+    ("space_bandits_wheel", ["--n-mc", "0"]), ("space_bandits_wheel", ["--repeats", "0"]),
+]
+
+
+def _parser(name: str):
+    return _load(name).build_parser()
+
+
+def _options(parser):
+    """The parser's documented options: every action but --help and the hidden ones (--child)."""
+    return [action for action in parser._actions
+            if action.help is not argparse.SUPPRESS and "--help" not in action.option_strings]
+
+
+def _run(name: str, *argv: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, str(ROOT / "benchmarks" / f"{name}.py"), *argv], cwd=ROOT,
+                          capture_output=True, text=True, timeout=120, check=False)
+
+
+@pytest.fixture(scope="module")
+def commands():
+    """Each script's ``--help`` and its bad command, run as real commands two at a time. Starting a
+    script takes 2–5 s, nearly all of it imports (banditrec imports torch, scipy and pandas), so
+    all 14 are queued at once and each test waits only for its own; those still queued when the
+    tests are done are cancelled."""
+    pool = concurrent.futures.ThreadPoolExecutor(max_workers=2)
+    runs = {}
+    for name in SCRIPTS:
+        runs[name, "help"] = pool.submit(_run, name, "--help")
+        runs[name, "bad"] = pool.submit(_run, name, *BAD_COMMAND[name])
+    yield {key: future.result for key, future in runs.items()}
+    pool.shutdown(wait=True, cancel_futures=True)
+
+
+def test_every_benchmark_script_is_covered():
+    scripts = {p.stem for p in (ROOT / "benchmarks").glob("*.py") if not p.name.startswith("_")}
+    assert scripts == set(SCRIPTS) == set(BAD_COMMAND)
+
+
+@pytest.mark.parametrize("name", SCRIPTS)
+def test_benchmark_help_says_what_it_measures_and_describes_every_option(name, commands):
+    proc = commands[name, "help"]()
+    assert proc.returncode == 0, proc.stderr
+    text = proc.stdout
+    assert text.startswith(f"usage: {name}.py")
+    words = " ".join(text.split())
+    assert "Prints" in words and "Run time at the defaults" in words  # the description's output and duration
+    options = _options(_parser(name))
+    assert options
+    for action in options:
+        flag = action.option_strings[-1]
+        assert flag in text.split("options:")[1], flag
+        assert action.help and len(action.help) > 10, f"{name} {flag}: no description"
+        takes_value = action.nargs != 0
+        if takes_value and action.default is not None:
+            assert "default" in action.help, f"{name} {flag}: default not shown"
+    assert "%(default)s" not in text  # every placeholder was filled in
+
+
+@pytest.mark.parametrize("name", SCRIPTS)
+def test_benchmark_refuses_a_bad_value_in_one_line(name, commands):
+    argv = BAD_COMMAND[name]
+    proc = commands[name, "bad"]()
+    assert proc.returncode == 2, proc.stderr
+    assert proc.stdout == "" and "Traceback" not in proc.stderr
+    last = proc.stderr.strip().splitlines()[-1]
+    assert last.startswith(f"{name}.py: error: argument {argv[0]}: "), last
+    bad = argv[1].split(",")[-1]
+    assert repr(bad) in last or f" {bad}" in last, last  # the value itself is named
+
+
+@pytest.mark.parametrize(("name", "argv"), BAD_VALUES, ids=[f"{n}{' '.join(a)}" for n, a in BAD_VALUES])
+def test_benchmark_option_refuses_a_value_that_makes_no_sense(name, argv, capsys):
+    parser = _parser(name)
+    with pytest.raises(SystemExit) as exc:
+        parser.parse_args(argv)
+    assert exc.value.code == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert f"error: argument {argv[0]}: " in err[-1] and sum("error:" in line for line in err) == 1
+
+
+@pytest.mark.parametrize("name", SCRIPTS)
+def test_every_numeric_option_refuses_a_negative_value(name, capsys):
+    """A count, size, rate or norm below zero is never meaningful: an option added without a
+    checked type fails here."""
+    parser = _parser(name)
+    numeric = [a for a in _options(parser)
+               if isinstance(a.default, (int, float)) and not isinstance(a.default, bool)]
+    for action in numeric:
+        with pytest.raises(SystemExit) as exc:
+            parser.parse_args([action.option_strings[-1], "-1"])
+        assert exc.value.code == 2, action.option_strings
+        assert f"argument {action.option_strings[-1]}: " in capsys.readouterr().err
+
+
+def test_benchmark_defaults_are_unchanged():
+    """The checked types leave each benchmark's defaults (the README's numbers) as they were."""
+    def defaults(name):
+        return vars(_parser(name).parse_args([]))
+
+    assert defaults("linucb_speed") == {"horizon": 20_000, "repeats": 3}
+    assert defaults("training_engines") == {"steps": 100, "repeats": 7,
+                                            "engines": ["torch", "numpy", "numba"]}
+    speed = defaults("neural_speed")
+    assert speed.pop("device") in ("cpu", "cuda")  # "auto", resolved
+    assert speed == {"decisions": 4096, "repeats": 3, "batches": [1, 64, 1024], "train_every": 32,
+                     "train_steps": 32}
+    profile = defaults("decision_profile")
+    assert profile.pop("device") in ("cpu", "cuda")
+    assert profile == {"batch": 1, "decisions": 512,
+                       "policies": ["NeuralEpsilonGreedy", "NeuralLinear", "NeuralUCB"]}
+    gpu = defaults("gpu")
+    assert gpu.pop("device") in ("cpu", "cuda")
+    assert gpu == {"steps": 1, "repeats": 3, "batch": 4096, "candidates": 100, "hidden": [64],
+                   "train_every": 32, "train_steps": 32, "num_threads": 1, "ids": False,
+                   "policies": ["NeuralLinear", "NeuralEpsilonGreedy"], "compare": ["eager", "numpy-world"],
+                   "child": None}
+    assert defaults("scale") == {"steps": 16, "decisions_b1": 2000, "decisions_b64": 16384, "only": [],
+                                 "child": None}
+    assert defaults("space_bandits_wheel") == {
+        "contexts": 20_000, "deltas": [0.5, 0.95], "optimizer": "rmsprop_tf", "lr": 0.1, "step_decay": 0.5,
+        "max_grad_norm": 5.0, "engines": ["numba", "numpy", "torch"], "batch": 10, "n_mc": 100, "repeats": 3,
+        "skip_space_bandits": False}
+
+
+def test_benchmark_options_accept_their_edge_values():
+    gpu = _parser("gpu").parse_args(["--compare", "", "--hidden", "64,64", "--num-threads", "0",
+                                     "--candidates", "1682", "--device", "cpu",
+                                     "--policies", "NeuralTS,NeuralUCB"])
+    assert gpu.compare == [] and gpu.hidden == [64, 64] and gpu.num_threads == 0 and gpu.candidates == 1682
+    assert gpu.device == "cpu" and gpu.policies == ["NeuralTS", "NeuralUCB"]
+    assert _parser("scale").parse_args(["--only", "0,9"]).only == [0, 9]
+    wheel = _parser("space_bandits_wheel").parse_args(["--deltas", "0.5, 0.99", "--step-decay", "0",
+                                                       "--batch", "1"])
+    assert wheel.deltas == [0.5, 0.99] and wheel.step_decay == 0.0 and wheel.batch == 1
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="the message for a machine without CUDA")
+@pytest.mark.parametrize("name", ["gpu", "neural_speed", "decision_profile"])
+def test_benchmark_names_a_missing_cuda_device_as_a_bad_option(name, capsys):
+    with pytest.raises(SystemExit) as exc:
+        _parser(name).parse_args(["--device", "cuda"])
+    assert exc.value.code == 2
+    err = capsys.readouterr().err
+    assert "argument --device: device 'cuda' requested but CUDA is not available here" in err
