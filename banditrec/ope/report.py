@@ -59,7 +59,10 @@ def compare_policies(
         Reward model predictions for the model-based estimators. When omitted and one is needed,
         :func:`~banditrec.ope.reward_model.fit_reward_model` cross-fits ``reward_model`` once.
     reward_model : object with fit/predict, or "ridge" or "logistic", optional
+        The model to cross-fit (default ridge); not with ``estimated_rewards``, which is already
+        a model's predictions.
     n_folds : int, default 5
+        Folds of that cross-fitting; unused when ``estimated_rewards`` is given.
 
     Returns
     -------
@@ -85,6 +88,11 @@ def compare_policies(
     names = [est.name for est in estimators]
     if len(set(names)) != len(names):
         raise ValueError(f"estimator names must be unique, got {names}")
+    if estimated_rewards is not None and reward_model is not None:
+        raise ValueError(
+            "give estimated_rewards or reward_model, not both: estimated_rewards are used as given and "
+            f"reward_model={reward_model!r:.60} would never be fitted"
+        )
     if true_values is not None:
         unknown = sorted(set(true_values) - set(policies))
         if unknown:
