@@ -239,6 +239,9 @@ class BaseEstimator(ABC):
         sample-mean estimators these are the per-round rewards, for the self-normalised ones
         (Replay, SNIPS, SNDR) the delta-method linearisation
         ``direct + R + (correction - R * weight) / mean(weight)`` with ``R = mean(correction) / mean(weight)``.
+        When those terms have zero variance on the log (every reward equal, or a target that
+        never takes a logged action) both methods give ``low == high``, with a ``RuntimeWarning``:
+        the data cannot show the value's uncertainty then, but it has one.
 
         Parameters
         ----------

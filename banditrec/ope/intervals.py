@@ -47,6 +47,24 @@ def check_alpha(alpha: float) -> float:
 DROPPED_WARNING = 0.01
 
 
+def _warn_if_zero_width(values: np.ndarray, n_rounds: int, what: str, kind: str) -> None:
+    """Warn when ``values`` all agree, so that the ``kind`` interval has zero width.
+
+    Such an interval claims a certainty no finite log gives unless the rewards are truly constant:
+    when a Bernoulli value is 0.99, 100 rounds are all 1 over a third of the time (0.99**100 =
+    0.37), and then every interval is (1, 1) and misses it. The numbers are kept as computed.
+    """
+    if np.ptp(values) <= 1e-12 * float(np.max(np.abs(values))):
+        warnings.warn(
+            f"the {kind} interval has zero width because {what} do not vary on these {n_rounds} rounds "
+            "(every logged reward is equal, or the target policy never takes a logged action); that is not "
+            f"certainty: for 0/1 rewards, {n_rounds} rounds all equal to 1 leave values down to about "
+            f"1 - 3/{n_rounds} plausible at 95% (the rule of three)",
+            RuntimeWarning,
+            stacklevel=3,
+        )
+
+
 def bootstrap_interval(
     columns: np.ndarray,
     statistic: Callable[[np.ndarray], np.ndarray],
@@ -77,7 +95,9 @@ def bootstrap_interval(
     -------
     (low, high) : tuple of float
         Replicates where the statistic is undefined (e.g. a zero denominator) are dropped, with
-        a ``RuntimeWarning`` when they are more than 1% of them.
+        a ``RuntimeWarning`` when they are more than 1% of them. When every replicate has the
+        same value (the per-round terms do not vary, e.g. all rewards equal) ``low == high``,
+        with a ``RuntimeWarning``: a zero-width interval is not certainty.
     """
     alpha = check_alpha(alpha)
     if isinstance(n_bootstrap, bool) or not isinstance(n_bootstrap, (int, np.integer)) or n_bootstrap < 1:
@@ -105,6 +125,7 @@ def bootstrap_interval(
             RuntimeWarning,
             stacklevel=2,
         )
+    _warn_if_zero_width(finite, n, "the bootstrap replicates", "bootstrap")
     low, high = np.quantile(finite, [alpha / 2.0, 1.0 - alpha / 2.0])
     return float(low), float(high)
 
@@ -123,6 +144,8 @@ def normal_interval(influence: np.ndarray, alpha: float = 0.05) -> tuple[float, 
     Returns
     -------
     (low, high) : tuple of float
+        ``low == high`` when the influence values have zero variance (e.g. all rewards equal),
+        with a ``RuntimeWarning``: a zero-width interval is not certainty.
     """
     alpha = check_alpha(alpha)
     n = influence.shape[0]
@@ -131,4 +154,5 @@ def normal_interval(influence: np.ndarray, alpha: float = 0.05) -> tuple[float, 
     z = NormalDist().inv_cdf(1.0 - alpha / 2.0)
     centre = float(influence.mean())
     half = z * float(influence.std(ddof=1)) / np.sqrt(n)
+    _warn_if_zero_width(influence, n, "the per-round terms", "normal")
     return float(centre - half), float(centre + half)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 import pytest
 
@@ -293,6 +295,29 @@ def test_bad_interval_arguments():
     for method in ("bootstrap", "normal"):  # the bootstrap used to return a zero-width interval
         with pytest.raises(ValueError, match=rf"a {method} interval needs at least 2 rounds, got 1"):
             IPS().estimate_interval(one, uniform_dist()[:1], method=method)
+
+
+def test_a_zero_width_interval_is_reported_as_it_is_with_a_warning():
+    # A log whose rewards are all equal gave (1.0, 1.0) without a word, as if the value were certain.
+    fb = LoggedFeedback(**log_kwargs(rewards=np.ones(N)))
+    for method in ("bootstrap", "normal"):
+        with pytest.warns(RuntimeWarning, match=rf"^the {method} interval has zero width .* on these 5 rounds"):
+            interval = SNIPS().estimate_interval(fb, uniform_dist(), method=method, n_bootstrap=50)
+        assert (interval.estimate, interval.low, interval.high) == (1.0, 1.0, 1.0)  # numbers unchanged
+    # the logging policy's reference row of evaluate_offline is warned about too
+    from banditrec.ope import evaluate_offline
+
+    log = LoggedFeedback(**log_kwargs(rewards=np.zeros(N)))
+    with pytest.warns(RuntimeWarning, match=r"^the normal interval has zero width") as record:
+        df = evaluate_offline(log, {"random": "Random"}, train_fraction=0.0, estimators=[IPS()], method="normal")
+    assert df[["policy", "low", "high"]].to_numpy().tolist() == [["random", 0.0, 0.0], ["logging", 0.0, 0.0]]
+    assert sum("zero width" in str(w.message) for w in record) == 2  # one per row
+    # rewards that vary give no such warning
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        for method in ("bootstrap", "normal"):
+            interval = IPS().estimate_interval(LoggedFeedback(**log_kwargs()), uniform_dist(), method=method)
+            assert interval.low < interval.high
 
 
 def test_an_empty_log_is_refused_in_one_line_by_every_entry_point():
