@@ -12,13 +12,36 @@ in three ways that matter for short retrainings at a large learning rate:
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterable
 
 import torch
 
+from banditrec._util import check_real
+
 __all__ = ["OPTIMIZERS", "TFRMSprop", "make_optimizer"]
 
 OPTIMIZERS = ("adam", "rmsprop", "rmsprop_tf", "sgd")
+
+
+def _check_lr(lr) -> None:
+    """``lr`` > 0 and finite, as a number or (what a captured CUDA graph reads) a one-element tensor.
+
+    torch's optimizers check ``lr >= 0`` only (SGD not even nan): an infinite lr turned the weights
+    to ±inf and nan at the first step, and 0 trains nothing."""
+    if isinstance(lr, torch.Tensor):
+        if lr.numel() != 1:
+            raise ValueError(f"lr as a tensor must have one element, got shape {tuple(lr.shape)}")
+        value = float(lr)
+    else:
+        value = check_real("lr", lr)
+    if not 0 < value < math.inf:
+        raise ValueError(f"lr must be > 0 and finite, got {lr!r}")
+
+
+def _check_non_negative(name: str, value) -> None:
+    if not 0 <= check_real(name, value) < math.inf:
+        raise ValueError(f"{name} must be >= 0 and finite, got {value!r}")
 
 
 class TFRMSprop(torch.optim.Optimizer):
@@ -33,14 +56,11 @@ class TFRMSprop(torch.optim.Optimizer):
 
     def __init__(self, params: Iterable, lr: float = 1e-3, decay: float = 0.9, eps: float = 1e-10,
                  weight_decay: float = 0.0) -> None:
-        if not lr > 0:
-            raise ValueError(f"lr must be > 0, got {lr!r}")
-        if not 0.0 <= decay < 1.0:
+        _check_lr(lr)
+        if not 0.0 <= check_real("decay", decay) < 1.0:
             raise ValueError(f"decay must be in [0, 1), got {decay!r}")
-        if not eps >= 0:
-            raise ValueError(f"eps must be >= 0, got {eps!r}")
-        if not weight_decay >= 0:
-            raise ValueError(f"weight_decay must be >= 0, got {weight_decay!r}")
+        _check_non_negative("eps", eps)  # inf silently made every step 0
+        _check_non_negative("weight_decay", weight_decay)
         super().__init__(params, {"lr": lr, "decay": decay, "eps": eps, "weight_decay": weight_decay})
 
     @torch.no_grad()
@@ -80,11 +100,14 @@ def make_optimizer(name: str, params: Iterable, lr: float, weight_decay: float =
     """The optimizer called ``name`` (one of :data:`OPTIMIZERS`) over ``params``.
 
     ``capturable=True`` builds Adam and RMSprop so that their steps can be captured in a CUDA graph
-    (step counts on the device, a tensor learning rate allowed); the other two need nothing."""
+    (step counts on the device, a tensor learning rate allowed); the other two need nothing.
+    ``lr`` must be > 0 and finite and ``weight_decay`` >= 0 and finite, whichever the optimizer."""
+    if not (isinstance(name, str) and name in OPTIMIZERS):
+        raise ValueError(f"optimizer must be one of {OPTIMIZERS}, got {name!r}")
+    _check_lr(lr)
+    _check_non_negative("weight_decay", weight_decay)
     if name == "rmsprop_tf":
         return TFRMSprop(params, lr=lr, weight_decay=weight_decay)
     classes = {"adam": torch.optim.Adam, "rmsprop": torch.optim.RMSprop, "sgd": torch.optim.SGD}
-    if name not in classes:
-        raise ValueError(f"optimizer must be one of {OPTIMIZERS}, got {name!r}")
     extra = {"capturable": True} if capturable and name != "sgd" else {}
     return classes[name](params, lr=lr, weight_decay=weight_decay, **extra)

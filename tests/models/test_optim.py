@@ -3,6 +3,8 @@ TF1 result (Riquelme et al.'s wheel) depends on its exact arithmetic, not PyTorc
 
 from __future__ import annotations
 
+import re
+
 import numpy as np
 import pytest
 import torch
@@ -75,3 +77,56 @@ def test_max_grad_norm_refuses_a_bool_and_takes_numpy_numbers():
     with pytest.raises(ValueError, match="max_grad_norm must be > 0 or None .*, got True"):
         OnlineTraining(max_grad_norm=True)
     assert OnlineTraining(max_grad_norm=np.float32(2.0)).max_grad_norm == 2.0
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "error", "message"),
+    [
+        # lr=inf and eps=inf were accepted: the first step wrote ±inf / nan into the weights, or
+        # moved nothing; OnlineTraining refused them, a TFRMSprop made directly did not
+        ({"lr": float("inf")}, ValueError, r"^lr must be > 0 and finite, got inf$"),
+        ({"lr": float("nan")}, ValueError, r"^lr must be > 0 and finite, got nan$"),
+        ({"lr": 0.0}, ValueError, r"^lr must be > 0 and finite, got 0.0$"),
+        ({"lr": True}, TypeError, r"^lr must be a number, got True$"),
+        ({"lr": "0.1"}, TypeError, r"^lr must be a number, got '0.1'$"),
+        ({"lr": torch.tensor([0.1, 0.2])}, ValueError, r"^lr as a tensor must have one element, got shape \(2,\)$"),
+        ({"lr": torch.tensor(float("inf"))}, ValueError, r"^lr must be > 0 and finite, got tensor\(inf\)$"),
+        ({"eps": float("inf")}, ValueError, r"^eps must be >= 0 and finite, got inf$"),
+        ({"eps": -1e-10}, ValueError, r"^eps must be >= 0 and finite, got -1e-10$"),
+        ({"weight_decay": float("inf")}, ValueError, r"^weight_decay must be >= 0 and finite, got inf$"),
+        ({"weight_decay": float("nan")}, ValueError, r"^weight_decay must be >= 0 and finite, got nan$"),
+        ({"decay": False}, TypeError, r"^decay must be a number, got False$"),
+        ({"decay": float("nan")}, ValueError, r"^decay must be in \[0, 1\), got nan$"),
+    ],
+)
+def test_tf_rmsprop_refuses_bad_hyperparameters_when_made(kwargs, error, message):
+    with pytest.raises(error, match=message):
+        TFRMSprop([torch.nn.Parameter(torch.zeros(1))], **kwargs)
+
+
+def test_tf_rmsprop_still_takes_a_one_element_tensor_lr_and_numpy_numbers():
+    param = torch.nn.Parameter(torch.zeros(1))
+    TFRMSprop([param], lr=torch.tensor([0.1]), decay=np.float32(0.9), eps=np.float64(1e-10), weight_decay=0)
+
+
+@pytest.mark.parametrize("name", OPTIMIZERS)
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        # torch's Adam, RMSprop and SGD accepted lr=inf (SGD even nan) and weight_decay=inf
+        ({"lr": float("inf")}, r"^lr must be > 0 and finite, got inf$"),
+        ({"lr": float("nan")}, r"^lr must be > 0 and finite, got nan$"),
+        ({"lr": 0.1, "weight_decay": float("inf")}, r"^weight_decay must be >= 0 and finite, got inf$"),
+        ({"lr": 0.1, "weight_decay": float("nan")}, r"^weight_decay must be >= 0 and finite, got nan$"),
+    ],
+)
+def test_make_optimizer_refuses_non_finite_numbers_whichever_the_optimizer(name, kwargs, message):
+    with pytest.raises(ValueError, match=message):
+        make_optimizer(name, [torch.nn.Parameter(torch.zeros(1))], **kwargs)
+
+
+@pytest.mark.parametrize("name", ["adagrad", "", None, ["adam"]])
+def test_make_optimizer_names_an_unknown_optimizer(name):
+    # a list was a TypeError from the name lookup ("unhashable type: 'list'")
+    with pytest.raises(ValueError, match=rf"^optimizer must be one of {re.escape(str(OPTIMIZERS))}, got {re.escape(repr(name))}$"):
+        make_optimizer(name, [torch.nn.Parameter(torch.zeros(1))], lr=0.1)
