@@ -21,21 +21,23 @@ DEFAULT_ID_ROWS = 1024
 
 
 def check_model_options(kind: str, options: dict) -> type:
-    """The built-in model class of ``kind``, or a ValueError naming an unknown kind or option or
-    a missing ``n_items``: what a policy checks when it is made, before the model is built from
-    the first batch."""
-    if kind not in MODEL_KINDS:
+    """The built-in model class of ``kind``, or an error naming an unknown kind or option, a
+    missing ``n_items`` or a bad option value (``model_options['n_items'] must be ...``): what a
+    policy checks when it is made. Only what needs the feature sizes (``cross=True`` with equal
+    sizes, ``multi_output``'s user features) waits for the model to be built from the first batch."""
+    if not (isinstance(kind, str) and kind in MODEL_KINDS):
         raise ValueError(f"unknown model {kind!r}; choose one of {MODEL_KINDS} or pass an nn.Module")
     cls = {"mlp": MLPScorer, "two_tower": TwoTower, "mf": MatrixFactorization, "multi_output": MultiOutputMLP}[kind]
     valid = set(inspect.signature(cls).parameters) - {"user_dim", "item_dim", "hidden", "dim", "seed"}
     unknown = set(options) - valid
     if unknown:
-        raise ValueError(f"unknown option(s) {sorted(unknown)} for model {kind!r}; valid: {sorted(valid)}")
+        raise ValueError(f"unknown option(s) {sorted(unknown, key=str)} for model {kind!r}; valid: {sorted(valid)}")
     if kind == "multi_output" and "n_items" not in options:
         raise ValueError(
             "model 'multi_output' has one output per item: give its catalogue size, "
             "e.g. model_options={'n_items': 5} (in a config file: model_options = {n_items = 5})"
         )
+    cls.check_options(options, "model_options[{!r}]")
     return cls
 
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import torch
 from torch import nn
 
@@ -27,8 +29,8 @@ class MatrixFactorization(RecModel):
 
     def __init__(self, n_users: int, n_items: int, dim: int = 32, seed=None) -> None:
         super().__init__()
-        n_users, n_items = check_size(n_users, "n_users", 1), check_size(n_items, "n_items", 1)
-        dim = check_size(dim, "dim", 1)
+        options = self.check_options({"n_users": n_users, "n_items": n_items, "dim": dim})
+        n_users, n_items, dim = options["n_users"], options["n_items"], options["dim"]
         self.config = {"n_users": n_users, "n_items": n_items, "dim": dim}
         with torch.device("meta"):
             self.user_factors = nn.Embedding(n_users + 1, dim)
@@ -36,6 +38,16 @@ class MatrixFactorization(RecModel):
             self.user_bias = nn.Embedding(n_users + 1, 1)
             self.item_bias = nn.Embedding(n_items + 1, 1)
         self._materialize(seed)
+
+    @staticmethod
+    def check_options(options: dict[str, Any], where: str = "{}") -> dict[str, Any]:
+        """The given ones of ``n_users``, ``n_items`` and ``dim``, checked; an error names an
+        option as ``where.format(name)``."""
+        checked = dict(options)
+        for name in ("n_users", "n_items", "dim"):
+            if name in options:
+                checked[name] = check_size(options[name], where.format(name), 1)
+        return checked
 
     @property
     def embedding_dim(self) -> int:

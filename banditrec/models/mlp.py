@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
+import numpy as np
 import torch
 from torch import nn
 
@@ -41,14 +43,26 @@ class MLPScorer(RecModel):
         super().__init__()
         user_dim, item_dim = check_size(user_dim, "user_dim"), check_size(item_dim, "item_dim")
         hidden = check_hidden(hidden)
+        cross = self.check_options({"cross": cross})["cross"]
         if cross and user_dim != item_dim:
             raise ValueError(f"cross=True needs user_dim == item_dim, got {user_dim} and {item_dim}")
-        self.config = {"user_dim": user_dim, "item_dim": item_dim, "hidden": hidden, "cross": bool(cross)}
+        self.config = {"user_dim": user_dim, "item_dim": item_dim, "hidden": hidden, "cross": cross}
         d_in = user_dim + item_dim + (item_dim if cross else 0)
         with torch.device("meta"):
             self.body = mlp((d_in,) + hidden)
             self.out = nn.Linear(hidden[-1], 1)
         self._materialize(seed)
+
+    @staticmethod
+    def check_options(options: dict[str, Any], where: str = "{}") -> dict[str, Any]:
+        """``cross``, if given, checked; an error names it as ``where.format("cross")``."""
+        checked = dict(options)
+        if "cross" in options:
+            # "no" or 0.0 from a config file turned the product on or off by truthiness
+            if not isinstance(options["cross"], (bool, np.bool_)):
+                raise TypeError(f"{where.format('cross')} must be True or False, got {options['cross']!r}")
+            checked["cross"] = bool(options["cross"])
+        return checked
 
     @property
     def embedding_dim(self) -> int:

@@ -3,13 +3,16 @@ neural contextual bandit of Riquelme et al. 2018)."""
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
+from typing import Any
 
 import torch
 from torch import nn
 from torch.nn import functional as F
 
-from banditrec.models.base import RecModel, check_hidden, check_size, mlp
+from banditrec._util import is_real
+from banditrec.models.base import LINEAR_INITS, RecModel, check_hidden, check_size, mlp
 
 __all__ = ["MultiOutputMLP"]
 
@@ -46,7 +49,8 @@ class MultiOutputMLP(RecModel):
     ) -> None:
         super().__init__()
         user_dim, item_dim = check_size(user_dim, "user_dim", 1), check_size(item_dim, "item_dim")
-        n_items = check_size(n_items, "n_items", 1)
+        options = self.check_options({"n_items": n_items, "init": init, "init_scale": init_scale})
+        n_items, init_scale = options["n_items"], options["init_scale"]
         hidden = check_hidden(hidden)
         self.config = {"user_dim": user_dim, "item_dim": item_dim, "hidden": hidden, "n_items": n_items}
         if init != "torch":  # recorded only when set, so older checkpoints keep matching
@@ -57,6 +61,23 @@ class MultiOutputMLP(RecModel):
             self.body = mlp((user_dim,) + hidden)
             self.out = nn.Linear(hidden[-1], n_items)
         self._materialize(seed, linear=init, scale=init_scale)
+
+    @staticmethod
+    def check_options(options: dict[str, Any], where: str = "{}") -> dict[str, Any]:
+        """The given ones of ``n_items``, ``init`` and ``init_scale``, checked (what can be checked
+        before the feature sizes are known); an error names an option as ``where.format(name)``."""
+        checked = dict(options)
+        if "n_items" in options:
+            checked["n_items"] = check_size(options["n_items"], where.format("n_items"), 1)
+        if "init" in options and not (isinstance(options["init"], str) and options["init"] in LINEAR_INITS):
+            raise ValueError(f"{where.format('init')} must be one of {LINEAR_INITS}, got {options['init']!r}")
+        if "init_scale" in options:
+            # checked whatever the init, as init_parameters does: inf only failed inside nn.init.uniform_
+            scale = options["init_scale"]
+            if not (is_real(scale) and 0 < scale < math.inf):
+                raise ValueError(f"{where.format('init_scale')} must be a number > 0 and finite, got {scale!r}")
+            checked["init_scale"] = float(scale)
+        return checked
 
     def input_sizes(self) -> dict[str, int]:
         return {"user_dim": self.config["user_dim"]}  # item features are ignored

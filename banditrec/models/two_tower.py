@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 import torch
 from torch import nn
@@ -49,11 +50,9 @@ class TwoTower(RecModel):
     ) -> None:
         super().__init__()
         user_dim, item_dim = check_size(user_dim, "user_dim"), check_size(item_dim, "item_dim")
-        n_users, n_items = check_size(n_users, "n_users"), check_size(n_items, "n_items")
-        id_dim = check_size(id_dim, "id_dim", 1)
+        options = self.check_options({"n_users": n_users, "n_items": n_items, "id_dim": id_dim, "head": head})
+        n_users, n_items, id_dim = options["n_users"], options["n_items"], options["id_dim"]
         hidden = check_hidden(hidden)
-        if head not in _HEADS:
-            raise ValueError(f"head must be one of {_HEADS}, got {head!r}")
         self.config = {
             "user_dim": user_dim,
             "item_dim": item_dim,
@@ -80,6 +79,18 @@ class TwoTower(RecModel):
         if head == "dot":
             with torch.no_grad():
                 self.bias.zero_()
+
+    @staticmethod
+    def check_options(options: dict[str, Any], where: str = "{}") -> dict[str, Any]:
+        """The given ones of ``n_users``, ``n_items``, ``id_dim`` and ``head``, checked; an error
+        names an option as ``where.format(name)``."""
+        checked = dict(options)
+        for name, minimum in (("n_users", 0), ("n_items", 0), ("id_dim", 1)):
+            if name in options:
+                checked[name] = check_size(options[name], where.format(name), minimum)
+        if "head" in options and not (isinstance(options["head"], str) and options["head"] in _HEADS):
+            raise ValueError(f"{where.format('head')} must be one of {_HEADS}, got {options['head']!r}")
+        return checked
 
     @property
     def embedding_dim(self) -> int:

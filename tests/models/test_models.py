@@ -7,6 +7,7 @@ import torch
 from banditrec.models import (
     MatrixFactorization,
     MLPScorer,
+    MultiOutputMLP,
     TwoTower,
     build_model,
     check_scores,
@@ -174,7 +175,7 @@ def test_glorot_init_is_tf1s_default():
     again = MultiOutputMLP(2, 0, (50,), n_items=5, init="glorot", seed=0)
     assert torch.equal(layer.weight, again.body[0].weight)
     assert net.config["init"] == "glorot" and "init" not in MultiOutputMLP(2, 0, (50,), n_items=5).config
-    with pytest.raises(ValueError, match="linear init must be one of"):
+    with pytest.raises(ValueError, match=r"^init must be one of \('torch', 'glorot', 'uniform'\), got 'he'$"):
         MultiOutputMLP(2, 0, (50,), n_items=5, init="he")
 
 
@@ -191,7 +192,7 @@ def test_uniform_init_is_riquelme_et_als_init_scale():
     assert net.config["init"] == "uniform" and net.config["init_scale"] == 0.3
     wide = MultiOutputMLP(2, 0, (50,), n_items=5, init="uniform", init_scale=1.0, seed=0)
     assert float(wide.body[0].weight.detach().abs().max()) > 0.9
-    with pytest.raises(ValueError, match="init scale must be a number > 0"):
+    with pytest.raises(ValueError, match=r"^init_scale must be a number > 0 and finite, got 0.0$"):
         MultiOutputMLP(2, 0, (50,), n_items=5, init="uniform", init_scale=0.0)
 
 
@@ -200,9 +201,74 @@ def test_an_infinite_init_scale_and_a_negative_seed_are_one_clear_line():
 
     # torch's "from is out of bounds for float" from inside nn.init.uniform_, and numpy's
     # "expected non-negative integer" from inside SeedSequence
-    with pytest.raises(ValueError, match="init scale must be a number > 0 and finite, got inf"):
+    with pytest.raises(ValueError, match="init_scale must be a number > 0 and finite, got inf"):
         MultiOutputMLP(2, 0, (50,), n_items=5, init="uniform", init_scale=float("inf"))
     with pytest.raises(ValueError, match="seed must be an int >= 0, got -1"):
         make_generator(-1)
     with pytest.raises(ValueError, match="seed must be an int >= 0, got -1"):
         MLPScorer(2, 2, (4,), seed=-1)
+
+
+@pytest.mark.parametrize(
+    ("make", "error", "message"),
+    [
+        # accepted before and taken by truthiness: "no" (or 1) turned the product on
+        (lambda: MLPScorer(DU, DU, cross="no"), TypeError, r"^cross must be True or False, got 'no'$"),
+        (lambda: MLPScorer(DU, DU, cross=1), TypeError, r"^cross must be True or False, got 1$"),
+        (lambda: MLPScorer(DU, DI, hidden=(True,)), ValueError, r"^hidden must be .*, got \(True,\)$"),
+        (lambda: MLPScorer(True, DI), ValueError, r"^user_dim must be an int >= 0, got True$"),
+        (lambda: TwoTower(DU, DI, n_users=True), ValueError, r"^n_users must be an int >= 0, got True$"),
+        (lambda: TwoTower(DU, DI, n_items=-1), ValueError, r"^n_items must be an int >= 0, got -1$"),
+        (lambda: TwoTower(DU, DI, id_dim=0), ValueError, r"^id_dim must be an int >= 1, got 0$"),
+        (lambda: TwoTower(DU, DI, head=["dot"]), ValueError, r"^head must be one of \('dot', 'mlp'\), got \['dot'\]$"),
+        (lambda: MatrixFactorization(n_users=True, n_items=3), ValueError, r"^n_users must be an int >= 1, got True$"),
+        (lambda: MatrixFactorization(n_users=3, n_items=0), ValueError, r"^n_items must be an int >= 1, got 0$"),
+        (lambda: MatrixFactorization(3, 3, dim=True), ValueError, r"^dim must be an int >= 1, got True$"),
+        (lambda: MultiOutputMLP(DU, 0, n_items=True), ValueError, r"^n_items must be an int >= 1, got True$"),
+        # the error named "linear init" / "init scale", arguments MultiOutputMLP does not have
+        (lambda: MultiOutputMLP(DU, 0, n_items=2, init=None), ValueError, r"^init must be one of .*, got None$"),
+        (lambda: MultiOutputMLP(DU, 0, n_items=2, init_scale=float("nan")), ValueError,
+         r"^init_scale must be a number > 0 and finite, got nan$"),
+        (lambda: MultiOutputMLP(DU, 0, n_items=2, init_scale=True), ValueError,
+         r"^init_scale must be a number > 0 and finite, got True$"),
+    ],
+)
+def test_constructors_refuse_bad_arguments_in_one_line_naming_them(make, error, message):
+    with pytest.raises(error, match=message):
+        make()
+
+
+@pytest.mark.parametrize(
+    ("kind", "options", "error", "message"),
+    [
+        ("multi_output", {"n_items": 0}, ValueError, r"model_options\['n_items'\] must be an int >= 1, got 0"),
+        ("multi_output", {"n_items": True}, ValueError, r"model_options\['n_items'\] must be an int >= 1, got True"),
+        ("multi_output", {"n_items": 5, "init": "xavier"}, ValueError,
+         r"model_options\['init'\] must be one of \('torch', 'glorot', 'uniform'\), got 'xavier'"),
+        ("multi_output", {"n_items": 5, "init_scale": float("inf")}, ValueError,
+         r"model_options\['init_scale'\] must be a number > 0 and finite, got inf"),
+        ("mlp", {"cross": "yes"}, TypeError, r"model_options\['cross'\] must be True or False, got 'yes'"),
+        ("two_tower", {"head": "cosine"}, ValueError, r"model_options\['head'\] must be one of \('dot', 'mlp'\), got 'cosine'"),
+        ("two_tower", {"n_users": -1}, ValueError, r"model_options\['n_users'\] must be an int >= 0, got -1"),
+        ("two_tower", {"id_dim": True}, ValueError, r"model_options\['id_dim'\] must be an int >= 1, got True"),
+        ("mf", {"n_items": 0}, ValueError, r"model_options\['n_items'\] must be an int >= 1, got 0"),
+    ],
+)
+def test_check_model_options_checks_values_without_the_feature_sizes(kind, options, error, message):
+    from banditrec.models.build import check_model_options
+
+    with pytest.raises(error, match=f"^{message}$"):
+        check_model_options(kind, options)
+    with pytest.raises(error, match=f"^{message}$"):  # build_model says the same, before building
+        build_model(kind, DU, DI, (8,), seed=0, **options)
+
+
+def test_check_model_options_leaves_what_needs_the_feature_sizes_to_the_build():
+    from banditrec.models.build import check_model_options
+
+    assert check_model_options("mlp", {"cross": True}) is MLPScorer  # needs user_dim == item_dim
+    with pytest.raises(ValueError, match="cross=True needs user_dim == item_dim"):
+        build_model("mlp", DU, DI, (8,), cross=True)
+    # unknown keys of mixed types are listed, not a TypeError from sorting them
+    with pytest.raises(ValueError, match=r"unknown option\(s\) \[1, 'x'\] for model 'mlp'"):
+        check_model_options("mlp", {1: 0, "x": 0})

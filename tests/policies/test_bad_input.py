@@ -543,6 +543,37 @@ def test_item_ids_beyond_a_multi_output_networks_outputs_are_the_models_error_on
     assert policy.estimator.n_rounds_ == 0  # no training round saw the bad ids
 
 
+@pytest.mark.parametrize("factory", ["NeuralLinear", "NeuralUCB", "NeuralTS", "NeuralEpsilonGreedy"])
+@pytest.mark.parametrize(
+    ("model", "options", "error", "message"),
+    [
+        ("multi_output", {"n_items": 0}, ValueError, r"^model_options\['n_items'\] must be an int >= 1, got 0$"),
+        # the message said "linear init must be one of", naming no option of the policy
+        ("multi_output", {"n_items": 5, "init": "xavier"}, ValueError,
+         r"^model_options\['init'\] must be one of \('torch', 'glorot', 'uniform'\), got 'xavier'$"),
+        ("two_tower", {"head": "cosine"}, ValueError, r"^model_options\['head'\] must be one of .*, got 'cosine'$"),
+        ("mf", {"n_users": True}, ValueError, r"^model_options\['n_users'\] must be an int >= 1, got True$"),
+        ("mlp", {"cross": "no"}, TypeError, r"^model_options\['cross'\] must be True or False, got 'no'$"),
+    ],
+)
+def test_bad_model_options_are_refused_when_the_policy_is_made_not_at_its_first_batch(
+    factory, model, options, error, message
+):
+    from banditrec import policies
+
+    with pytest.raises(error, match=message):
+        getattr(policies, factory)(model=model, model_options=options, device="cpu", seed=0)
+
+
+def test_model_options_that_need_the_feature_sizes_still_wait_for_the_first_batch(batch):
+    policy = NeuralLinear(model="mlp", model_options={"cross": True}, device="cpu", hidden=(8,), seed=0)
+    items = batch["items"]
+    wider = _with(batch, items=np.concatenate([items, np.zeros(items.shape[:2] + (1,))], axis=-1))
+    d_u, d_i = batch["user"].shape[1], items.shape[2] + 1
+    with pytest.raises(ValueError, match=f"cross=True needs user_dim == item_dim, got {d_u} and {d_i}"):
+        policy.act(wider)
+
+
 def test_a_built_in_model_fed_features_of_another_size_names_both_sizes():
     from banditrec.models import build_model, pretrain
     from banditrec.models.training import LogArrays
