@@ -24,7 +24,14 @@ import numpy as np
 import torch
 from torch import nn
 
+from banditrec._util import MAX_ID_TABLE_BYTES
+
 __all__ = ["RecModel", "bucket_ids", "check_embedding", "check_input_sizes", "check_scores", "init_parameters", "make_generator"]
+
+
+#: Largest model a built-in constructor makes (float32 weights), the policies' per-id limit
+#: (``banditrec._util.MAX_ID_TABLE_BYTES``) for the same reason.
+MAX_MODEL_BYTES = MAX_ID_TABLE_BYTES
 
 
 def make_generator(seed: int | np.random.SeedSequence | np.random.Generator | None) -> torch.Generator:
@@ -162,6 +169,15 @@ class RecModel(nn.Module):
         return {k: self.config[k] for k in ("user_dim", "item_dim") if k in self.config}
 
     def _materialize(self, seed, linear: str = "torch", scale: float = 0.3) -> None:
+        # A size the caller did not mean (n_items=10**9 for an mf model) would otherwise ask the
+        # allocator for hundreds of GiB: torch's "can't allocate memory", or the machine swapping.
+        n_bytes = 4 * sum(p.numel() for p in self.parameters())
+        if n_bytes > MAX_MODEL_BYTES:
+            raise ValueError(
+                f"{type(self).__name__}({self.extra_repr()}) would hold {n_bytes / 2**30:,.1f} GiB of weights "
+                f"(the limit is {MAX_MODEL_BYTES / 2**30:.0f} GiB); id tables are sized by n_users / n_items: "
+                "map ids to 0 .. n - 1 first, or hash them into fewer rows"
+            )
         # float32 before the draws, whatever torch's default dtype: under
         # torch.set_default_dtype(torch.float64) the same seed drew other initial weights
         self.to_empty(device="cpu").float()

@@ -272,3 +272,14 @@ def test_check_model_options_leaves_what_needs_the_feature_sizes_to_the_build():
     # unknown keys of mixed types are listed, not a TypeError from sorting them
     with pytest.raises(ValueError, match=r"unknown option\(s\) \[1, 'x'\] for model 'mlp'"):
         check_model_options("mlp", {1: 0, "x": 0})
+
+
+@pytest.mark.parametrize("make", [
+    lambda: MatrixFactorization(10**9, 10, dim=32),
+    lambda: TwoTower(3, 3, n_items=10**9),
+    lambda: MultiOutputMLP(3, 0, hidden=(64,), n_items=10**8),
+], ids=["mf", "two_tower", "multi_output"])
+def test_a_model_too_large_to_mean_is_refused_before_any_allocation(make):
+    # 10**9 ids at dim 32 asked the allocator for 123 GiB: torch's "can't allocate", or swapping
+    with pytest.raises(ValueError, match=r"would hold [\d,.]+ GiB of weights \(the limit is 4 GiB\); id tables"):
+        make()
