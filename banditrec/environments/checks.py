@@ -14,6 +14,7 @@ import numpy as np
 import pandas as pd
 import torch
 
+from banditrec._util import is_int
 from banditrec.environments.simulator import Observation, UserSimulator, to_numpy
 
 __all__ = [
@@ -143,7 +144,7 @@ def check_simulator_sizes(sim: UserSimulator) -> None:
         if value < (1 if name in ("n_candidates", "n_items") else 0):
             raise SimulatorError(f"{type(sim).__name__}.{name} must be positive, got {value}")
     n_users = getattr(sim, "n_users", None)
-    if n_users is not None and (not isinstance(n_users, (int, np.integer)) or n_users < 1):
+    if n_users is not None and (not is_int(n_users) or n_users < 1):  # not True: a population of 1
         raise SimulatorError(f"{type(sim).__name__}.n_users must be a positive int or None, got {n_users!r}")
 
 

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from banditrec._util import is_int
 from banditrec.environments.candidates import (
     check_world_float,
     check_world_seed,
@@ -70,7 +71,7 @@ class LinearWorld(UserSimulator):
         n_users: int | None = None,
     ) -> None:
         self.n_candidates, self._min_candidates = check_world_sizes(n_items, n_candidates, min_candidates)
-        if not isinstance(context_dim, (int, np.integer)) or context_dim < 1:
+        if not is_int(context_dim) or context_dim < 1:
             raise ValueError(f"context_dim must be a positive int, got {context_dim!r}")
         if reward not in ("logistic", "gaussian"):
             raise ValueError(f"reward must be 'logistic' or 'gaussian', got {reward!r}")
@@ -85,7 +86,7 @@ class LinearWorld(UserSimulator):
         self.theta = np.sqrt(context_dim) * self.item_vectors  # hidden parameters
         self.user_contexts: np.ndarray | None = None
         if n_users is not None:
-            if isinstance(n_users, bool) or not isinstance(n_users, (int, np.integer)) or n_users < 1:
+            if not is_int(n_users) or n_users < 1:
                 raise ValueError(f"n_users must be a positive int or None, got {n_users!r}")
             self.n_users = int(n_users)
             # Generated in float32 directly: no float64 temporary of n_users × d.

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from banditrec._util import is_int
 from banditrec.environments.candidates import (
     check_world_float,
     check_world_seed,
@@ -55,7 +56,7 @@ class NonlinearWorld(UserSimulator):
     ) -> None:
         self.n_candidates, self._min_candidates = check_world_sizes(n_items, n_candidates, min_candidates)
         for name, v in (("user_dim", user_dim), ("item_dim", item_dim), ("hidden", hidden)):
-            if not isinstance(v, (int, np.integer)) or v < 1:
+            if not is_int(v) or v < 1:
                 raise ValueError(f"{name} must be a positive int, got {v!r}")
         if user_dim != item_dim:
             raise ValueError(f"user_dim and item_dim must be equal (the truth uses user ⊙ item), got {user_dim}, {item_dim}")

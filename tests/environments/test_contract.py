@@ -368,6 +368,15 @@ def test_bad_adapter_arguments_raise_value_error_quoting_them(toy_id):
         make_vector_env(toy_id, num_envs=2, max_episode_steps=-2)
 
 
+@pytest.mark.parametrize("n_users", [True, 2.0, 0, "3"])
+def test_a_simulator_whose_n_users_is_not_a_positive_int_is_refused(n_users):
+    # n_users = True used to pass as a population of one user (True is an int to isinstance).
+    sim = ToyShop()
+    sim.n_users = n_users
+    with pytest.raises(SimulatorError, match=rf"ToyShop\.n_users must be a positive int or None, got {n_users!r}"):
+        BanditVectorEnv(sim, num_envs=2)
+
+
 # -------------------------------------------------------------------------------- observations
 def test_observation_rows_index_like_a_sequence():
     env = make_vector_env("banditrec/Linear-v0", num_envs=5, n_items=30, n_candidates=6, min_candidates=2)

@@ -149,6 +149,17 @@ BAD_VALUES = [
     ("banditrec/Linear-v0", {"n_candidates": True}, "n_candidates", True),
     ("banditrec/Linear-v0", {"min_candidates": True}, "min_candidates", True),
     ("banditrec/Linear-v0", {"n_items": True}, "n_items", True),
+    # The dimensions and the population did not exclude bools: context_dim=True reached numpy
+    # ("TypeError: an integer is required"), naming neither the parameter nor the value.
+    ("banditrec/Linear-v0", {"context_dim": True}, "context_dim", True),
+    ("banditrec/Linear-v0", {"context_dim": 2.5}, "context_dim", 2.5),
+    ("banditrec/Linear-v0", {"n_users": True}, "n_users", True),
+    ("banditrec/Linear-v0", {"n_users": 3.0}, "n_users", 3.0),
+    ("banditrec/Nonlinear-v0", {"user_dim": True, "item_dim": True}, "user_dim", True),
+    ("banditrec/Nonlinear-v0", {"item_dim": np.True_}, "item_dim", np.True_),
+    ("banditrec/Nonlinear-v0", {"hidden": True}, "hidden", True),
+    ("banditrec/Nonlinear-v0", {"hidden": 16.5}, "hidden", 16.5),
+    ("banditrec/Nonlinear-v0", {"min_candidates": True}, "min_candidates", True),
     ("banditrec/Nonlinear-v0", {"scale": "2.5"}, "scale", "2.5"),
     ("banditrec/Wheel-v0", {"delta": "0.5"}, "delta", "0.5"),
     ("banditrec/Wheel-v0", {"mu_centre": "1.2"}, "mu_centre", "1.2"),
