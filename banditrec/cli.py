@@ -144,7 +144,9 @@ def build_parser() -> argparse.ArgumentParser:
                      help="a failing trial does not stop the others; the failed trials are listed at the end")
     run.add_argument("--backend", choices=["local", "ray"], default="local",
                      help="where trials run: local processes (--jobs) or a Ray cluster")
-    run.add_argument("--address", help="Ray cluster address (default: start a local Ray instance)")
+    run.add_argument("--address", help="Ray cluster address ('auto': the cluster `ray start` began here; "
+                     "'ray://host:10001'); default: a local Ray instance with `jobs` CPUs, or the cluster "
+                     "$RAY_ADDRESS names when it is set")
     run.add_argument("--log-feedback", action="store_true",
                      help="also save every decision as logged feedback (OUT/feedback/*.npz) for off-policy evaluation")
     run.set_defaults(func=_cmd_run)

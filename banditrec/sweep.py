@@ -13,6 +13,7 @@ import os
 import shutil
 import signal
 import sys
+import warnings
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 from dataclasses import dataclass
@@ -74,8 +75,11 @@ def execute_trials(
         ``local`` runs in this process (``config.jobs == 1``) or in ``config.jobs`` worker
         processes; ``ray`` submits one task per trial to a Ray cluster.
     address : str or None
-        Ray cluster address (``"auto"`` or ``"ray://host:10001"``); None starts a local Ray
-        instance with ``config.jobs`` CPUs for the duration of the run.
+        Ray cluster address (``"auto"`` or ``"ray://host:10001"``); None (or ``"local"``) starts
+        a local Ray instance with ``config.jobs`` CPUs for the duration of the run, even when a
+        cluster started by ``ray start`` runs on this machine (``"auto"`` joins that one). With
+        None and the ``RAY_ADDRESS`` environment variable set, as inside a Ray job, the run
+        joins the cluster it names instead, on that cluster's CPUs, with a warning that says so.
     tick : callable or None
         Progress callback, called with the number of steps done.
     """
@@ -158,8 +162,20 @@ def _ray(config, todo, address, log_feedback, tick, keep_going) -> Iterator[tupl
     session_dir = None
     if started:
         kwargs: dict[str, Any] = {"include_dashboard": False, "log_to_driver": False}
-        if address is None:
-            kwargs["num_cpus"] = config.jobs
+        joined = os.environ.get("RAY_ADDRESS") if address is None else None
+        if joined:
+            # ray.init(address=None) joins this cluster, where it refuses num_cpus ("When
+            # connecting to an existing cluster, num_cpus and num_gpus must not be provided").
+            warnings.warn(
+                f"RAY_ADDRESS is set: the trials run on the Ray cluster at {joined!r}, on its CPUs "
+                f"(jobs = {config.jobs} applies only to a local Ray instance: unset RAY_ADDRESS or "
+                "pass address 'local' for one)",
+                stacklevel=2,
+            )
+        elif address in (None, "local"):
+            # "local", not None: Ray would otherwise join a cluster left by `ray start` on this
+            # machine (and refuse num_cpus there) rather than start the instance documented above.
+            address, kwargs["num_cpus"] = "local", config.jobs
         ray.init(address=address, **kwargs)
         session_dir = _own_session_dir(ray)
     keep_logs = False

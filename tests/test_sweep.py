@@ -207,3 +207,66 @@ def test_a_local_ray_run_leaves_no_session_folder_behind(tmp_path, monkeypatch):
         assert sorted(p.name for p in (root / "ray").iterdir()) == ["session_of_another_run"]
     finally:
         shutil.rmtree(root, ignore_errors=True)
+
+
+@pytest.mark.parametrize(
+    "ray_address, address, passed",
+    [
+        # Ray joins the cluster RAY_ADDRESS names when no address is given, and refused the
+        # num_cpus we passed: "When connecting to an existing cluster, num_cpus and num_gpus must
+        # not be provided" (a Ray job has RAY_ADDRESS set, so no sweep could run inside one).
+        ("127.0.0.1:1", None, {"address": None}),
+        ("127.0.0.1:1", "local", {"address": "local", "num_cpus": 2}),
+        ("127.0.0.1:1", "auto", {"address": "auto"}),
+        (None, None, {"address": "local", "num_cpus": 2}),
+    ],
+)
+def test_ray_is_asked_for_num_cpus_only_when_a_local_instance_starts(monkeypatch, ray_address, address, passed):
+    # ray.init is replaced: a real join of a bogus address waits minutes for the cluster to answer.
+    ray = pytest.importorskip("ray", reason="the ray extra is not installed")
+    import warnings
+
+    if ray_address is None:
+        monkeypatch.delenv("RAY_ADDRESS", raising=False)
+    else:
+        monkeypatch.setenv("RAY_ADDRESS", ray_address)
+    calls = []
+
+    def init(**kwargs):
+        calls.append(kwargs)
+        raise ConnectionError("no cluster in this test")
+
+    monkeypatch.setattr(ray, "is_initialized", lambda: False)
+    monkeypatch.setattr(ray, "init", init)
+    cfg = _config(jobs=2)
+    with warnings.catch_warnings(record=True) as caught, pytest.raises(ConnectionError, match="no cluster"):
+        warnings.simplefilter("always")
+        list(execute_trials(cfg, [(cfg.policies[0], 0, "")], backend="ray", address=address))
+    assert calls == [{"include_dashboard": False, "log_to_driver": False, **passed}]
+    messages = [str(w.message) for w in caught]
+    if "num_cpus" in passed or address is not None:
+        assert messages == []
+    else:
+        expected = (f"RAY_ADDRESS is set: the trials run on the Ray cluster at {ray_address!r}, on its CPUs "
+                    "(jobs = 2 applies only to a local Ray instance: unset RAY_ADDRESS or pass address 'local' for one)")
+        assert messages == [expected]
+
+
+def test_a_local_ray_run_starts_its_own_instance_beside_a_ray_start_cluster(tmp_path, monkeypatch):
+    # With no address Ray joins the cluster `ray start` recorded in <RAY_TMPDIR>/ray/ray_current_cluster,
+    # where it refused our num_cpus; a run with no address starts the local instance it documents.
+    pytest.importorskip("ray", reason="the ray extra is not installed")
+    import shutil
+    import tempfile
+    from pathlib import Path
+
+    root = Path(tempfile.mkdtemp(prefix="br-", dir="/tmp"))  # short: Ray's socket paths hold at most 107 characters
+    try:
+        monkeypatch.setenv("RAY_TMPDIR", str(root))
+        monkeypatch.delenv("RAY_ADDRESS", raising=False)
+        (root / "ray").mkdir()
+        (root / "ray" / "ray_current_cluster").write_text("127.0.0.1:1")  # as `ray start` leaves it
+        cfg = _config(jobs=2).replace(seeds=(0,), policies=_config().policies[:1])
+        assert run_experiment(cfg, tmp_path / "out", progress=False, backend="ray").trials_run == 1
+    finally:
+        shutil.rmtree(root, ignore_errors=True)
