@@ -10,8 +10,8 @@ RMSProp with clipping at 5 (the wheel's step), MSE loss. Reported: the median ov
 rounds of µs per step, and each engine's speed relative to torch. torch and BLAS run on one thread.
 
 Prints a Markdown table with one row per network size (the wheel's 2 → 50 → 5 and four others):
-µs per step for each engine of ``--engines``, then each engine's speed over torch's (when torch
-is one of them). Run time at the defaults: about 10–20 s on the 2-core development machine.
+µs per step for each engine of ``--engines``, then each other engine's speed over torch's (these
+columns only when torch is one of them). Run time at the defaults: about 10–20 s on the 2-core development machine.
 
     python benchmarks/training_engines.py [--steps 100] [--repeats 7] [--engines torch,numpy,numba]
 """
@@ -109,15 +109,31 @@ def main() -> None:
     engines = args.engines
     print(f"µs per training step (median of {args.repeats} rounds of {args.steps}), TF1 RMSProp, clip 5, MSE; "
           f"torch {torch.__version__}, numpy {np.__version__}, 1 thread, {platform.machine()}")
-    print("| network (in → hidden → out) | minibatch | " + " | ".join(engines) + " | "
-          + " | ".join(f"{e} vs torch" for e in engines if e != "torch") + " |")
-    print("| --- | ---: |" + " ---: |" * (len(engines) + len([e for e in engines if e != "torch"])))
+    print("\n".join(table_header(engines)))
     for size in SIZES:
-        d, hidden, n_out, batch = size
         us = {engine: time_engine(engine, size, args.steps, args.repeats) for engine in engines}
-        ratios = [f"{us['torch'] / us[e]:.1f}×" if "torch" in us else "" for e in engines if e != "torch"]
-        net = " → ".join(str(x) for x in (d, *hidden, n_out))
-        print(f"| {net} | {batch} | " + " | ".join(f"{us[e]:,.0f}" for e in engines) + " | " + " | ".join(ratios) + " |")
+        print(table_row(engines, size, us))
+
+
+def _compared(engines: list[str]) -> list[str]:
+    """The engines with a speed-over-torch column: the others, and none when torch was not timed
+    (there is nothing to divide by: the columns printed empty, and torch alone an empty one)."""
+    return [e for e in engines if e != "torch"] if "torch" in engines else []
+
+
+def table_header(engines: list[str]) -> list[str]:
+    """The Markdown table's header and alignment lines."""
+    columns = [*engines, *(f"{e} vs torch" for e in _compared(engines))]
+    return ["| network (in → hidden → out) | minibatch | " + " | ".join(columns) + " |",
+            "| --- | ---: |" + " ---: |" * len(columns)]
+
+
+def table_row(engines: list[str], size, us: dict[str, float]) -> str:
+    """One network size's row: µs per step of each engine, then its speed over torch's."""
+    d, hidden, n_out, batch = size
+    net = " → ".join(str(x) for x in (d, *hidden, n_out))
+    cells = [f"{us[e]:,.0f}" for e in engines] + [f"{us['torch'] / us[e]:.1f}×" for e in _compared(engines)]
+    return f"| {net} | {batch} | " + " | ".join(cells) + " |"
 
 
 if __name__ == "__main__":

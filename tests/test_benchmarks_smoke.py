@@ -24,9 +24,11 @@ ROOT = Path(__file__).resolve().parents[1]
 
 def _load(name: str):
     """Import benchmarks/NAME.py as a module (the scripts pin BLAS threads for themselves; keep the
-    test session's environment)."""
-    spec = importlib.util.spec_from_file_location(f"bench_{name}", ROOT / "benchmarks" / f"{name}.py")
+    test session's environment). NAME may be in a folder: ``peers/run``."""
+    spec = importlib.util.spec_from_file_location(f"bench_{name.replace('/', '_')}",
+                                                  ROOT / "benchmarks" / f"{name}.py")
     module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # dataclasses look their module up there (peers/run.py has some)
     saved = dict(os.environ)
     try:
         spec.loader.exec_module(module)
@@ -109,6 +111,50 @@ def test_training_engines_benchmark_times_a_round(engine):
     assert bench.time_engine(engine, (2, (8,), 3, 16), steps=2, repeats=2) > 0
 
 
+@pytest.mark.parametrize(("engines", "compared"), [
+    ("torch,numpy,numba", ["numpy vs torch", "numba vs torch"]),
+    ("numba,torch", ["numba vs torch"]),
+    ("numpy,numba", []),  # printed "numpy vs torch" and "numba vs torch" columns of empty cells
+    ("torch", []),  # printed an empty trailing column
+])
+def test_training_engines_table_has_a_speed_column_only_where_torch_was_timed(engines, compared, monkeypatch,
+                                                                              capsys):
+    bench = _load("training_engines")
+    us = {"torch": 300.0, "numpy": 150.0, "numba": 100.0}
+    monkeypatch.setattr(bench, "time_engine", lambda engine, *args: us[engine])
+    monkeypatch.setattr(bench.compiled_training, "warm_up", lambda: None)
+    monkeypatch.setattr(bench, "threadpool_limits", lambda limit: None)  # keep the test session's threads
+    monkeypatch.setattr(bench.torch, "set_num_threads", lambda n: None)
+    monkeypatch.setattr("sys.argv", ["training_engines.py", "--engines", engines])
+    bench.main()
+    rows = [[cell.strip() for cell in line.split("|")[1:-1]]
+            for line in capsys.readouterr().out.splitlines() if line.startswith("|")]
+    header, alignment, body = rows[0], rows[1], rows[2:]
+    timed = engines.split(",")
+    assert header == ["network (in → hidden → out)", "minibatch", *timed, *compared]
+    assert len(body) == len(bench.SIZES) and all(len(row) == len(header) for row in [alignment, *body])
+    assert all(cell for row in body for cell in row)
+    speeds = [f"{us['torch'] / us[name.split()[0]]:.1f}×" for name in compared]
+    assert all(row[2 + len(timed):] == speeds for row in body)
+
+
+def test_peers_benchmark_runs_the_rows_it_is_asked_for(tmp_path, monkeypatch, capsys):
+    """peers/run.py's banditrec rows on a short workload (the peers are optional extras), with
+    ``--only`` keeping two of the three rows and ``--json`` writing them."""
+    import json
+
+    bench = _load("peers/run")
+    out = tmp_path / "peers.json"
+    monkeypatch.setattr("sys.argv", ["run.py", "--horizon", "200", "--repeats", "1", "--only", "banditrec linucb",
+                                     "--no-replay", "--json", str(out)])
+    bench.main()
+    table = [line for line in capsys.readouterr().out.splitlines() if line.startswith("| banditrec")]
+    assert [line.split("|")[2].strip() for line in table] == ["LinUCB", "LinUCB"]
+    rows = json.loads(out.read_text())["rows"]
+    assert [(r["library"], r["status"], len(r["rates"])) for r in rows] == [("banditrec", "ok", 1)] * 2
+    assert all(0 < r["regret"] < 200 for r in rows)
+
+
 @pytest.mark.parametrize("world", ["device", "numpy"])
 def test_gpu_benchmark_measures_its_rows_on_the_cpu(world):
     """benchmarks/gpu.py's measurement, tiny: the device world (here on the CPU) and the numpy one."""
@@ -135,11 +181,11 @@ def test_decision_profile_counts_operators_on_the_cpu(monkeypatch, capsys):
 
 
 # --------------------------------------------------------------------------- command lines
-# Every script in benchmarks/ (the helpers, whose names start with "_", are not scripts). Each one's
-# --help says what it measures, what it prints and how long it takes at the defaults, and describes
-# every option; a value that makes no sense is refused by argparse before anything runs: one
-# "error: argument --NAME: ..." line, exit status 2.
-SCRIPTS = ("decision_profile", "gpu", "linucb_speed", "neural_speed", "scale", "space_bandits_wheel",
+# Every script in benchmarks/ and its folders (the helpers, whose names start with "_", are not
+# scripts). Each one's --help says what it measures, what it prints and how long it takes at the
+# defaults, and describes every option; a value that makes no sense is refused by argparse before
+# anything runs: one "error: argument --NAME: ..." line, exit status 2.
+SCRIPTS = ("decision_profile", "gpu", "linucb_speed", "neural_speed", "peers/run", "scale", "space_bandits_wheel",
            "training_engines")
 
 # One representative bad value per script, run as a real command (a subprocess).
@@ -148,6 +194,7 @@ BAD_COMMAND = {
     "gpu": ["--repeats", "0"],
     "linucb_speed": ["--repeats", "0"],
     "neural_speed": ["--batches", "1,0"],
+    "peers/run": ["--only", "nosuchlibrary"],  # checked against the rows after parsing
     "scale": ["--only", "10"],
     "space_bandits_wheel": ["--deltas", "0.5,1.5"],
     "training_engines": ["--engines", "torch,tensorflow"],
@@ -179,6 +226,11 @@ BAD_VALUES = [
     ("space_bandits_wheel", ["--step-decay", "-0.5"]), ("space_bandits_wheel", ["--max-grad-norm", "0"]),
     ("space_bandits_wheel", ["--engines", "jax"]), ("space_bandits_wheel", ["--batch", "0"]),
     ("space_bandits_wheel", ["--n-mc", "0"]), ("space_bandits_wheel", ["--repeats", "0"]),
+    # peers/run.py took any int (a horizon of 0 divided by zero after the setup) and an empty --only
+    # name, which matched every row
+    ("peers/run", ["--horizon", "0"]), ("peers/run", ["--horizon", "2e4"]), ("peers/run", ["--repeats", "0"]),
+    ("peers/run", ["--repeats", "-3"]), ("peers/run", ["--only", ""]), ("peers/run", ["--only"]),
+    ("peers/run", ["--json", "/nonexistent-folder/out.json"]), ("peers/run", ["--json", "/tmp"]),
 ]
 
 
@@ -190,6 +242,11 @@ def _options(parser):
     """The parser's documented options: every action but --help and the hidden ones (--child)."""
     return [action for action in parser._actions
             if action.help is not argparse.SUPPRESS and "--help" not in action.option_strings]
+
+
+def _prog(name: str) -> str:
+    """The script's name as argparse prints it: ``run.py`` for ``peers/run``."""
+    return f"{Path(name).name}.py"
 
 
 def _run(name: str, *argv: str) -> subprocess.CompletedProcess:
@@ -213,7 +270,9 @@ def commands():
 
 
 def test_every_benchmark_script_is_covered():
-    scripts = {p.stem for p in (ROOT / "benchmarks").glob("*.py") if not p.name.startswith("_")}
+    folder = ROOT / "benchmarks"
+    scripts = {p.relative_to(folder).with_suffix("").as_posix() for p in folder.rglob("*.py")
+               if not p.name.startswith("_")}
     assert scripts == set(SCRIPTS) == set(BAD_COMMAND)
 
 
@@ -222,7 +281,7 @@ def test_benchmark_help_says_what_it_measures_and_describes_every_option(name, c
     proc = commands[name, "help"]()
     assert proc.returncode == 0, proc.stderr
     text = proc.stdout
-    assert text.startswith(f"usage: {name}.py")
+    assert text.startswith(f"usage: {_prog(name)}")
     words = " ".join(text.split())
     assert "Prints" in words and "Run time at the defaults" in words  # the description's output and duration
     options = _options(_parser(name))
@@ -244,7 +303,7 @@ def test_benchmark_refuses_a_bad_value_in_one_line(name, commands):
     assert proc.returncode == 2, proc.stderr
     assert proc.stdout == "" and "Traceback" not in proc.stderr
     last = proc.stderr.strip().splitlines()[-1]
-    assert last.startswith(f"{name}.py: error: argument {argv[0]}: "), last
+    assert last.startswith(f"{_prog(name)}: error: argument {argv[0]}: "), last
     bad = argv[1].split(",")[-1]
     assert repr(bad) in last or f" {bad}" in last, last  # the value itself is named
 
@@ -295,6 +354,8 @@ def test_benchmark_defaults_are_unchanged():
                    "train_every": 32, "train_steps": 32, "num_threads": 1, "ids": False,
                    "policies": ["NeuralLinear", "NeuralEpsilonGreedy"], "compare": ["eager", "numpy-world"],
                    "child": None}
+    assert defaults("peers/run") == {"horizon": 20_000, "repeats": 3, "only": None, "no_replay": False,
+                                     "profile": False, "json": None}
     assert defaults("scale") == {"steps": 16, "decisions_b1": 2000, "decisions_b64": 16384, "only": [],
                                  "child": None}
     assert defaults("space_bandits_wheel") == {
