@@ -190,8 +190,14 @@ def open_entry(path: str | os.PathLike[str], only: Iterable[str] | None = None) 
     try:
         manifest = json.loads(manifest_path.read_text(encoding="utf-8"))
         files = dict(manifest["files"])
+        version = manifest.get("version", _MANIFEST_VERSION)
     except (ValueError, KeyError, TypeError) as exc:
         raise ChecksumError(f"unreadable manifest {manifest_path}: {exc}") from exc
+    if version != _MANIFEST_VERSION:  # another banditrec's layout: its checksums may not mean ours
+        raise ChecksumError(
+            f"the cache entry {path} has manifest format version {version!r}; this banditrec reads "
+            f"version {_MANIFEST_VERSION} (the entry is rebuilt when its data is fetched again)"
+        )
     if only is not None:
         only = list(only)
         absent = [name for name in only if name not in files]

@@ -36,6 +36,7 @@ import pandas as pd
 
 from banditrec.data import _fetch
 from banditrec.data.cache import (
+    CacheEntry,
     ChecksumError,
     DataFormatError,
     Source,
@@ -144,11 +145,49 @@ def _decode(data: bytes) -> str:
         return data.decode("latin-1")  # the GroupLens files are latin-1
 
 
+_OTHER_SEPARATORS = ("\t", "|", ",", ";", " ")
+
+
+def _check_fields(text: str, name: str, sep: str) -> None:
+    """Every non-blank line has as many ``sep``-separated fields as the first one.
+
+    pandas pads a row cut short with empty cells (the file is read as strings), so a truncated
+    ``u.user`` or ``.kg`` row would load as a user without occupation or a triple without a tail.
+    A file in another separator reads as one column; say so rather than list missing columns.
+    """
+    counts, numbers = [], []
+    for number, line in enumerate(text.splitlines(), 1):
+        if line.strip():
+            counts.append(line.count(sep))
+            numbers.append(number)
+    if not counts:
+        return
+    counts_arr = np.asarray(counts)
+    if counts_arr[0] == 0:
+        first = text.splitlines()[numbers[0] - 1]
+        other = next((s for s in _OTHER_SEPARATORS if s != sep and s in first.strip()), None)
+        if other is not None:
+            raise DataFormatError(
+                f"{name}: expected {sep!r}-separated columns, but line {numbers[0]} holds no {sep!r} "
+                f"and looks {other!r}-separated: {first[:80]!r}"
+            )
+    bad = np.flatnonzero(counts_arr != counts_arr[0])
+    if bad.size:
+        i = int(bad[0])
+        raise DataFormatError(
+            f"{name}: line {numbers[i]} has {counts_arr[i] + 1} {sep!r}-separated fields, line "
+            f"{numbers[0]} has {counts_arr[0] + 1} ({bad.size} such line(s); a row cut short or a "
+            f"stray separator?)"
+        )
+
+
 def _read_table(data: bytes, name: str, sep: str, header: bool) -> pd.DataFrame:
     """All-string table; an empty cell stays an empty string (validated per column later)."""
+    text = _decode(data)
+    _check_fields(text, name, sep)
     try:
         return pd.read_csv(
-            io.StringIO(_decode(data)),
+            io.StringIO(text),
             sep=sep,
             header=0 if header else None,
             dtype=str,
@@ -179,8 +218,17 @@ def _numeric(df: pd.DataFrame, column: str, name: str, dtype: str, first_line: i
             f"{raw.iloc[row]!r} ({int(bad.sum())} bad value(s) in total)"
         )
     if dtype == "int64":
-        if not np.all(np.mod(values.to_numpy(dtype=np.float64), 1) == 0):
+        as_float = values.to_numpy(dtype=np.float64)
+        if not np.all(np.mod(as_float, 1) == 0):
             raise DataFormatError(f"{name}: column {column!r} must hold integers")
+        # beyond int64 the cast wraps (1e20 became -2**63) instead of failing
+        huge = np.flatnonzero(np.abs(as_float) >= 2.0**63)
+        if huge.size:
+            row = int(huge[0])
+            raise DataFormatError(
+                f"{name}: column {column!r} holds {raw.iloc[row]!r} on line {row + first_line}, beyond "
+                f"the 64-bit integer range ({huge.size} such value(s))"
+            )
         return values.astype(np.int64)
     return values.astype(np.float64)
 
@@ -219,7 +267,22 @@ def _users(df: pd.DataFrame, name: str, first_line: int) -> pd.DataFrame:
         },
         index=pd.Index(_numeric(df, "user_id", name, "int64", first_line).to_numpy(), name="user_id"),
     )
+    _unique_ids(out.index, name, "user", first_line)
     return out.sort_index()
+
+
+def _unique_ids(ids: pd.Index, name: str, what: str, first_line: int) -> None:
+    """One row per id: a repeated row surfaced much later as an unnamed 'several rows for id'."""
+    if len(ids) == 0:
+        raise DataFormatError(f"{name}: no {what}s (a header without rows?)")
+    repeated = np.flatnonzero(ids.duplicated(keep=False))
+    if repeated.size:
+        first = ids[repeated[0]]
+        lines = [int(j) + first_line for j in repeated if ids[j] == first]
+        raise DataFormatError(
+            f"{name}: {what} {first} has {len(lines)} rows (lines {', '.join(map(str, lines[:5]))}); "
+            f"{ids[repeated].nunique()} {what} id(s) repeat; give one row per {what}"
+        )
 
 
 _YEAR_SUFFIX = re.compile(r"\s*\(\d{4}\)\s*$")
@@ -232,8 +295,14 @@ def _year(values: pd.Series) -> np.ndarray:
 
 
 def _items(
-    item_ids: np.ndarray, titles: pd.Series, years: np.ndarray, genre_sets: list[set[str]]
+    item_ids: np.ndarray,
+    titles: pd.Series,
+    years: np.ndarray,
+    genre_sets: list[set[str]],
+    name: str,
+    first_line: int,
 ) -> pd.DataFrame:
+    _unique_ids(pd.Index(item_ids), name, "item", first_line)
     extra = sorted({g for s in genre_sets for g in s} - set(GENRES))
     genres = list(GENRES) + extra
     multi_hot = np.zeros((len(item_ids), len(genres)), dtype=np.int64)
@@ -271,13 +340,25 @@ def _parse_recbole(read: Callable[[str], bytes], where: str, prefix: str = "ml-1
         raw_items["title"],
         _year(raw_items["year"]),
         [set(g.split()) for g in raw_items["genres"].astype(str)],
+        name("item"),
+        2,
     )
     kg = link = None
-    try:
-        kg_bytes, link_bytes = read(f"{prefix}.kg"), read(f"{prefix}.link")
-    except FileNotFoundError:
-        pass
-    else:
+    graph: dict[str, bytes] = {}
+    for ext in ("kg", "link"):
+        try:
+            graph[ext] = read(f"{prefix}.{ext}")
+        except FileNotFoundError:
+            pass
+    if len(graph) == 1:  # half a graph is no graph, but a missing file should not pass unnoticed
+        (have,) = graph
+        lacking = "link" if have == "kg" else "kg"
+        logger.warning(
+            "%s has %s but not %s: loaded without the knowledge graph (kg_features need both)",
+            where, f"{prefix}.{have}", f"{prefix}.{lacking}",
+        )
+    if len(graph) == 2:
+        kg_bytes, link_bytes = graph["kg"], graph["link"]
         kg = _read_atomic(kg_bytes, name("kg"))
         kg = kg.rename(columns={"head_id": "head", "relation_id": "relation", "tail_id": "tail"})
         _require(kg, ["head", "relation", "tail"], name("kg"))
@@ -324,6 +405,8 @@ def _parse_grouplens(read: Callable[[str], bytes], where: str) -> MovieLens100k:
         raw_items["title"],
         _year(raw_items["release"]),
         [{g for g, f in zip(genres, row) if f} for row in flags],
+        item_name,
+        1,
     )
     return MovieLens100k(ratings, users, items, None, None, source=where)
 
@@ -449,7 +532,19 @@ def _write_cache(data: MovieLens100k, entry: Path) -> None:
 
 def _read_cache(entry_path: Path) -> MovieLens100k:
     entry = open_entry(entry_path)
+    try:
+        return _cache_tables(entry, entry_path)
+    except (KeyError, ValueError, TypeError) as exc:
+        # checksums match but the tables are not this version's (another layout, a hand edit):
+        # a plain ValueError, so the next source is tried and the entry rewritten
+        message = " ".join(str(exc).split())
+        raise ValueError(
+            f"the cache entry {entry_path} is not in the layout this banditrec writes "
+            f"({type(exc).__name__}: {message})"
+        ) from exc
 
+
+def _cache_tables(entry: CacheEntry, entry_path: Path) -> MovieLens100k:
     def table(name: str, **kwargs) -> pd.DataFrame:
         return pd.read_csv(entry.file(f"{name}.csv"), keep_default_na=False, **kwargs)
 

@@ -168,3 +168,13 @@ def test_try_sources_propagates_malformed_data_at_once():
     with pytest.raises(ValueError, match="column 'rating'"):
         try_sources("x", [Source("user file", malformed), Source("download", fallback)])
     assert tried == []
+
+
+def test_an_entry_of_another_manifest_version_is_refused(tmp_path):
+    # its files verified, and were read as this version's layout
+    entry = write_entry(tmp_path / "e", lambda f: (f / "a.txt").write_text("hello"))
+    manifest = json.loads((entry.path / "manifest.json").read_text())
+    manifest["version"] = 2
+    (entry.path / "manifest.json").write_text(json.dumps(manifest))
+    with pytest.raises(ChecksumError, match="manifest format version 2; this banditrec reads version 1"):
+        open_entry(entry.path)

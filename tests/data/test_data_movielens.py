@@ -332,3 +332,110 @@ def test_a_local_copy_of_another_size_is_warned_about(tmp_path, caplog):
         data = load_movielens_100k(folder)
     assert len(data.ratings) > 0
     assert "is not the full MovieLens-100k (expected {'ratings': 100000, 'users': 943, 'items': 1682}" in caplog.text
+
+
+def _cut_row(path: Path, sep: str, keep: int, row: int = -1) -> None:
+    """Keep only the first ``keep`` fields of one row (a copy cut short, or a damaged line)."""
+    lines = path.read_text(encoding="latin-1").splitlines()
+    lines[row] = sep.join(lines[row].split(sep)[:keep])
+    path.write_text("\n".join(lines) + "\n", encoding="latin-1")
+
+
+@pytest.mark.parametrize(
+    ("layout", "file", "sep", "keep", "line"),
+    [
+        ("recbole", "ml-100k.user", "\t", 3, 13),  # gender kept, occupation and zip lost
+        ("recbole", "ml-100k.item", "\t", 3, 16),  # the genres lost
+        ("recbole", "ml-100k.kg", "\t", 2, 3),  # a triple without its tail
+        ("recbole", "ml-100k.link", "\t", 1, 3),  # an item without its entity
+        ("grouplens", "u.user", "|", 3, 12),
+    ],
+)
+def test_a_row_cut_short_is_a_format_error_naming_file_and_line(tmp_path, layout, file, sep, keep, line):
+    # pandas padded the row with empty strings: a user with occupation '' and zip '', a movie with
+    # no genre, a triple whose tail is '' (a neighbour shared by every cut row), loaded silently
+    folder = (write_recbole if layout == "recbole" else write_grouplens)(tmp_path / "d")
+    _cut_row(folder / file, sep, keep)
+    with pytest.raises(DataFormatError, match=rf"{file}: line {line} has {keep} .*-separated fields, line 1 has"):
+        load_movielens_100k(folder)
+
+
+@pytest.mark.parametrize(
+    ("layout", "file", "old", "new", "looks"),
+    [
+        ("recbole", "ml-100k.inter", "\t", ",", "','"),
+        ("grouplens", "u.data", "\t", " ", "' '"),
+        ("grouplens", "u.user", "|", "\t", r"'\\t'"),
+    ],
+)
+def test_a_file_in_another_separator_says_so(tmp_path, layout, file, old, new, looks):
+    # it read as one column and the error listed every other column as missing (for the RecBole
+    # file, "found ['user_id']", the typed header cut at its first ':')
+    folder = (write_recbole if layout == "recbole" else write_grouplens)(tmp_path / "d")
+    path = folder / file
+    path.write_text(path.read_text().replace(old, new))
+    with pytest.raises(DataFormatError, match=rf"{file}: expected .*-separated columns, but line 1 .* looks {looks}-separated"):
+        load_movielens_100k(folder)
+
+
+@pytest.mark.parametrize(("file", "what", "row"), [("ml-100k.user", "user", 2), ("ml-100k.item", "item", 4)])
+def test_a_repeated_user_or_movie_row_is_a_format_error_naming_the_file(tmp_path, file, what, row):
+    # it loaded, and the world failed later with "user_features has several rows for id ...",
+    # naming no file
+    folder = write_recbole(tmp_path / "rb")
+    lines = (folder / file).read_text().splitlines()
+    (folder / file).write_text("\n".join([*lines, lines[row]]) + "\n")
+    repeated = lines[row].split("\t")[0]
+    with pytest.raises(DataFormatError, match=rf"{file}: {what} {repeated} has 2 rows \(lines {row + 1}, {len(lines) + 1}\)"):
+        load_movielens_100k(folder)
+
+
+def test_a_header_without_rows_is_a_format_error(tmp_path):
+    folder = write_recbole(tmp_path / "rb")
+    item = folder / "ml-100k.item"
+    item.write_text(item.read_text().splitlines()[0] + "\n")
+    with pytest.raises(DataFormatError, match=r"ml-100k.item: no items"):
+        load_movielens_100k(folder)
+
+
+@pytest.mark.parametrize(("column", "value"), [(0, "99999999999999999999"), (3, "1e30")])
+def test_ids_and_timestamps_beyond_int64_are_format_errors(tmp_path, column, value):
+    # the cast wrapped them to -2**63 without a word: a user id 1e20 became user -9223372036854775808
+    folder = write_recbole(tmp_path / "rb")
+    inter = folder / "ml-100k.inter"
+    lines = inter.read_text().splitlines()
+    fields = lines[3].split("\t")
+    fields[column] = value
+    lines[3] = "\t".join(fields)
+    inter.write_text("\n".join(lines) + "\n")
+    with pytest.raises(DataFormatError, match=rf"ml-100k.inter: column '\w+' holds '{value}' on line 4, beyond the 64-bit"):
+        load_movielens_100k(folder)
+
+
+def test_half_a_knowledge_graph_is_warned_about(tmp_path, caplog):
+    folder = write_recbole(tmp_path / "rb")
+    (folder / "ml-100k.kg").unlink()
+    with caplog.at_level("WARNING", logger="banditrec.data.movielens"):
+        data = load_movielens_100k(folder)
+    assert not data.has_kg
+    assert "has ml-100k.link but not ml-100k.kg: loaded without the knowledge graph" in caplog.text
+
+
+def test_a_cache_entry_in_another_layout_is_named_and_replaced(tmp_path, monkeypatch):
+    # its checksums match, but its tables are not this version's: pandas' KeyError text used to
+    # be the whole reason; now it says which entry, and the next source rewrites it
+    data = load_movielens_100k(write_recbole(tmp_path / "rb"))
+    entry = tmp_path / "cache" / ml.CACHE_ENTRY
+
+    def older(folder: Path) -> None:
+        data.ratings.rename(columns={"rating": "score"}).to_csv(folder / "ratings.csv", index=False)
+        data.users.to_csv(folder / "users.csv")
+        data.items.to_csv(folder / "items.csv")
+
+    ml.write_entry(entry, older)
+    with pytest.raises(ValueError, match=rf"the cache entry {entry} is not in the layout this banditrec writes"):
+        ml._read_cache(entry)
+    monkeypatch.setattr(ml, "_from_installed_recbole", lambda: data)
+    again = load_movielens_100k(cache_dir=tmp_path / "cache")
+    pd.testing.assert_frame_equal(again.ratings, data.ratings)
+    assert load_movielens_100k(cache_dir=tmp_path / "cache").source.startswith(f"cache {entry}")
