@@ -99,7 +99,11 @@ def _parse_log(data: bytes | Path, name: str) -> pd.DataFrame:
     missing = [c for c in _LOG_COLUMNS if c not in raw.columns]
     if missing or not any(c.startswith("user_feature_") for c in raw.columns):
         missing += [] if any(c.startswith("user_feature_") for c in raw.columns) else ["user_feature_*"]
-        raise DataFormatError(f"{name}: missing column(s) {missing}; found {list(raw.columns)[:12]}...")
+        raise DataFormatError(
+            f"{name}: missing column(s) {missing}; found {list(raw.columns)[:12]}...{_index_hint(raw)}"
+        )
+    if len(raw) == 0:  # went on to fail in to_logged_feedback as numpy's 'zero-size array'
+        raise DataFormatError(f"{name}: holds no rounds (a header without rows)")
     # A row cut short (a truncated download or copy) parses with NaN in its last columns.
     holes = raw.isna().to_numpy()
     if holes.any():
@@ -137,6 +141,17 @@ def _parse_log(data: bytes | Path, name: str) -> pd.DataFrame:
                 f"{name}: column {column!r} must be {what}; {bad.size} row(s) are not, first row "
                 f"{int(bad[0])} has {raw[column].iloc[bad[0]].item()!r}"
             )
+    # the affinity counts are user features (include_affinity): a stray string failed only then,
+    # as numpy's "could not convert string to float"
+    for column in [c for c in raw.columns if str(c).startswith("user-item_affinity_")]:
+        values = pd.to_numeric(raw[column], errors="coerce")
+        bad = np.flatnonzero(~np.isfinite(values.to_numpy(np.float64, na_value=np.nan)))
+        if bad.size:
+            raise DataFormatError(
+                f"{name}: column {column!r} must hold finite numbers; {bad.size} row(s) do not, first "
+                f"row {int(bad[0])} has {raw[column].iloc[bad[0]]!r}"
+            )
+        raw[column] = values.astype(np.float64)
     try:
         raw["timestamp"] = pd.to_datetime(raw["timestamp"], utc=True, format="mixed")
     except (ValueError, TypeError) as exc:
@@ -153,7 +168,29 @@ def _parse_item_context(data: bytes | Path, name: str) -> pd.DataFrame:
     except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as exc:
         raise DataFormatError(f"{name}: cannot be parsed as CSV: {exc}") from exc
     if "item_id" not in raw.columns:
-        raise DataFormatError(f"{name}: missing column 'item_id'; found {list(raw.columns)}")
+        raise DataFormatError(f"{name}: missing column 'item_id'; found {list(raw.columns)}{_index_hint(raw)}")
+    if len(raw) == 0:
+        raise DataFormatError(f"{name}: holds no items (a header without rows)")
+    # A row cut short parses with NaN cells, which broke the category sort with a TypeError
+    holes = raw.isna().to_numpy()
+    if holes.any():
+        row, col = np.argwhere(holes)[0]
+        raise DataFormatError(
+            f"{name}: {int(holes.any(axis=1).sum())} row(s) have missing values, first row {int(row)} in "
+            f"column {raw.columns[col]!r} (a file cut short?)"
+        )
+    # A numeric column (item_feature_0) with one damaged cell reads as strings and was one-hot
+    # encoded, a category per number, without a word
+    for column in raw.columns:
+        if column == "item_id" or pd.api.types.is_numeric_dtype(raw[column]):
+            continue
+        numbers = pd.to_numeric(raw[column], errors="coerce")
+        if 0 < numbers.isna().sum() < 0.5 * len(raw):
+            row = int(np.flatnonzero(numbers.isna().to_numpy())[0])
+            raise DataFormatError(
+                f"{name}: column {column!r} holds numbers except in {int(numbers.isna().sum())} row(s), "
+                f"first row {row}: {raw[column].iloc[row]!r}"
+            )
     ids = pd.to_numeric(raw["item_id"], errors="coerce")
     if ids.isna().any():
         raise DataFormatError(f"{name}: column 'item_id' must be numeric")
@@ -161,6 +198,20 @@ def _parse_item_context(data: bytes | Path, name: str) -> pd.DataFrame:
     if not np.array_equal(raw.index.to_numpy(), np.arange(len(raw))):
         raise DataFormatError(f"{name}: item ids must be 0..n_items-1, got {raw.index.to_numpy()[:10]}...")
     return raw
+
+
+def _index_hint(raw: pd.DataFrame) -> str:
+    """Why a column is missing when the file lacks the publisher's leading unnamed index column."""
+    if raw.index.name is None:
+        return ""
+    if raw.shape[1] == 0:
+        other = next((sep for sep in (";", "\t", "|") if sep in str(raw.index.name)), None)
+        if other is not None:
+            return f" (the header looks {other!r}-separated; the publisher's files are comma-separated)"
+    return (
+        f" (its first column {raw.index.name!r} was read as the row index: the publisher's files "
+        f"begin with an unnamed index column)"
+    )
 
 
 # --------------------------------------------------------------------------------------------
@@ -415,11 +466,15 @@ def _read_pair(read: Callable[[str], bytes], policy: str, campaign: str, where: 
         if check and sha256_bytes(data) != OBD_SAMPLE_SHA256[rel]:
             raise ChecksumError(f"{where}/{rel} does not match the sha256 of obp 0.4.1's sample")
         blobs[rel] = data
-    return _Raw(
-        _parse_log(blobs[log_file], f"{where}/{log_file}"),
-        _parse_item_context(blobs[ctx_file], f"{where}/{ctx_file}"),
-        blobs,
-    )
+    log = _parse_log(blobs[log_file], f"{where}/{log_file}")
+    context = _parse_item_context(blobs[ctx_file], f"{where}/{ctx_file}")
+    unknown = np.flatnonzero(log["item_id"].to_numpy() >= len(context))
+    if unknown.size:  # found only at to_logged_feedback, without the files' names
+        raise DataFormatError(
+            f"{where}/{log_file}: {unknown.size} round(s) show items that {ctx_file} does not "
+            f"describe (it has ids 0..{len(context) - 1}), e.g. item_id {int(log['item_id'].iloc[unknown[0]])}"
+        )
+    return _Raw(log, context, blobs)
 
 
 def _local_pair(root: Path, policy: str, campaign: str) -> _Raw:

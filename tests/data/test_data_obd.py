@@ -228,3 +228,61 @@ def test_the_environment_path_is_the_only_source_when_set(tmp_path, monkeypatch)
     monkeypatch.setenv("BANDITREC_OBD_PATH", str(tmp_path / "obd_full_typo"))
     with pytest.raises(DataUnavailableError, match=r"\$BANDITREC_OBD_PATH=.*obd_full_typo"):
         load_open_bandit_dataset("all", cache_dir=tmp_path / "cache")
+
+
+def test_an_item_context_cut_short_is_a_format_error(obd_root):
+    # the NaN cell broke the category sort later, as "'<' not supported between 'float' and 'str'"
+    path = obd_root / "bts" / "all" / "item_context.csv"
+    lines = path.read_text().splitlines()
+    lines[-1] = ",".join(lines[-1].split(",")[:3])
+    path.write_text("\n".join(lines) + "\n")
+    with pytest.raises(DataFormatError, match=r"bts/all/item_context.csv: 1 row\(s\) have missing values, first row 5 in column 'item_feature_1'"):
+        load_open_bandit_dataset("all", path=obd_root)
+
+
+def test_a_numeric_item_column_with_a_damaged_cell_is_a_format_error(obd_root):
+    # the column read as strings and was one-hot encoded, one category per number, silently
+    path = obd_root / "random" / "all" / "item_context.csv"
+    context = pd.read_csv(path, index_col=0)
+    context["item_feature_0"] = context["item_feature_0"].astype(object)
+    context.loc[2, "item_feature_0"] = "oops"
+    context.to_csv(path)
+    with pytest.raises(DataFormatError, match=r"random/all/item_context.csv: column 'item_feature_0' holds numbers except in 1 row\(s\), first row 2: 'oops'"):
+        load_open_bandit_dataset("all", path=obd_root)
+
+
+def test_a_non_numeric_affinity_count_is_a_format_error(obd_root):
+    # it failed only with include_affinity=True, as numpy's "could not convert string to float"
+    path = obd_root / "random" / "all" / "all.csv"
+    log = pd.read_csv(path, index_col=0)
+    log["user-item_affinity_1"] = log["user-item_affinity_1"].astype(object)
+    log.loc[3, "user-item_affinity_1"] = "x"
+    log.to_csv(path)
+    with pytest.raises(DataFormatError, match=r"random/all/all.csv: column 'user-item_affinity_1' must hold finite numbers; 1 row\(s\) do not, first row 3 has 'x'"):
+        load_open_bandit_dataset("all", path=obd_root)
+
+
+def test_a_log_without_rounds_is_a_format_error(obd_root):
+    # to_logged_feedback failed with numpy's "zero-size array to reduction operation minimum"
+    path = obd_root / "random" / "all" / "all.csv"
+    path.write_text(path.read_text().splitlines()[0] + "\n")
+    with pytest.raises(DataFormatError, match="random/all/all.csv: holds no rounds"):
+        load_open_bandit_dataset("all", path=obd_root)
+
+
+def test_a_logged_item_missing_from_the_item_context_is_a_format_error(obd_root):
+    # found only by to_logged_feedback ("random log has item ids outside [0, 6)"), naming no file
+    path = obd_root / "random" / "all" / "all.csv"
+    log = pd.read_csv(path, index_col=0)
+    log.loc[3, "item_id"] = N_ITEMS + 93
+    log.to_csv(path)
+    with pytest.raises(DataFormatError, match=rf"random/all/all.csv: 1 round\(s\) show items that random/all/item_context.csv does not describe \(it has ids 0..{N_ITEMS - 1}\), e.g. item_id {N_ITEMS + 93}"):
+        load_open_bandit_dataset("all", path=obd_root)
+
+
+@pytest.mark.parametrize("file", ["all.csv", "item_context.csv"])
+def test_a_file_without_the_index_column_says_why_a_column_is_missing(obd_root, file):
+    path = obd_root / "random" / "all" / file
+    pd.read_csv(path, index_col=0).to_csv(path, index=False)
+    with pytest.raises(DataFormatError, match=r"was read as the row index: the publisher's files begin with an unnamed index column"):
+        load_open_bandit_dataset("all", path=obd_root)
