@@ -34,22 +34,43 @@ __all__ = ["kg_item_embeddings"]
 
 logger = logging.getLogger(__name__)
 
-_VERSION = "kg-spectral-v1"
+_VERSION = "kg-spectral-v2"  # v2: an entity linked to several items gives each its neighbours (v1 only the first)
+
+
+def _plain(value):
+    return value.item() if isinstance(value, np.generic) else value
+
+
+def _refuse_empty(embedding: np.ndarray, kg: pd.DataFrame, link: pd.DataFrame, item_ids: np.ndarray) -> None:
+    """Every row a zero vector is features that say nothing, which used to be added without a word."""
+    if embedding.size == 0 or np.any(embedding):
+        return
+    linked = link[link["item_id"].isin(item_ids)]
+    in_graph = linked["entity"].isin(pd.concat([kg["head"], kg["tail"]], ignore_index=True))
+    raise ValueError(
+        f"no item has a knowledge-graph embedding: link names {len(linked)} of the {item_ids.size} "
+        f"items (their ids look like {[_plain(i) for i in item_ids[:3]]}, link's like "
+        f"{[_plain(i) for i in link['item_id'].to_numpy()[:3]]}), {int(in_graph.sum())} of their entities "
+        f"occur in kg ({len(kg)} triples), and an embedding needs a neighbour shared by two items"
+    )
 
 
 def _incidence(kg: pd.DataFrame, link: pd.DataFrame, item_ids: np.ndarray) -> sp.csr_matrix:
     """Binary item x neighbour-entity matrix (rows in ``item_ids`` order)."""
     row_of_item = pd.Series(np.arange(item_ids.size), index=pd.Index(item_ids))
     link = link[link["item_id"].isin(row_of_item.index)]
-    row_of_entity = pd.Series(row_of_item.loc[link["item_id"]].to_numpy(), index=link["entity"].to_numpy())
-    row_of_entity = row_of_entity[~row_of_entity.index.duplicated()]
+    # An entity may stand for several items (one film under two ids): each gets its neighbours
+    # (keeping only the first left the others with a zero vector).
+    pairs = pd.DataFrame(
+        {"entity": link["entity"].to_numpy(), "row": row_of_item.loc[link["item_id"]].to_numpy()}
+    ).drop_duplicates()
     heads, tails = kg["head"].to_numpy(), kg["tail"].to_numpy()
     rows, cols = [], []
     for mine, other in ((heads, tails), (tails, heads)):
-        hit = pd.Index(row_of_entity.index).get_indexer(mine)
-        keep = hit >= 0
-        rows.append(row_of_entity.to_numpy()[hit[keep]])
-        cols.append(other[keep])
+        hits = pd.DataFrame({"entity": mine, "pos": np.arange(mine.size)}).merge(pairs, on="entity")
+        hits = hits.sort_values("pos", kind="stable")  # triple order, as the columns' codes follow it
+        rows.append(hits["row"].to_numpy(np.int64))
+        cols.append(other[hits["pos"].to_numpy()])
     rows_all = np.concatenate(rows)
     codes, uniques = pd.factorize(np.concatenate(cols))
     matrix = sp.csr_matrix(
@@ -150,12 +171,14 @@ def kg_item_embeddings(
         try:
             embedding = np.load(open_entry(entry_path).file("embedding.npy"))
             if embedding.shape == (item_ids.size, dim):
+                _refuse_empty(embedding, kg, link, item_ids)  # an entry written before the check
                 return embedding
         except FileNotFoundError:
             pass
         except (ChecksumError, OSError, ValueError) as exc:
             logger.warning("ignoring the unusable cached KG embedding at %s (%s)", entry_path, exc)
     embedding = _spectral(_incidence(kg, link, item_ids), int(dim))
+    _refuse_empty(embedding, kg, link, item_ids)
     if cache:
         try:
             write_entry(

@@ -193,11 +193,22 @@ class MovieLens100kWorld(UserSimulator):
                 )
             from banditrec.data.kg import kg_item_embeddings
 
-            kg = kg_item_embeddings(
-                data.kg, data.link, item_ids, dim=int(kg_dim), cache=cache, cache_dir=cache_folder
-            )
+            try:
+                kg = kg_item_embeddings(
+                    data.kg, data.link, item_ids, dim=int(kg_dim), cache=cache, cache_dir=cache_folder
+                )
+            except ValueError as exc:
+                raise ValueError(f"kg_features: the knowledge graph from {data.source}: {exc}") from exc
             self.kg_alignment_auc = _kg_alignment_auc(kg, data.items[data.genre_columns].to_numpy(np.float64))
-            if not self.kg_alignment_auc > 0.6:
+            if np.isnan(self.kg_alignment_auc):
+                n_embedded = int((np.abs(kg).sum(axis=1) > 0).sum())
+                message = (
+                    f"the knowledge graph from {data.source} gives an embedding to {n_embedded} of the "
+                    f"{len(item_ids)} movies, too few (or too few per genre) to check that it describes "
+                    f"them; the others' kg features are zeros"
+                )
+                warnings.warn(message, stacklevel=2)
+            elif not self.kg_alignment_auc > 0.6:
                 message = (
                     f"the knowledge-graph embedding predicts the movies' genres with AUC "
                     f"{self.kg_alignment_auc:.2f} (0.5 = chance): the graph's item links do not seem to "

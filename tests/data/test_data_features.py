@@ -89,3 +89,23 @@ def test_pca_reduce_is_deterministic_and_orders_components():
     assert np.all(np.diff(z.var(axis=0)) < 0)
     assert np.all(z[np.abs(z).argmax(axis=0), np.arange(3)] > 0)
     assert pca_reduce(x, 10).shape == (50, 6)
+
+
+def test_kg_embedding_refuses_a_graph_that_describes_no_item(tmp_path):
+    # every row was a zero vector, added to the features without a word
+    kg, link, items = _two_cluster_graph()
+    with pytest.raises(ValueError, match=r"no item has a knowledge-graph embedding: link names 0 of the 9 items"):
+        kg_item_embeddings(kg, link.assign(item_id=link["item_id"] + 1000), items, dim=2, cache_dir=tmp_path)
+    with pytest.raises(ValueError, match=r"link names 8 of the 9 items .*, 0 of their entities occur in kg"):
+        kg_item_embeddings(kg, link.assign(entity="m.other" + link["entity"]), items, dim=2, cache_dir=tmp_path)
+    assert not (tmp_path / "features").exists() or not any((tmp_path / "features").iterdir())
+
+
+def test_kg_embedding_gives_every_item_of_a_shared_entity_its_neighbours(tmp_path):
+    # one film under two ids (MovieLens-100k lists some films twice): the second id got zeros
+    kg, link, _ = _two_cluster_graph()
+    twice = pd.concat([link, pd.DataFrame({"item_id": [9], "entity": ["m.film1"]})], ignore_index=True)
+    emb = kg_item_embeddings(kg, twice, np.arange(1, 10), dim=2, cache=False)
+    assert np.any(emb[8]) and np.allclose(emb[8], emb[0])
+    alone = kg_item_embeddings(kg, link, np.arange(1, 10), dim=2, cache=False)
+    assert not np.any(alone[8])

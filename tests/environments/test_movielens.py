@@ -107,6 +107,27 @@ def test_kg_features_warn_when_the_graph_is_about_other_items(tmp_path):
     assert world.kg_alignment_auc < 0.7
 
 
+def test_kg_features_refuse_a_graph_that_describes_no_movie(tmp_path):
+    # 16 all-zero columns were added, with a warning about "AUC nan"
+    folder = write_small_recbole(tmp_path / "ml")
+    (folder / "ml-100k.link").write_text(
+        "item_id:token\tentity_id:token\n" + "".join(f"{i + 1001}\tm.f{i}\n" for i in range(30))
+    )
+    with pytest.raises(ValueError, match=rf"kg_features: the knowledge graph from {folder}: no item has a knowledge-graph embedding: link names 0 of the 30 items"):
+        MovieLens100kWorld(path=str(folder), cache_dir=str(tmp_path / "cache"), kg_features=True, epochs=5)
+
+
+def test_kg_features_say_how_many_movies_a_sparse_graph_covers(tmp_path):
+    folder = write_small_recbole(tmp_path / "ml")
+    (folder / "ml-100k.link").write_text(
+        "item_id:token\tentity_id:token\n" + "".join(f"{i + 1}\tm.f{i}\n" for i in range(5))
+    )
+    with pytest.warns(UserWarning, match=r"gives an embedding to 5 of the 30 movies, too few"):
+        MovieLens100kWorld(
+            path=str(folder), cache_dir=str(tmp_path / "cache"), kg_features=True, kg_dim=4, epochs=5
+        )
+
+
 def test_text_features_need_the_text_extra(tmp_path, monkeypatch):
     monkeypatch.setitem(sys.modules, "sentence_transformers", None)
     with pytest.raises(ImportError, match=r"banditrec\[text\]"):
