@@ -18,19 +18,24 @@ __all__ = ["main"]
 
 
 def _cmd_run(args: argparse.Namespace) -> int:
-    from banditrec.config import load_config
+    from banditrec.config import ConfigError, load_config
     from banditrec.runner import run_experiment
 
     config = load_config(args.config)
     changes = {}
     if args.seeds is not None:
-        changes["seeds"] = tuple(range(args.seeds))
+        changes["seeds"] = args.seeds  # a count: the config makes it seeds 0..N-1 after its checks
     if args.horizon is not None:
         changes["horizon"] = args.horizon
     if args.jobs is not None:
         changes["jobs"] = args.jobs
+    # the config's values as this run uses them: the file's, or an option's in its stead
+    source = args.config + (" with " + " ".join(f"--{key} {value}" for key, value in changes.items()) if changes else "")
     if changes:
-        config = config.replace(**changes)
+        try:
+            config = config.replace(**changes)
+        except ConfigError as exc:
+            raise ConfigError(f"{source}: {exc}") from None
     out = Path(args.out) if args.out else Path("runs") / config.name
     try:
         result = run_experiment(config, out, progress=not args.quiet, plot=not args.no_plot,
@@ -39,8 +44,10 @@ def _cmd_run(args: argparse.Namespace) -> int:
     except (ValueError, TypeError, ImportError) as exc:
         # The runner's checks before any trial name the section ("[environment] ..."), as the
         # config file's own errors do after its name; the file is known here only.
-        if str(exc).startswith(("[environment]", "[policies.")):
-            exc.args = (f"{args.config}: {exc}",)
+        if str(exc).startswith(("[experiment]", "[environment]", "[policies.")):
+            exc.args = (f"{source if str(exc).startswith('[experiment]') else args.config}: {exc}",)
+            if isinstance(exc, ImportError):  # its message is .msg, not args
+                exc.msg = exc.args[0]
         raise
     cols = ["policy", "n_seeds", "final_cumulative_regret", "regret_ci_low", "regret_ci_high", "reward_rate", "decisions_per_s"]
     print(result.summary[cols].to_string(index=False, float_format=lambda v: f"{v:,.3f}"))

@@ -7,6 +7,7 @@ simulation starts: unknown keys (with the valid ones), wrong types, missing sect
 from __future__ import annotations
 
 import collections
+import difflib
 import inspect
 import itertools
 import json
@@ -25,11 +26,13 @@ else:  # pragma: no cover
     import tomli as tomllib
 
 __all__ = [
+    "MAX_TRIALS",
     "ConfigError",
     "EnvironmentSpec",
     "ExperimentConfig",
     "PolicySpec",
     "check_environment_keys",
+    "did_you_mean",
     "load_config",
     "parse_policies",
     "read_toml",
@@ -96,17 +99,36 @@ class ExperimentConfig:
         """What :meth:`from_dict` checks in a file, checked for a config built or changed in code
         (:meth:`replace`): a bad value is one named error here, not a traceback from the run."""
         name = self.name
-        if not isinstance(name, str) or not name.strip() or name in (".", "..") or any(c in name for c in "/\\"):
+        if (
+            not isinstance(name, str) or not name.strip() or name in (".", "..")
+            or any(c in name for c in "/\\") or any(ord(c) < 32 or ord(c) == 127 for c in name)
+        ):
+            # a control character (a NUL, a newline) made "embedded null byte" or a folder whose
+            # name spans lines
             raise ConfigError(
-                f"name must be a non-empty name without path separators (it names the output folder "
-                f"runs/<name>), got {name!r}"
+                f"name must be a non-empty name without path separators or control characters (it names the "
+                f"output folder runs/<name>), got {name!r}"
             )
         for key in ("horizon", "batch_size", "n_checkpoints", "jobs"):
             value = getattr(self, key)
             if not is_int(value) or value < 1:
                 raise ConfigError(f"{key} must be a positive integer, got {value!r}")
             object.__setattr__(self, key, int(value))
+        policies = self.policies
+        if not isinstance(policies, (list, tuple)) or not all(isinstance(p, PolicySpec) for p in policies):
+            raise ConfigError(f"policies must be a sequence of PolicySpec, got {policies!r}")
+        object.__setattr__(self, "policies", tuple(policies))
         seeds = self.seeds
+        count = seeds if is_int(seeds) else len(seeds) if isinstance(seeds, (list, tuple, range)) else 0
+        n_trials = count * max(1, len(policies))
+        if n_trials > MAX_TRIALS:
+            # checked before a count becomes a list: seeds = 10**11 (a typo) took minutes and
+            # gigabytes before any message
+            raise ConfigError(
+                f"seeds = {seeds if is_int(seeds) else f'a list of {count:,}'} with {len(policies):,} "
+                f"policy(ies) makes {n_trials:,} trials; a config may hold at most {MAX_TRIALS:,}: split the "
+                f"sweep into several configs (or check seeds for a typo)"
+            )
         if is_int(seeds) and seeds >= 1:
             seeds = range(int(seeds))  # a count, as in a TOML file
         if (
@@ -120,10 +142,6 @@ class ExperimentConfig:
         object.__setattr__(self, "seeds", tuple(int(s) for s in seeds))
         if not isinstance(self.environment, EnvironmentSpec):
             raise ConfigError(f"environment must be an EnvironmentSpec, got {type(self.environment).__name__}")
-        policies = self.policies
-        if not isinstance(policies, (list, tuple)) or not all(isinstance(p, PolicySpec) for p in policies):
-            raise ConfigError(f"policies must be a sequence of PolicySpec, got {policies!r}")
-        object.__setattr__(self, "policies", tuple(policies))
 
     @property
     def n_steps(self) -> int:
@@ -175,7 +193,8 @@ class ExperimentConfig:
 def check_environment_keys(spec: EnvironmentSpec) -> None:
     """Refuse, for a registered id, keys that ``gymnasium.make_vec`` or the id's registration take
     themselves (``wrappers``, ``vector_kwargs``, ``validate``, ...): passed through, some failed
-    deep in gymnasium and others (``wrappers = []``) were silently accepted. A simulator given by
+    deep in gymnasium and others (``wrappers = []``) were silently accepted; and
+    ``max_episode_steps``, which a trial (``step_batch``, no resets) never looks at. A simulator given by
     import path receives every key, so its own parameters may have these names."""
     if spec.id is None:
         return
@@ -184,6 +203,11 @@ def check_environment_keys(spec: EnvironmentSpec) -> None:
         raise ConfigError(
             f"[environment] reserved key(s) {reserved}: arguments of gymnasium.make_vec or of the "
             f"registration of {spec.id!r}, which banditrec sets itself, not parameters of the world; remove them"
+        )
+    if "max_episode_steps" in spec.params:  # accepted, and without any effect on the numbers
+        raise ConfigError(
+            "[environment] max_episode_steps has no effect in an experiment: a trial plays [experiment] horizon "
+            "decisions and never resets the world; remove it (set horizon for the trial's length)"
         )
 
 
@@ -215,6 +239,10 @@ def parse_policies(tables: Mapping[str, Any], source: str = "config") -> list[Po
         raise ConfigError(f"{source}: [policies] names must be unique; {describe_duplicates(repeated)}")
     return policies
 
+
+#: The most (policy, seed) trials a config may hold: more is a typo (``seeds = 10**11``) or a
+#: sweep to split, not a run to start.
+MAX_TRIALS = 1_000_000
 
 #: The most policies a config's grids may expand to: a typo such as two 1,000-value lists would
 #: otherwise build a million policies (minutes and gigabytes) before the first trial.
@@ -298,6 +326,15 @@ def _expand_grid(
     return specs
 
 
+def did_you_mean(word: Any, choices: Sequence[str]) -> str:
+    """" (did you mean 'LinUCB'?)" for a near miss of one of ``choices`` (case aside), else ""."""
+    if not isinstance(word, str):
+        return ""
+    lowered = {c.lower(): c for c in choices}
+    close = difflib.get_close_matches(word.lower(), list(lowered), n=1, cutoff=0.75)
+    return f" (did you mean {lowered[close[0]]!r}?)" if close else ""
+
+
 def _section(raw: Mapping[str, Any], key: str, source: str) -> Mapping[str, Any]:
     if key not in raw:
         raise ConfigError(f"{source}: missing [{key}] section")
@@ -309,7 +346,10 @@ def _section(raw: Mapping[str, Any], key: str, source: str) -> Mapping[str, Any]
 def _only(table: Mapping[str, Any], allowed: set[str], source: str, where: str) -> None:
     unknown = set(table) - allowed
     if unknown:
-        raise ConfigError(f"{source}: unknown key(s) {sorted(unknown)} in {where}; expected among {sorted(allowed)}")
+        hint = did_you_mean(min(unknown), sorted(allowed)) if len(unknown) == 1 else ""
+        raise ConfigError(
+            f"{source}: unknown key(s) {sorted(unknown)} in {where}{hint}; expected among {sorted(allowed)}"
+        )
 
 
 def _get(table, key, typ, source, where, default=None):

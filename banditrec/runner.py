@@ -36,6 +36,7 @@ from banditrec.config import (
     PolicySpec,
     check_environment_keys,
     describe_duplicates,
+    did_you_mean,
     duplicate_names,
 )
 from banditrec.environments.env import BanditVectorEnv
@@ -204,7 +205,7 @@ def _step_sums(config: ExperimentConfig) -> tuple[np.ndarray, np.ndarray]:
         return np.empty(n_steps), np.empty(n_steps)
     except (MemoryError, ValueError, OverflowError):
         raise ValueError(
-            f"horizon {config.horizon:,} is {n_steps:,} steps of {config.batch_size} user(s): a trial's per-step "
+            f"[experiment] horizon {config.horizon:,} is {n_steps:,} steps of {config.batch_size} user(s): a trial's per-step "
             f"sums would take {16 * n_steps / 2**30:,.1f} GiB, more than this machine can allocate; lower horizon"
         ) from None
 
@@ -424,35 +425,42 @@ def _check_environment(spec: EnvironmentSpec, batch_size: int) -> None:
     accepted = _environment_keys(spec)
     unknown = sorted(set(spec.params) - accepted) if accepted is not None else []
     if unknown:
-        raise TypeError(f"[environment] unknown key(s) {unknown} for {spec.label}; expected among {sorted(accepted)}")
+        hint = did_you_mean(unknown[0], sorted(accepted)) if len(unknown) == 1 else ""
+        raise TypeError(
+            f"[environment] unknown key(s) {unknown} for {spec.label}{hint}; expected among {sorted(accepted)}"
+        )
     try:
         env = build_env(spec, batch_size)
     except (TypeError, ImportError, ValueError) as exc:
         kind = TypeError if isinstance(exc, TypeError) else ImportError if isinstance(exc, ImportError) else ConfigError
         raise kind(f"[environment] {exc}") from exc
+    except MemoryError as exc:  # n_items = 10**10, batch_size = 10**11: numpy's bare traceback
+        raise ConfigError(
+            f"[environment] {spec.label} with batch_size {batch_size:,} needs more memory than this machine can "
+            f"allocate ({exc or 'MemoryError'}); lower batch_size or the world's sizes"
+        ) from exc
     env.close()
 
 
 def _environment_keys(spec: EnvironmentSpec) -> set[str] | None:
-    """The keys ``[environment]`` may hold besides id/simulator: the simulator's parameters (and
-    ``max_episode_steps`` for a registered id); None when it takes any (``**kwargs``) or they
-    cannot be read, and building the world says what is wrong."""
+    """The keys ``[environment]`` may hold besides id/simulator: the simulator's parameters; None
+    when it takes any (``**kwargs``) or they cannot be read, and building the world says what is
+    wrong."""
     from banditrec.environments.registration import _make_vector_env
 
     simulator: Any = spec.simulator
-    extra: set[str] = set()
     if spec.id is not None:
         entry = gym.registry[spec.id].vector_entry_point if spec.id in gym.registry else None
         if not (isinstance(entry, partial) and entry.func is _make_vector_env):
             return None
-        simulator, extra = entry.args[0], {"max_episode_steps"}
+        simulator = entry.args[0]
     try:
         params = inspect.signature(load_object(simulator) if isinstance(simulator, str) else simulator).parameters
     except (ImportError, ValueError, TypeError):
         return None
     if any(p.kind is p.VAR_KEYWORD for p in params.values()):
         return None
-    return {k for k, p in params.items() if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)} | extra
+    return {k for k, p in params.items() if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)}
 
 
 def run_experiment(

@@ -239,11 +239,15 @@ def test_a_horizon_too_long_to_hold_is_one_line(tmp_path, capsys):
     cfg.write_text(CONFIG.replace("horizon = 400", "horizon = 100000000000000000"))
     assert main(["run", str(cfg), "--out", str(tmp_path / "o"), "--quiet"]) == 2
     err = capsys.readouterr().err
-    assert err.startswith("banditrec: error: horizon 100,000,000,000,000,000 is 12,500,000,000,000,000 steps of 8 "), err
+    assert err.startswith(f"banditrec: error: {cfg}: [experiment] horizon 100,000,000,000,000,000 is "
+                          "12,500,000,000,000,000 steps of 8 "), err
     assert "GiB, more than this machine can allocate; lower horizon" in err and err.count("\n") == 1
     cfg.write_text(CONFIG)
     assert main(["run", str(cfg), "--out", str(tmp_path / "o"), "--quiet", "--horizon", str(10**17)]) == 2
-    assert "more than this machine can allocate" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    # the value is the option's, not the file's
+    assert err.startswith(f"banditrec: error: {cfg} with --horizon {10**17}: [experiment] horizon "), err
+    assert "more than this machine can allocate" in err
     assert not (tmp_path / "o" / "trials").exists()
 
 
@@ -280,13 +284,19 @@ def test_environment_and_policy_errors_name_the_file_and_section(tmp_path, capsy
     for section, replacement, message in [
         (world, 'id = "banditrec/Linear-v0"\nn_items = "5"', "[environment] n_items must be a positive int, got '5'"),
         (world, 'id = "banditrec/Linear-v0"\nn_itemz = 5',
-         ("[environment] unknown key(s) ['n_itemz'] for banditrec/Linear-v0; expected among ['context_dim', "
-         "'max_episode_steps', 'min_candidates', 'n_candidates', 'n_items', ")),
+         ("[environment] unknown key(s) ['n_itemz'] for banditrec/Linear-v0 (did you mean 'n_items'?); expected "
+         "among ['context_dim', 'min_candidates', 'n_candidates', 'n_items', ")),
         (world, 'simulator = "banditrec.environments.linear:LinearWorld"\nn_itemz = 5',
-         ("[environment] unknown key(s) ['n_itemz'] for banditrec.environments.linear:LinearWorld; expected among "
+         ("[environment] unknown key(s) ['n_itemz'] for banditrec.environments.linear:LinearWorld (did you mean 'n_items'?); expected among "
          "['context_dim', 'min_candidates', ")),
         (world, 'id = "Linear-v0"', "[environment] unknown environment id 'Linear-v0'; registered banditrec environments: "),
         ('type = "LinUCB"', 'type = "no_such_module:Policy"', "[policies.linucb]: cannot import module 'no_such_module'"),
+        # an ImportError's message is its .msg: the file's name was added to its args only
+        (world, 'simulator = "no_such_module:World"', "[environment] cannot import module 'no_such_module'"),
+        # numpy's MemoryError traceback, from building a world too large to hold
+        (world, 'id = "banditrec/Linear-v0"\nn_items = 1000000000000000\ncontext_dim = 4',
+         "[environment] banditrec/Linear-v0 with batch_size 8 needs more memory than this machine can allocate ("),
+        (world, world + "\nmax_episode_steps = 5", "[environment] max_episode_steps has no effect in an experiment"),
     ]:
         cfg.write_text(CONFIG.replace(section, replacement))
         assert main(["run", str(cfg), "--out", str(tmp_path / "o"), "--quiet"]) == 2
@@ -313,3 +323,19 @@ def test_the_readme_synopsis_shows_every_option_of_run():
     run = build_parser()._subparsers._group_actions[0].choices["run"]
     options = [o for action in run._actions for o in action.option_strings if o.startswith("--") and o != "--help"]
     assert options and [o for o in options if f"[{o}" not in synopsis] == []
+
+
+def test_a_seeds_option_too_large_names_the_option_and_fails_at_once(tmp_path, capsys):
+    # --seeds 10**11 first listed 10**11 seeds (minutes, gigabytes), and a refused override named
+    # neither the file nor the option
+    import time
+
+    cfg = tmp_path / "cli.toml"
+    cfg.write_text(CONFIG)
+    start = time.perf_counter()
+    assert main(["run", str(cfg), "--out", str(tmp_path / "o"), "--quiet", "--seeds", str(10**11)]) == 2
+    assert time.perf_counter() - start < 5
+    err = capsys.readouterr().err
+    assert err.startswith(f"banditrec: error: {cfg} with --seeds {10**11}: seeds = {10**11} with 2 policy(ies) makes "
+                          "200,000,000,000 trials; a config may hold at most 1,000,000"), err
+    assert err.count("\n") == 1 and not (tmp_path / "o").exists()

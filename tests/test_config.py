@@ -122,6 +122,9 @@ def test_list_valued_parameters_take_a_list_of_lists():
         ({"name": ""}, "name must be a non-empty name without path separators"),
         ({"name": "../../escape"}, "name must be a non-empty name without path separators"),
         ({"name": "a/b"}, "name must be a non-empty name without path separators"),
+        # a NUL was "embedded null byte", a newline a folder whose name spans two lines
+        ({"name": "a\x00b"}, r"name must be a non-empty name without path separators or control characters.*'a\\x00b'"),
+        ({"name": "a\nb"}, "name must be a non-empty name without path separators or control characters"),
         ({"policies": ("LinUCB",)}, "policies must be a sequence of PolicySpec"),
     ],
 )
@@ -206,8 +209,8 @@ def test_environment_errors_name_the_section_and_unknown_keys_list_the_valid_one
 
     for params, error, match in [
         ({"n_items": "5"}, ConfigError, r"^\[environment\] n_items must be a positive int, got '5'$"),
-        ({"n_itemz": 5}, TypeError, (r"^\[environment\] unknown key\(s\) \['n_itemz'\] for banditrec/Linear-v0; "
-                                    r"expected among \['context_dim', 'max_episode_steps', .*'n_items', .*'world_seed'\]$")),
+        ({"n_itemz": 5}, TypeError, (r"^\[environment\] unknown key\(s\) \['n_itemz'\] for banditrec/Linear-v0 "
+                                    r"\(did you mean 'n_items'\?\); expected among \['context_dim', 'min_candidates', .*'n_items', .*'world_seed'\]$")),
     ]:
         raw = {**VALID, "environment": {"id": "banditrec/Linear-v0", **params}}
         with pytest.raises(error, match=match):
@@ -270,3 +273,53 @@ def test_num_threads_zero_in_a_config_leaves_torchs_setting():
         assert torch.get_num_threads() == 2
     finally:
         torch.set_num_threads(before)
+
+
+def test_a_sweep_of_absurdly_many_trials_is_refused_before_its_seeds_are_listed():
+    # seeds = 10**11 (a typo) made a list of 10**11 seeds: minutes and gigabytes, then a kill
+    import time
+
+    from banditrec.config import MAX_TRIALS
+
+    start = time.perf_counter()
+    with pytest.raises(ConfigError, match=(r"^config: \[experiment\] seeds = 100000000000 with 2 policy\(ies\) makes "
+                                           r"200,000,000,000 trials; a config may hold at most 1,000,000: split")):
+        ExperimentConfig.from_dict(_with("experiment", "seeds", 10**11))
+    with pytest.raises(ConfigError, match=r"^seeds = 10000000000 with 2 policy\(ies\) makes 20,000,000,000 trials"):
+        ExperimentConfig.from_dict(VALID).replace(seeds=10**10)
+    assert time.perf_counter() - start < 5
+    with pytest.raises(ConfigError, match=r"seeds = a list of 500,001 with 2 policy\(ies\) makes 1,000,002 trials"):
+        ExperimentConfig.from_dict(VALID).replace(seeds=list(range(MAX_TRIALS // 2 + 1)))
+    assert len(ExperimentConfig.from_dict(VALID).replace(seeds=MAX_TRIALS // 2).seeds) == MAX_TRIALS // 2
+
+
+def test_max_episode_steps_which_a_trial_ignores_is_refused():
+    # accepted and listed among the valid keys, it changed nothing: a trial never resets its world
+    from banditrec.config import EnvironmentSpec
+    from banditrec.runner import run_experiment
+
+    with pytest.raises(ConfigError, match=r"^config: \[environment\] max_episode_steps has no effect in an experiment"):
+        ExperimentConfig.from_dict(_with("environment", "max_episode_steps", 10))
+    config = ExperimentConfig.from_dict(VALID).replace(
+        environment=EnvironmentSpec("banditrec/Linear-v0", None, {"max_episode_steps": 10}))
+    with pytest.raises(ConfigError, match=r"^\[environment\] max_episode_steps has no effect"):
+        run_experiment(config, None, progress=False)
+
+
+@pytest.mark.parametrize(
+    "section, key, value, match",
+    [
+        ("experiment", "batchsize", 3, r"unknown key\(s\) \['batchsize'\] in \[experiment\] \(did you mean 'batch_size'\?\); "),
+        ("policies", "x", {"type": "LinUBC"}, r"unknown policy type 'LinUBC' \(did you mean 'LinUCB'\?\); known types: "),
+        ("policies", "x", {"type": "linucb"}, r"unknown policy type 'linucb' \(did you mean 'LinUCB'\?\)"),
+        ("policies", "x", {"type": "LinUCB", "alhpa": 1.0},
+         r"unknown parameter\(s\) \['alhpa'\] for policy 'LinUCB' \(did you mean 'alpha'\?\); valid: "),
+        ("environment", "n_itmes", 3,
+         r"unknown key\(s\) \['n_itmes'\] for banditrec/Linear-v0 \(did you mean 'n_items'\?\); expected among "),
+    ],
+)
+def test_a_near_miss_of_a_key_or_policy_type_names_the_likely_one(section, key, value, match):
+    from banditrec.runner import run_experiment
+
+    with pytest.raises((ConfigError, TypeError), match=match):
+        run_experiment(ExperimentConfig.from_dict(_with(section, key, value)), None, progress=False)

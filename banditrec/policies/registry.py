@@ -137,8 +137,10 @@ def _resolve(name: str) -> Callable[..., Policy]:
         return POLICIES[name]
     if ":" in name:
         return load_object(name)
-    raise ValueError(f"unknown policy type {name!r}; known types: {', '.join(sorted(POLICIES))} "
-                     "(or an import path 'package.module:factory')")
+    from banditrec.config import did_you_mean
+
+    raise ValueError(f"unknown policy type {name!r}{did_you_mean(name, sorted(POLICIES))}; known types: "
+                     f"{', '.join(sorted(POLICIES))} (or an import path 'package.module:factory')")
 
 
 def make_policy(name: str, seed=None, **params: Any) -> Policy:
@@ -148,8 +150,11 @@ def make_policy(name: str, seed=None, **params: Any) -> Policy:
     accepts_any = any(p.kind is inspect.Parameter.VAR_KEYWORD for p in sig.parameters.values())
     unknown = set(params) - set(sig.parameters) - {"seed"}
     if unknown and not accepts_any:
+        from banditrec.config import did_you_mean
+
         valid = [p for p in sig.parameters if p != "seed"]
-        raise ValueError(f"unknown parameter(s) {sorted(unknown)} for policy {name!r}; valid: {valid}")
+        hint = did_you_mean(min(unknown), valid) if len(unknown) == 1 else ""
+        raise ValueError(f"unknown parameter(s) {sorted(unknown)} for policy {name!r}{hint}; valid: {valid}")
     policy = factory(seed=seed, **params)
     if not isinstance(policy, Policy):
         raise TypeError(f"policy factory {name!r} returned {type(policy).__name__}, not a banditrec Policy")
