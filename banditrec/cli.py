@@ -161,11 +161,11 @@ def build_parser() -> argparse.ArgumentParser:
     ope.add_argument("logs", help="LoggedFeedback .npz file (e.g. OUT/feedback/*.npz of `run --log-feedback`)")
     ope.add_argument("--config", required=True,
                      help="TOML file with [policies.NAME] tables (type = ..., parameters), as in experiment configs")
-    ope.add_argument("--train-fraction", type=float, dest="train_fraction",
+    ope.add_argument("--train-fraction", type=_fraction(0.0, True), dest="train_fraction",
                      help="share of the earliest rounds that train the targets before they are frozen (default 0.5)")
     ope.add_argument("--out", help="output folder for ope.csv and ope.png (default: runs/ope/<log name>)")
-    ope.add_argument("--alpha", type=float, help="intervals are (1 - alpha) two-sided (default 0.05)")
-    ope.add_argument("--seed", type=int, help="seed of the target policies, bootstrap and reward-model folds (default 0)")
+    ope.add_argument("--alpha", type=_fraction(0.0, False), help="intervals are (1 - alpha) two-sided (default 0.05)")
+    ope.add_argument("--seed", type=_seed, help="seed of the target policies, bootstrap and reward-model folds (default 0)")
     ope.set_defaults(func=_cmd_ope)
     plot = sub.add_parser("plot", help="redraw the plots of a finished run", parents=[common])
     plot.add_argument("run_dir", help="a run folder (with results.csv); writes RUN_DIR/regret.png and regret.pdf")
@@ -185,6 +185,35 @@ def _positive_int(text: str) -> int:
         raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
     if value < 1:
         raise argparse.ArgumentTypeError(f"expected a positive integer, got {value}")
+    return value
+
+
+def _fraction(low: float, low_closed: bool) -> Any:
+    """argparse type for a share: a finite number in [low, 1) (``low_closed``) or (low, 1), so that
+    ``--alpha nan`` is argparse's one line naming the option, not the estimators' message without it."""
+    wanted = f"a number in {'[' if low_closed else '('}{low:g}, 1)"
+
+    def convert(text: str) -> float:
+        try:
+            value = float(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected {wanted}, got {text!r}") from None
+        if not (value >= low if low_closed else value > low) or not value < 1.0:  # NaN fails both
+            raise argparse.ArgumentTypeError(f"expected {wanted}, got {text}")
+        return value
+
+    convert.__name__ = "number"
+    return convert
+
+
+def _seed(text: str) -> int:
+    """argparse type for a seed: an int >= 0, as numpy's generators take."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected an integer >= 0, got {text!r}") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"expected an integer >= 0, got {value}")
     return value
 
 
