@@ -294,6 +294,14 @@ def _expand_grid(
     for key, values in grid.items():
         if not values:
             raise ConfigError(f"{source}: [policies.{name}] {key} = [] is an empty grid; give at least one value")
+        # 1 and 1.0 are one value under two names: two identical policies, each run and plotted
+        repeated = next(((a, b) for i, a in enumerate(values) for b in values[i + 1:]
+                         if a == b and type(a) is not bool and type(b) is not bool), None)
+        if repeated is not None:
+            raise ConfigError(
+                f"{source}: [policies.{name}] {key} = {values!r:.120} lists one value twice "
+                f"({repeated[0]!r} and {repeated[1]!r}): each would be the same policy"
+            )
     # A parameter that takes a table or a list has a grid of tables or of lists; anything else in
     # its list is a mistake, named as written rather than refused value by value.
     shaped = [

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import re
+
 import pytest
+import tomllib
 
 from banditrec.config import ConfigError, ExperimentConfig, load_config
 
@@ -172,6 +175,12 @@ def test_repeated_policy_names_are_named_briefly_and_before_any_policy_is_built(
     # 3,001 grid values with one repeated printed every name, in a 71 KB line
     values = [i / 3000 for i in range(3000)] + [0.5]
     raw = _with("policies", "eg", {"type": "EpsilonGreedy", "epsilon": values})
+    with pytest.raises(ConfigError, match=r"^config: \[policies\.eg\] epsilon = .* lists one value twice \(0\.5 and 0\.5\)") as info:
+        ExperimentConfig.from_dict(raw)
+    assert len(str(info.value)) < 300
+    # a table named as one of the grid's points: the names collide, named as briefly
+    raw = _with("policies", "eg", {"type": "EpsilonGreedy", "epsilon": values[:-1]})
+    raw["policies"]["eg[epsilon=0.5]"] = {"type": "EpsilonGreedy"}
     with pytest.raises(ConfigError, match=r"^config: \[policies\] names must be unique; 1 name\(s\) repeat: 'eg\[epsilon=0.5\]' \(") as info:
         ExperimentConfig.from_dict(raw)
     assert len(str(info.value)) < 300
@@ -323,3 +332,21 @@ def test_a_near_miss_of_a_key_or_policy_type_names_the_likely_one(section, key, 
 
     with pytest.raises((ConfigError, TypeError), match=match):
         run_experiment(ExperimentConfig.from_dict(_with(section, key, value)), None, progress=False)
+
+
+@pytest.mark.parametrize(("values", "shown"), [("[1, 1.0]", "(1 and 1.0)"), ("[0.1, 0.5, 0.1]", "(0.1 and 0.1)")])
+def test_a_grid_listing_one_value_twice_is_refused(values, shown):
+    # alpha = [1, 1.0] made two identical policies, a[alpha=1] and a[alpha=1.0], each run and plotted
+    text = f"""
+[experiment]
+name = "g"
+horizon = 100
+batch_size = 10
+[environment]
+id = "banditrec/Linear-v0"
+[policies.a]
+type = "LinUCB"
+alpha = {values}
+"""
+    with pytest.raises(ConfigError, match=r"\[policies\.a\] alpha = .* lists one value twice " + re.escape(shown)):
+        ExperimentConfig.from_dict(tomllib.loads(text))
