@@ -42,7 +42,7 @@ from banditrec.config import (
 from banditrec.environments.env import BanditVectorEnv
 from banditrec.environments.registration import make_simulator, make_vector_env
 from banditrec.environments.simulator import to_numpy
-from banditrec.policies.registry import make_policy
+from banditrec.policies.registry import fresh_params, make_policy
 from banditrec.results import RESULT_COLUMNS, read_table
 from banditrec.sweep import TrialFailure, TrialsFailed, check_backend, execute_trials
 
@@ -124,7 +124,7 @@ def run_trial(
     n_steps = config.n_steps
     try:
         env = build_env(config.environment, B)
-        policy = make_policy(policy_spec.type, seed=policy_seed, **dict(policy_spec.params))
+        policy = make_policy(policy_spec.type, seed=policy_seed, **fresh_params(policy_spec.params))
         reward_sum, regret_sum = _step_sums(config)
     except Exception as exc:
         exc.add_note(f"in trial {policy_spec.name!r}, seed {seed}, building its world and policy")

@@ -32,7 +32,7 @@ from banditrec.ope.feedback import LoggedFeedback
 from banditrec.ope.intervals import bootstrap_interval, check_alpha, normal_interval
 from banditrec.ope.report import compare_policies
 from banditrec.policies.base import Policy
-from banditrec.policies.registry import make_policy
+from banditrec.policies.registry import fresh_params, make_policy
 
 __all__ = [
     "LOGGING_POLICY",
@@ -179,7 +179,7 @@ def _build(name: str, target: Any, seed: int) -> Policy:
             f"with a 'type' key or a type name, got {type(target).__name__}: {target!r:.80}"
         )
     try:
-        return make_policy(type_, seed=_policy_seed(seed, name), **dict(params))
+        return make_policy(type_, seed=_policy_seed(seed, name), **fresh_params(params))  # a module: copied too
     except (TypeError, ValueError) as exc:
         kind = TypeError if isinstance(exc, TypeError) else ValueError
         raise kind(f"policy {name!r}: {exc}") from exc

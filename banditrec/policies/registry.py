@@ -6,9 +6,12 @@ config's ``type`` and rejects unknown names and parameters with the valid choice
 
 from __future__ import annotations
 
+import copy
 import inspect
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any
+
+from torch import nn
 
 from banditrec._util import load_object
 from banditrec.policies.base import Policy
@@ -141,6 +144,14 @@ def _resolve(name: str) -> Callable[..., Policy]:
 
     raise ValueError(f"unknown policy type {name!r}{did_you_mean(name, sorted(POLICIES))}; known types: "
                      f"{', '.join(sorted(POLICIES))} (or an import path 'package.module:factory')")
+
+
+def fresh_params(params: Mapping[str, Any]) -> dict[str, Any]:
+    """``params`` for one more policy built from the same spec: a torch module among them (a
+    pretrained ``model``) is copied, since a neural policy trains the module it is given in place.
+    Built from one spec, every seed's trial would otherwise start from the weights the previous
+    trial left, and a run's numbers would depend on the trial order and on ``jobs``."""
+    return {k: copy.deepcopy(v) if isinstance(v, nn.Module) else v for k, v in params.items()}
 
 
 def make_policy(name: str, seed=None, **params: Any) -> Policy:

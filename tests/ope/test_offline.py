@@ -249,3 +249,18 @@ def test_bad_arguments_are_rejected_with_a_message(kwargs, error, match):
     call = {"feedback": simple_log(20), "policies": {"rec": Recorder()}, **kwargs}
     with pytest.raises(error, match=match):
         evaluate_offline(**call)
+
+
+def test_a_module_given_in_a_targets_params_is_copied_not_trained_in_place():
+    # ("NeuralEpsilonGreedy", {"model": module}) trained the caller's module, which a policy
+    # object given as the target never is
+    import torch
+
+    from banditrec.models import build_model
+
+    log = simple_log(64, truth=False)
+    module = build_model("mlp", 2, 0, hidden=(8,), seed=0)
+    before = {k: v.clone() for k, v in module.state_dict().items()}
+    trained = train_offline({"n": ("NeuralEpsilonGreedy", {"model": module, "train_every": 8})}, log, batch_size=16)
+    assert trained["n"].estimator.model_ is not module
+    assert all(torch.equal(before[k], v) for k, v in module.state_dict().items())
