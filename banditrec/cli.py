@@ -177,15 +177,26 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _positive_int(text: str) -> int:
-    """argparse type for counts: the same rule as the config file's (an int >= 1)."""
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {value}")
-    return value
+def _int_at_least(minimum: int, wanted: str) -> Any:
+    """argparse type for an int >= ``minimum``, refused as ``expected {wanted}``."""
+
+    def convert(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected {wanted}, got {text!r}") from None
+        if value < minimum:
+            raise argparse.ArgumentTypeError(f"expected {wanted}, got {value}")
+        return value
+
+    convert.__name__ = "integer"
+    return convert
+
+
+#: argparse type for counts: the same rule as the config file's (an int >= 1)
+_positive_int = _int_at_least(1, "a positive integer")
+#: argparse type for a seed: an int >= 0, as numpy's generators take
+_seed = _int_at_least(0, "an integer >= 0")
 
 
 def _fraction(low: float, low_closed: bool) -> Any:
@@ -204,17 +215,6 @@ def _fraction(low: float, low_closed: bool) -> Any:
 
     convert.__name__ = "number"
     return convert
-
-
-def _seed(text: str) -> int:
-    """argparse type for a seed: an int >= 0, as numpy's generators take."""
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected an integer >= 0, got {text!r}") from None
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"expected an integer >= 0, got {value}")
-    return value
 
 
 def _interrupt(signum: int, frame: Any) -> None:

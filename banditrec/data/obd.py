@@ -104,14 +104,7 @@ def _parse_log(data: bytes | Path, name: str) -> pd.DataFrame:
         )
     if len(raw) == 0:  # went on to fail in to_logged_feedback as numpy's 'zero-size array'
         raise DataFormatError(f"{name}: holds no rounds (a header without rows)")
-    # A row cut short (a truncated download or copy) parses with NaN in its last columns.
-    holes = raw.isna().to_numpy()
-    if holes.any():
-        row, col = np.argwhere(holes)[0]
-        raise DataFormatError(
-            f"{name}: {int(holes.any(axis=1).sum())} row(s) have missing values, first row {int(row)} in column "
-            f"{raw.columns[col]!r} (a file cut short?)"
-        )
+    _refuse_holes(raw, name)  # a row cut short (a truncated download or copy): NaN in its last columns
     for column in ("item_id", "position", "click", "propensity_score"):
         values = pd.to_numeric(raw[column], errors="coerce")
         if values.isna().any():
@@ -171,14 +164,7 @@ def _parse_item_context(data: bytes | Path, name: str) -> pd.DataFrame:
         raise DataFormatError(f"{name}: missing column 'item_id'; found {list(raw.columns)}{_index_hint(raw)}")
     if len(raw) == 0:
         raise DataFormatError(f"{name}: holds no items (a header without rows)")
-    # A row cut short parses with NaN cells, which broke the category sort with a TypeError
-    holes = raw.isna().to_numpy()
-    if holes.any():
-        row, col = np.argwhere(holes)[0]
-        raise DataFormatError(
-            f"{name}: {int(holes.any(axis=1).sum())} row(s) have missing values, first row {int(row)} in "
-            f"column {raw.columns[col]!r} (a file cut short?)"
-        )
+    _refuse_holes(raw, name)  # NaN cells broke the category sort with a TypeError
     # A numeric column (item_feature_0) with one damaged cell reads as strings and was one-hot
     # encoded, a category per number, without a word
     for column in raw.columns:
@@ -198,6 +184,17 @@ def _parse_item_context(data: bytes | Path, name: str) -> pd.DataFrame:
     if not np.array_equal(raw.index.to_numpy(), np.arange(len(raw))):
         raise DataFormatError(f"{name}: item ids must be 0..n_items-1, got {raw.index.to_numpy()[:10]}...")
     return raw
+
+
+def _refuse_holes(raw: pd.DataFrame, name: str) -> None:
+    """A DataFormatError naming the first missing cell: rows cut short parse with NaN cells."""
+    holes = raw.isna().to_numpy()
+    if holes.any():
+        row, col = np.argwhere(holes)[0]
+        raise DataFormatError(
+            f"{name}: {int(holes.any(axis=1).sum())} row(s) have missing values, first row {int(row)} in "
+            f"column {raw.columns[col]!r} (a file cut short?)"
+        )
 
 
 def _index_hint(raw: pd.DataFrame) -> str:
