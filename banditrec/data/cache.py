@@ -17,6 +17,7 @@ import json
 import os
 import shutil
 import tempfile
+import time
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -217,6 +218,24 @@ def open_entry(path: str | os.PathLike[str], only: Iterable[str] | None = None) 
     return CacheEntry(path=path, files=files, meta=dict(manifest.get("meta", {})))
 
 
+#: Age after which a temporary folder beside an entry is taken as abandoned (a build killed
+#: mid-write leaves one, which nothing else ever removes).
+ABANDONED_AFTER_S = 24 * 3600
+
+
+def _remove_abandoned(path: Path) -> None:
+    """Delete the temporary folders of ``path``'s earlier builds that a killed process left, once
+    they are a day old (a younger one may be another process's build in progress)."""
+    now = time.time()
+    for pattern in (f".{path.name}.*.tmp", f".{path.name}.*.old"):
+        for stale in path.parent.glob(pattern):
+            try:
+                if now - stale.stat().st_mtime > ABANDONED_AFTER_S:
+                    shutil.rmtree(stale, ignore_errors=True)
+            except OSError:
+                pass
+
+
 def write_entry(
     path: str | os.PathLike[str],
     build: Callable[[Path], None],
@@ -244,7 +263,10 @@ def write_entry(
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
+    _remove_abandoned(path)
     tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent))
+    # mkdtemp makes the folder 0700, which a cache shared by several users could not read
+    tmp.chmod(0o755)
     try:
         build(tmp)
         files = {

@@ -178,3 +178,24 @@ def test_an_entry_of_another_manifest_version_is_refused(tmp_path):
     (entry.path / "manifest.json").write_text(json.dumps(manifest))
     with pytest.raises(ChecksumError, match="manifest format version 2; this banditrec reads version 1"):
         open_entry(entry.path)
+
+
+def test_an_entry_is_readable_by_others_and_abandoned_builds_are_removed(tmp_path):
+    # mkdtemp made every entry 0700 (a cache shared by several users could not be read), and a
+    # build killed mid-write left its temporary folder forever
+    import os
+    import stat
+    import time
+
+    entry = tmp_path / "entry"
+    old = tmp_path / ".entry.abc123.tmp"
+    young = tmp_path / ".entry.def456.tmp"  # maybe another process's build in progress
+    for folder in (old, young):
+        folder.mkdir()
+        (folder / "half.bin").write_bytes(b"x")
+    day_ago = time.time() - 2 * 24 * 3600
+    os.utime(old, (day_ago, day_ago))
+    write_entry(entry, lambda folder: (folder / "a.txt").write_text("hello"))
+    assert stat.S_IMODE(entry.stat().st_mode) & 0o055 == 0o055
+    assert not old.exists() and young.exists()
+    assert open_entry(entry).file("a.txt").read_text() == "hello"
