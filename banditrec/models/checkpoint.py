@@ -62,7 +62,11 @@ def read_checkpoint(path: Path, map_location: Any, what: str, label: str | None 
     a RuntimeError about a "zip archive", a ``KeyError: 101``, or a paragraph that suggests
     ``weights_only=False`` (which would run the file's code)."""
     label = str(path) if label is None else label
-    if not zipfile.is_zipfile(path):  # torch.save writes zip archives; this one is cut short or foreign
+    try:  # is_zipfile itself raised BadZipFile on a flipped byte in the zip64 end record
+        is_zip = zipfile.is_zipfile(path)
+    except zipfile.BadZipFile:
+        is_zip = False
+    if not is_zip:  # torch.save writes zip archives; this one is cut short or foreign
         raise ValueError(
             f"{label} is not {what}: "
             "it is not a torch checkpoint archive (truncated, or another kind of file)"
@@ -70,8 +74,10 @@ def read_checkpoint(path: Path, map_location: Any, what: str, label: str | None 
     try:  # torch.load does not check the archive's CRCs: flipped bytes would load as NaN weights
         with zipfile.ZipFile(path) as archive:
             bad = archive.testzip()
-    except (zipfile.BadZipFile, OSError, RuntimeError) as exc:
-        bad = f"({exc})"
+    except Exception as exc:  # noqa: BLE001 - any failure to read the archive is damage
+        # A flipped byte in an entry's local header (its name length, say) made testzip raise a bare
+        # EOFError; others raise BadZipFile, zlib.error, NotImplementedError, OSError...
+        bad = f"({type(exc).__name__}{': ' + str(exc) if str(exc) else ''})"
     if bad is not None:
         raise ValueError(f"{label} is not {what}: it is damaged (entry {bad} fails its checksum)")
     try:
@@ -111,7 +117,8 @@ def payload_digest(value: Any) -> str:
         if isinstance(item, torch.Tensor):
             item = item.detach().cpu().contiguous()
             digest.update(f"T{item.dtype}{tuple(item.shape)}".encode())
-            digest.update(item.reshape(-1).view(torch.uint8).numpy().tobytes())
+            if item.numel():  # an empty tensor can have stride 0, which view(uint8) refuses
+                digest.update(item.reshape(-1).view(torch.uint8).numpy().tobytes())
         elif isinstance(item, np.ndarray):
             digest.update(f"A{item.dtype}{item.shape}".encode())
             digest.update(np.ascontiguousarray(item).tobytes())
@@ -187,6 +194,12 @@ def load_model(
             f"{str(path)!r} is a policy checkpoint (written by save_policy), not a model checkpoint; "
             "load it with banditrec.policies.load_policy"
         )
+    if isinstance(payload, dict) and payload and all(isinstance(v, torch.Tensor) for v in payload.values()):
+        raise ValueError(  # what torch.save(model.state_dict(), path) writes
+            f"{str(path)!r} is not a banditrec model checkpoint (written by save_model) but a bare "
+            "state_dict (torch.save(model.state_dict())), with no class or config to check; if it is this model's, use "
+            "model.load_state_dict(torch.load(path, weights_only=True)), then save_model"
+        )
     if not isinstance(payload, dict) or payload.get("format") != MODEL_FORMAT:
         raise ValueError(f"{str(path)!r} is not a banditrec model checkpoint (written by save_model)")
     if payload.get("version", 0) > _VERSION:
@@ -215,7 +228,20 @@ def load_model(
             f"{str(path)!r} was saved from a {own_class} built otherwise (saved vs this model): "
             + ", ".join(f"{k}: {a!r} vs {b!r}" for k, (a, b) in sorted(differ.items()))
         )
+    # load_state_dict casts silently: float64 weights loaded into a float32 model lost their low bits
+    own_state = model.state_dict()
+    dtypes = [f"{k}: {state[k].dtype} vs {own_state[k].dtype}" for k in sorted(state)
+              if state[k].dtype != own_state[k].dtype]
+    if dtypes:
+        raise ValueError(
+            f"{str(path)!r} holds tensors of other dtypes than this {own_class} (saved vs this model): "
+            + "; ".join(dtypes) + "; convert the model first (e.g. model.double()) to load them exactly"
+        )
     model.load_state_dict(state)
     if "loss" in payload:  # so that a policy given the reloaded model still checks its loss
         model.banditrec_loss = str(payload["loss"])
+    elif hasattr(model, "banditrec_loss"):
+        # These weights were not pretrained with a recorded loss: a loss left from the model's own
+        # pretraining would make a policy accept (or refuse) them for the wrong reason.
+        del model.banditrec_loss
     return model

@@ -214,3 +214,16 @@ def test_a_checkpoint_missing_an_entry_names_it(tmp_path):
         "(damaged, or written by something else)"
     )
     load_policy(fresh(), tmp_path / "full.pt")  # the complete file loads
+
+
+@pytest.mark.parametrize("name", sorted(POLICIES))
+def test_a_policy_that_has_not_learned_yet_saves_and_loads(tmp_path, name):
+    # a fresh context-free policy holds empty per-item arrays, which come back from numpy as
+    # tensors of stride 0: the checkpoint's digest refused them ("self.stride(-1) must be 1")
+    path = save_policy(make_policy(name, seed=0), tmp_path / "fresh.pt")
+    restored = load_policy(make_policy(name, seed=0), path)
+    env = make_vector_env("banditrec/Linear-v0", num_envs=4, n_items=5, context_dim=3)
+    env.reset(seed=0)
+    a, b = make_policy(name, seed=0).act(env.observation), restored.act(env.observation)
+    np.testing.assert_array_equal(a.actions, b.actions)
+    np.testing.assert_array_equal(a.propensities, b.propensities)
