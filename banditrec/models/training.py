@@ -8,6 +8,7 @@ with early stopping on the validation loss, and the best weights are restored.
 
 from __future__ import annotations
 
+import contextlib
 import copy
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -223,6 +224,28 @@ def _evaluate(model, data: _Tensors, loss_fn, batch_size: int) -> tuple[float, n
     return float(loss_fn(out, data.rewards)), out.cpu().numpy()
 
 
+def _child_seed(rng: np.random.Generator) -> int:
+    """A seed for torch from ``rng`` without advancing its stream (a spawned child), or from a draw
+    when its bit generator has no SeedSequence to spawn from."""
+    try:
+        child = rng.spawn(1)[0]
+    except (TypeError, ValueError):
+        child = rng
+    return int(child.integers(2**63))
+
+
+@contextlib.contextmanager
+def _forked_torch_rng(device: torch.device, seed: int):
+    """Seed torch's generator for ``device`` (and the CPU's) inside, restore the caller's after."""
+    cuda = [device.index if device.index is not None else torch.cuda.current_device()] if device.type == "cuda" else []
+    with torch.random.fork_rng(devices=cuda):
+        torch.default_generator.manual_seed(seed)
+        if cuda:
+            with torch.cuda.device(cuda[0]):
+                torch.cuda.manual_seed(seed)
+        yield
+
+
 def pretrain(
     model: nn.Module,
     data: Any,
@@ -256,7 +279,9 @@ def pretrain(
     patience : int
         Epochs without a better validation loss before stopping; the best weights are restored.
     seed : int, SeedSequence, Generator or None
-        The split and the shuffling (the model's initialisation is the caller's).
+        The split, the shuffling and the draws of random layers such as dropout (from a private fork
+        of torch's generator; the caller's is left as it was). The model's initialisation is the
+        caller's.
     device : "auto", "cpu", "cuda" or torch.device
     num_threads : int or None
         Torch CPU threads during training (restored afterwards); None leaves torch's setting.
@@ -358,37 +383,41 @@ def _pretrain(
     train, val, test = (_Tensors(logs.take(i), dev) for i in (train_idx, val_idx, test_idx))
     optimizer = torch.optim.Adam(model.parameters(), lr=lr, weight_decay=weight_decay)
 
-    best_val, best_epoch, best_state = float("inf"), 0, None
-    train_loss = float("nan")
-    epoch = 0
-    for epoch in range(1, epochs + 1):
-        model.train()
-        perm = torch.as_tensor(rng.permutation(train_idx.size), device=dev)
-        total = 0.0
-        for step, start in enumerate(range(0, perm.numel(), batch_size)):
-            idx = perm[start : start + batch_size]
-            value = loss_fn(train.outputs(model, idx), train.rewards[idx])
-            if not torch.isfinite(value):
-                raise FloatingPointError(
-                    f"pretrain: the {loss} loss became {float(value.detach())} at epoch {epoch}, step {step} "
-                    f"(lr={lr}); check the inputs for extreme values or lower the learning rate"
-                )
-            optimizer.zero_grad()
-            value.backward()
-            optimizer.step()
-            total += float(value.detach()) * idx.numel()
-        train_loss = total / perm.numel()
-        if val_idx.size == 0:
-            best_epoch = epoch
-            continue
-        val_loss, _ = _evaluate(model, val, loss_fn, 4096)
-        if not np.isfinite(val_loss):
-            raise FloatingPointError(f"pretrain: the validation loss became {val_loss} after epoch {epoch}")
-        if val_loss < best_val:
-            best_val, best_epoch = val_loss, epoch
-            best_state = copy.deepcopy(model.state_dict())
-        elif epoch - best_epoch >= patience:
-            break
+    # Dropout and other random layers draw from torch's global generator: seed a private fork of it
+    # so the same seed gives the same weights (spawn leaves rng's own stream, the split's and the
+    # shuffles', as it was).
+    with _forked_torch_rng(dev, _child_seed(rng)):
+        best_val, best_epoch, best_state = float("inf"), 0, None
+        train_loss = float("nan")
+        epoch = 0
+        for epoch in range(1, epochs + 1):
+            model.train()
+            perm = torch.as_tensor(rng.permutation(train_idx.size), device=dev)
+            total = 0.0
+            for step, start in enumerate(range(0, perm.numel(), batch_size)):
+                idx = perm[start : start + batch_size]
+                value = loss_fn(train.outputs(model, idx), train.rewards[idx])
+                if not torch.isfinite(value):
+                    raise FloatingPointError(
+                        f"pretrain: the {loss} loss became {float(value.detach())} at epoch {epoch}, step {step} "
+                        f"(lr={lr}); check the inputs for extreme values or lower the learning rate"
+                    )
+                optimizer.zero_grad()
+                value.backward()
+                optimizer.step()
+                total += float(value.detach()) * idx.numel()
+            train_loss = total / perm.numel()
+            if val_idx.size == 0:
+                best_epoch = epoch
+                continue
+            val_loss, _ = _evaluate(model, val, loss_fn, 4096)
+            if not np.isfinite(val_loss):
+                raise FloatingPointError(f"pretrain: the validation loss became {val_loss} after epoch {epoch}")
+            if val_loss < best_val:
+                best_val, best_epoch = val_loss, epoch
+                best_state = copy.deepcopy(model.state_dict())
+            elif epoch - best_epoch >= patience:
+                break
     if best_state is not None:
         model.load_state_dict(best_state)
     metrics: dict[str, Any] = {

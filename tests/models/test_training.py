@@ -223,3 +223,33 @@ def test_log_arrays_refuse_ids_that_are_not_integers(name, bad, match):
         LogArrays(**(logs | {name: ids}))
     with pytest.raises(TypeError, match=f"{name} must hold integers, got dtype <U1"):
         LogArrays(**(logs | {name: np.array(["a", "b", "c"])}))
+
+
+class _WithDropout(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.net = nn.Sequential(nn.Linear(8, 16), nn.ReLU(), nn.Dropout(0.5), nn.Linear(16, 1))
+
+    def forward(self, user, items, item_ids, user_ids):
+        u = user[:, None, :].expand(-1, items.shape[1], -1)
+        return self.net(torch.cat([u, items], -1))[..., 0]
+
+
+def _dropout_model():
+    with torch.random.fork_rng(devices=[]):  # the same initial weights whatever the global state
+        torch.manual_seed(0)
+        return _WithDropout()
+
+
+def test_the_seed_fixes_dropout_and_leaves_torchs_global_generator_alone():
+    # Dropout drew its masks from torch's global generator: the same seed gave other weights
+    # whenever anything else had used it before.
+    runs = []
+    for noise in (0, 7):
+        torch.manual_seed(noise)
+        state = torch.get_rng_state()
+        runs.append(pretrain(_dropout_model(), click_logs(400), epochs=3, seed=5, device="cpu"))
+        assert torch.equal(torch.get_rng_state(), state)  # the caller's generator is not consumed
+    assert runs[0][1] == runs[1][1]
+    for a, b in zip(runs[0][0].parameters(), runs[1][0].parameters(), strict=True):
+        assert torch.equal(a, b)
