@@ -274,7 +274,9 @@ def pretrain(
     loss : {"auto", "bce", "mse"}
         ``"auto"``: BCE when every reward is 0 or 1 (clicks), else MSE (ratings).
     val_fraction, test_fraction : float
-        Shares of the rows held out (a seeded permutation). With ``val_fraction=0`` all epochs run.
+        Shares of the rows held out (a seeded permutation of rows, not of users or time: a user's
+        other interactions may be in the training rows, so the test metrics measure new
+        interactions of known users, not new users). With ``val_fraction=0`` all epochs run.
     epochs, batch_size, lr, weight_decay : training of Adam over shuffled minibatches.
     patience : int
         Epochs without a better validation loss before stopping; the best weights are restored.
