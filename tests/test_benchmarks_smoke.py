@@ -249,24 +249,26 @@ def _prog(name: str) -> str:
     return f"{Path(name).name}.py"
 
 
-def _run(name: str, *argv: str) -> subprocess.CompletedProcess:
+def _run(name: str, *argv: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, str(ROOT / "benchmarks" / f"{name}.py"), *argv], cwd=ROOT,
-                          capture_output=True, text=True, timeout=120, check=False)
+                          capture_output=True, text=True, timeout=120, check=False, env=env)
 
 
 @pytest.fixture(scope="module")
 def commands():
-    """Each script's ``--help`` and its bad command, run as real commands two at a time. Starting a
-    script takes 2–5 s, nearly all of it imports (banditrec imports torch, scipy and pandas), so
-    all 14 are queued at once and each test waits only for its own; those still queued when the
-    tests are done are cancelled."""
-    pool = concurrent.futures.ThreadPoolExecutor(max_workers=2)
-    runs = {}
-    for name in SCRIPTS:
-        runs[name, "help"] = pool.submit(_run, name, "--help")
-        runs[name, "bad"] = pool.submit(_run, name, *BAD_COMMAND[name])
-    yield {key: future.result for key, future in runs.items()}
-    pool.shutdown(wait=True, cancel_futures=True)
+    """Each script's ``--help`` and its bad command, run as real commands two at a time (starting a
+    script takes 2–5 s, nearly all of it imports: banditrec imports torch, scipy and pandas). All
+    finish before any test goes on, each with its own copy of the environment: spawned from the
+    pool's threads while other tests ran (and set environment variables), one start failed in CI
+    with "OSError: [Errno 14] Bad address"."""
+    env = dict(os.environ)
+    with concurrent.futures.ThreadPoolExecutor(max_workers=2) as pool:
+        runs = {}
+        for name in SCRIPTS:
+            runs[name, "help"] = pool.submit(_run, name, "--help", env=env)
+            runs[name, "bad"] = pool.submit(_run, name, *BAD_COMMAND[name], env=env)
+        done = {key: future.result() for key, future in runs.items()}
+    yield {key: (lambda proc=proc: proc) for key, proc in done.items()}
 
 
 def test_every_benchmark_script_is_covered():
