@@ -240,24 +240,24 @@ def test_an_item_context_cut_short_is_a_format_error(obd_root):
         load_open_bandit_dataset("all", path=obd_root)
 
 
+def _put_text(path, column: str, row: int, text: str) -> None:
+    """Write ``text`` into one cell of an OBD CSV, as a damaged copy would hold it."""
+    table = pd.read_csv(path, index_col=0)
+    table[column] = table[column].astype(object)
+    table.loc[row, column] = text
+    table.to_csv(path)
+
+
 def test_a_numeric_item_column_with_a_damaged_cell_is_a_format_error(obd_root):
     # the column read as strings and was one-hot encoded, one category per number, silently
-    path = obd_root / "random" / "all" / "item_context.csv"
-    context = pd.read_csv(path, index_col=0)
-    context["item_feature_0"] = context["item_feature_0"].astype(object)
-    context.loc[2, "item_feature_0"] = "oops"
-    context.to_csv(path)
+    _put_text(obd_root / "random" / "all" / "item_context.csv", "item_feature_0", 2, "oops")
     with pytest.raises(DataFormatError, match=r"random/all/item_context.csv: column 'item_feature_0' holds numbers except in 1 row\(s\), first row 2: 'oops'"):
         load_open_bandit_dataset("all", path=obd_root)
 
 
 def test_a_non_numeric_affinity_count_is_a_format_error(obd_root):
     # it failed only with include_affinity=True, as numpy's "could not convert string to float"
-    path = obd_root / "random" / "all" / "all.csv"
-    log = pd.read_csv(path, index_col=0)
-    log["user-item_affinity_1"] = log["user-item_affinity_1"].astype(object)
-    log.loc[3, "user-item_affinity_1"] = "x"
-    log.to_csv(path)
+    _put_text(obd_root / "random" / "all" / "all.csv", "user-item_affinity_1", 3, "x")
     with pytest.raises(DataFormatError, match=r"random/all/all.csv: column 'user-item_affinity_1' must hold finite numbers; 1 row\(s\) do not, first row 3 has 'x'"):
         load_open_bandit_dataset("all", path=obd_root)
 
