@@ -8,21 +8,36 @@ to the cache as an *entry*: a folder of files plus a ``manifest.json`` that reco
 sha256. An entry is built in a temporary folder beside its final place and renamed into place only
 when complete, so an interrupted or failed build never leaves a half-written entry behind, and a
 later load verifies every checksum before trusting the files.
+
+Several processes may share one cache (parallel experiments, a sweep's workers). Replacing an
+entry happens under :func:`entry_lock`, an advisory lock on the folder that holds the entry, and
+:func:`open_entry` verifies under the same lock (shared), so it never finds an entry missing
+halfway through its replacement; a loader that reads the files afterwards holds the shared lock
+around both (the OBD loader does). A loader that adds files to an entry (the OBD sample collects
+each log as it is loaded) reads and rewrites it in one exclusively locked step, so two loaders of
+different logs do not drop each other's files.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import os
 import shutil
 import tempfile
+import threading
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Generic, TypeVar
+
+try:
+    import fcntl
+except ImportError:  # Windows: no advisory locks; concurrent writers of one entry may then drop
+    fcntl = None  # each other's additions (the data read stays verified, only refetched)
 
 __all__ = [
     "CacheEntry",
@@ -33,6 +48,7 @@ __all__ = [
     "SourceSkipped",
     "atomic_write",
     "cache_root",
+    "entry_lock",
     "open_entry",
     "sha256_bytes",
     "sha256_file",
@@ -41,6 +57,8 @@ __all__ = [
 ]
 
 T = TypeVar("T")
+
+logger = logging.getLogger(__name__)
 
 MANIFEST = "manifest.json"
 _MANIFEST_VERSION = 1
@@ -171,11 +189,122 @@ class CacheEntry:
         return self.path / name
 
 
+#: How long a cache operation waits for another process's lock on the entry's folder before it
+#: gives up with a TimeoutError (an OSError, which loaders report and go on from).
+LOCK_TIMEOUT_S = 120.0
+
+_held = threading.local()  # this thread's locks: {(st_dev, st_ino) of the folder: [fd, shared, depth]}
+
+
+def _held_locks() -> dict[tuple[int, int], list[Any]]:
+    if getattr(_held, "pid", None) != os.getpid():  # a forked child holds none of its parent's
+        _held.pid, _held.locks = os.getpid(), {}
+    return _held.locks
+
+
+def _acquire(folder: Path, shared: bool, timeout: float) -> int | None:
+    """Open ``folder`` and flock it; the descriptor, or None where locking is not possible."""
+    try:
+        fd = os.open(folder, os.O_RDONLY)
+    except OSError as exc:  # a missing folder holds no entry to protect; an unreadable one, no lock
+        logger.debug("cache folder %s not locked: %s", folder, exc)
+        return None
+    operation = (fcntl.LOCK_SH if shared else fcntl.LOCK_EX) | fcntl.LOCK_NB
+    deadline, delay = time.monotonic() + timeout, 0.001
+    while True:
+        try:
+            fcntl.flock(fd, operation)
+            return fd
+        except BlockingIOError:
+            if time.monotonic() >= deadline:
+                os.close(fd)
+                raise TimeoutError(
+                    f"waited {timeout:g} s for the lock on the cache folder {folder} "
+                    "(another process is writing an entry there)"
+                ) from None
+            time.sleep(delay)
+            delay = min(2 * delay, 0.05)
+        except OSError as exc:  # a file system without flock (some network mounts)
+            os.close(fd)
+            logger.debug("cache folder %s not locked: %s", folder, exc)
+            return None
+
+
+@contextmanager
+def entry_lock(
+    path: str | os.PathLike[str], shared: bool = False, timeout: float | None = None
+) -> Iterator[None]:
+    """Hold the inter-process lock that guards the cache entry ``path``.
+
+    The lock is an advisory ``flock`` on the folder that holds the entry (so no lock file is left
+    in the cache, and every entry of that folder shares it). Writers take it exclusively to read an
+    entry and replace it as one step; readers take it shared, so an entry is never found missing
+    halfway through its replacement. It is reentrant within a thread (a shared request while the
+    exclusive lock is held is granted), and separate threads exclude each other as processes do.
+    Where locking is impossible (no ``fcntl`` on Windows, a file system without ``flock``, a
+    folder that does not exist yet for a reader) the body runs unlocked, as a lone process would.
+
+    Parameters
+    ----------
+    path : path
+        The entry's folder (need not exist).
+    shared : bool
+        Take the lock shared (readers) rather than exclusive (writers).
+    timeout : float, optional
+        Seconds to wait for another process's lock (default ``LOCK_TIMEOUT_S``).
+
+    Raises
+    ------
+    TimeoutError
+        The lock was not granted within ``timeout`` (an OSError).
+    RuntimeError
+        The thread holds the lock shared and asks for it exclusively (an upgrade could deadlock).
+    """
+    folder = Path(path).parent
+    if fcntl is None:
+        yield
+        return
+    if not shared:
+        folder.mkdir(parents=True, exist_ok=True)
+    try:
+        stat = folder.stat()
+    except OSError:  # no folder yet: nothing in it to protect from a reader
+        yield
+        return
+    key, held = (stat.st_dev, stat.st_ino), _held_locks()
+    if key in held:
+        if held[key][1] and not shared:
+            raise RuntimeError(
+                f"the shared lock on the cache folder {folder} cannot be upgraded to exclusive"
+            )
+        held[key][2] += 1
+        try:
+            yield
+        finally:
+            held[key][2] -= 1
+        return
+    fd = _acquire(folder, shared, LOCK_TIMEOUT_S if timeout is None else timeout)
+    if fd is None:
+        yield
+        return
+    held[key] = [fd, shared, 1]
+    try:
+        yield
+    finally:
+        del held[key]
+        try:  # explicit unlock: a child forked meanwhile shares the descriptor and would keep it
+            fcntl.flock(fd, fcntl.LOCK_UN)
+        finally:
+            os.close(fd)
+
+
 def open_entry(path: str | os.PathLike[str], only: Iterable[str] | None = None) -> CacheEntry:
     """Open a cache entry and verify its files against its manifest.
 
     ``only`` names the files to verify (all of them when None): an entry that collects many
-    independent files (the OBD samples) stays usable for the files that are intact.
+    independent files (the OBD samples) stays usable for the files that are intact. The checks run
+    under the entry's shared lock (:func:`entry_lock`); a caller that reads the files afterwards
+    and must not see the entry replaced in between holds that lock around both.
 
     Raises
     ------
@@ -183,8 +312,14 @@ def open_entry(path: str | os.PathLike[str], only: Iterable[str] | None = None) 
         If the entry or its manifest does not exist, or the manifest lacks a file ``only`` names.
     ChecksumError
         If a file is missing or its sha256 differs from the manifest's.
+    TimeoutError
+        If another process held the entry's lock for longer than ``LOCK_TIMEOUT_S``.
     """
-    path = Path(path)
+    with entry_lock(path, shared=True):
+        return _open_entry(Path(path), only)
+
+
+def _open_entry(path: Path, only: Iterable[str] | None) -> CacheEntry:
     manifest_path = path / MANIFEST
     if not manifest_path.is_file():
         raise FileNotFoundError(f"no cache entry at {path}")
@@ -245,8 +380,10 @@ def write_entry(
 
     ``build(folder)`` writes the entry's files into a fresh temporary folder beside ``path``. Only
     if it returns normally are the checksums recorded and the folder renamed to ``path`` (an
-    existing entry there is replaced). If it raises, the temporary folder is deleted and nothing
-    appears at ``path``.
+    existing entry there is replaced, under :func:`entry_lock`). If it raises, the temporary folder
+    is deleted and nothing appears at ``path``. Concurrent writers of one entry each publish a
+    complete entry, the last one staying; a caller that merges new files into what the entry holds
+    must hold ``entry_lock(path)`` around its read and this call, or another's files may be lost.
 
     Parameters
     ----------
@@ -276,20 +413,28 @@ def write_entry(
         }
         manifest = {"version": _MANIFEST_VERSION, "files": files, "meta": dict(meta or {})}
         (tmp / MANIFEST).write_text(json.dumps(manifest, indent=1, sort_keys=True), encoding="utf-8")
-        if path.exists():
-            # A stale or corrupted entry: move it aside first (rename is atomic), then delete it.
-            trash = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".old", dir=path.parent))
-            try:
-                os.replace(path, trash / "entry")
-            except FileNotFoundError:
-                pass
-            shutil.rmtree(trash, ignore_errors=True)
+        trash = None
         try:
-            os.replace(tmp, path)
-        except OSError:
-            # Another process finished the same entry first; keep theirs if it verifies.
-            shutil.rmtree(tmp, ignore_errors=True)
-            return open_entry(path)
+            # Under the lock, so that no other writer renames its entry in between the two renames
+            # below and no reader looks in between (it would find no entry).
+            with entry_lock(path):
+                if path.exists():
+                    # A stale or corrupted entry: move it aside (rename is atomic), delete it after.
+                    trash = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".old", dir=path.parent))
+                    try:
+                        os.replace(path, trash / "entry")
+                    except FileNotFoundError:
+                        pass
+                try:
+                    os.replace(tmp, path)
+                except OSError:
+                    # Only without a lock (see entry_lock): another process renamed its entry in
+                    # after ours was moved aside; keep theirs if it verifies.
+                    shutil.rmtree(tmp, ignore_errors=True)
+                    return open_entry(path)
+        finally:
+            if trash is not None:
+                shutil.rmtree(trash, ignore_errors=True)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise

@@ -46,6 +46,7 @@ from banditrec.data.cache import (
     DataFormatError,
     Source,
     cache_root,
+    entry_lock,
     open_entry,
     sha256_bytes,
     try_sources,
@@ -488,9 +489,13 @@ def _local_pair(root: Path, policy: str, campaign: str) -> _Raw:
 
 
 def _cached_pair(entry_path: Path, policy: str, campaign: str) -> _Raw:
-    # verifies this pair's checksums only: a damaged file of another policy must not block it
-    entry = open_entry(entry_path, only=_files(policy, campaign))
-    return _read_pair(lambda rel: entry.file(rel).read_bytes(), policy, campaign, str(entry_path), check=True)
+    files = _files(policy, campaign)
+    # the shared lock keeps a writer from moving the entry away between the checks and the reads
+    with entry_lock(entry_path, shared=True):
+        # verifies this pair's checksums only: a damaged file of another policy must not block it
+        entry = open_entry(entry_path, only=files)
+        blobs = {rel: entry.file(rel).read_bytes() for rel in files}
+    return _read_pair(blobs.__getitem__, policy, campaign, str(entry_path), check=True)
 
 
 class _SampleFetcher:
@@ -534,25 +539,31 @@ class _SampleFetcher:
 
 
 def _write_sample_cache(entry: Path, found: Mapping[str, bytes]) -> None:
-    """Add files to the sample cache entry (rebuilt atomically with what it already held)."""
-    keep: dict[str, bytes] = {}
-    try:
-        existing = open_entry(entry, only=())
-    except (FileNotFoundError, ChecksumError):
-        existing = None
-    for rel in existing.files if existing is not None else ():
-        try:  # keep the intact files; a damaged one is dropped (and replaced when found again)
-            keep[rel] = open_entry(entry, only=(rel,)).file(rel).read_bytes()
-        except (OSError, ChecksumError):
-            pass
-    keep.update(found)
+    """Add files to the sample cache entry (rebuilt atomically with what it already held).
 
-    def build(folder: Path) -> None:
-        for rel, data in keep.items():
-            (folder / rel).parent.mkdir(parents=True, exist_ok=True)
-            (folder / rel).write_bytes(data)
+    The entry is read and rewritten under its exclusive lock: every log of every campaign shares
+    this one entry, and two processes that each read it, added their own log and renamed the result
+    into place used to drop the files of whichever renamed first.
+    """
+    with entry_lock(entry):
+        keep: dict[str, bytes] = {}
+        try:
+            existing = open_entry(entry, only=())
+        except (FileNotFoundError, ChecksumError):
+            existing = None
+        for rel in existing.files if existing is not None else ():
+            try:  # keep the intact files; a damaged one is dropped (and replaced when found again)
+                keep[rel] = open_entry(entry, only=(rel,)).file(rel).read_bytes()
+            except (OSError, ChecksumError):
+                pass
+        keep.update(found)
 
-    write_entry(entry, build, meta={"dataset": "open-bandit-dataset sample", "source": OBP_REQUIREMENT})
+        def build(folder: Path) -> None:
+            for rel, data in keep.items():
+                (folder / rel).parent.mkdir(parents=True, exist_ok=True)
+                (folder / rel).write_bytes(data)
+
+        write_entry(entry, build, meta={"dataset": "open-bandit-dataset sample", "source": OBP_REQUIREMENT})
 
 
 def load_open_bandit_dataset(

@@ -14,6 +14,7 @@ from banditrec.data.cache import (
     Source,
     atomic_write,
     cache_root,
+    entry_lock,
     open_entry,
     sha256_bytes,
     sha256_file,
@@ -199,3 +200,91 @@ def test_an_entry_is_readable_by_others_and_abandoned_builds_are_removed(tmp_pat
     assert stat.S_IMODE(entry.stat().st_mode) & 0o055 == 0o055
     assert not old.exists() and young.exists()
     assert open_entry(entry).file("a.txt").read_text() == "hello"
+
+
+def _in_thread(function):
+    """Run ``function()`` in another thread (which opens its own lock, as another process would)
+    and return what it returned or raised."""
+    import threading
+
+    outcome = {}
+
+    def run():
+        try:
+            outcome["value"] = function()
+        except BaseException as exc:  # noqa: BLE001 - handed back to the test
+            outcome["error"] = exc
+
+    thread = threading.Thread(target=run)
+    thread.start()
+    thread.join(30)
+    assert not thread.is_alive()
+    if "error" in outcome:
+        raise outcome["error"]
+    return outcome["value"]
+
+
+def _try_lock(path, shared, timeout=0.05):
+    def attempt():
+        with entry_lock(path, shared=shared, timeout=timeout):
+            return "granted"
+
+    return attempt
+
+
+def test_entry_lock_excludes_writers_and_lets_readers_share(tmp_path):
+    pytest.importorskip("fcntl")
+    entry = tmp_path / "entry"
+    with entry_lock(entry):
+        with pytest.raises(TimeoutError, match=r"waited 0.05 s for the lock on the cache folder"):
+            _in_thread(_try_lock(entry, shared=False))
+        with pytest.raises(TimeoutError):
+            _in_thread(_try_lock(entry, shared=True))
+        with pytest.raises(TimeoutError):  # every entry of the folder shares the lock
+            _in_thread(_try_lock(tmp_path / "another-entry", shared=True))
+        assert _in_thread(_try_lock(tmp_path / "sub" / "entry", shared=True)) == "granted"
+    with entry_lock(entry, shared=True):
+        assert _in_thread(_try_lock(entry, shared=True)) == "granted"
+        with pytest.raises(TimeoutError):
+            _in_thread(_try_lock(entry, shared=False))
+    assert _in_thread(_try_lock(entry, shared=False)) == "granted"  # released on exit
+
+
+def test_entry_lock_is_reentrant_in_one_thread(tmp_path):
+    pytest.importorskip("fcntl")
+    entry = tmp_path / "entry"
+    with entry_lock(entry), entry_lock(entry), entry_lock(entry, shared=True):
+        # what a merging writer does: read the entry, rebuild it, all under one lock
+        write_entry(entry, _build_two_files)
+        assert set(open_entry(entry).files) == {"a.csv", "nested/b.bin"}
+    with (
+        entry_lock(entry, shared=True),
+        pytest.raises(RuntimeError, match="cannot be upgraded"),
+        entry_lock(entry),
+    ):
+        pass
+    assert _in_thread(_try_lock(entry, shared=False)) == "granted"
+
+
+def test_a_reader_waits_for_a_writer_and_gives_up_with_an_os_error(tmp_path, monkeypatch):
+    pytest.importorskip("fcntl")
+    from banditrec.data import cache
+
+    write_entry(tmp_path / "entry", _build_two_files)
+    monkeypatch.setattr(cache, "LOCK_TIMEOUT_S", 0.05)
+    with entry_lock(tmp_path / "entry"):
+        with pytest.raises(OSError, match="waited 0.05 s"):
+            _in_thread(lambda: open_entry(tmp_path / "entry"))
+        with pytest.raises(OSError, match="waited 0.05 s"):
+            _in_thread(lambda: write_entry(tmp_path / "entry", _build_two_files))
+    assert [p.name for p in tmp_path.iterdir()] == ["entry"]  # the refused writer left nothing
+
+
+def test_entry_lock_without_fcntl_runs_unlocked(tmp_path, monkeypatch):
+    from banditrec.data import cache
+
+    monkeypatch.setattr(cache, "fcntl", None)
+    with entry_lock(tmp_path / "entry"):
+        assert _in_thread(_try_lock(tmp_path / "entry", shared=False)) == "granted"
+        write_entry(tmp_path / "entry", _build_two_files)
+    assert set(open_entry(tmp_path / "entry").files) == {"a.csv", "nested/b.bin"}
