@@ -111,6 +111,10 @@ class DeviceLastLayerHead:
         self.A_inv.index_copy_(0, sets, A_inv[None])
         self.theta.index_copy_(0, sets, (A_inv @ self.b.index_select(0, sets)[0])[None])
 
+    def theta_rows(self, item_ids: torch.Tensor) -> torch.Tensor:
+        """The posterior mean θ (n, d) of the parameter set of each of the items ``item_ids`` (n,)."""
+        return self.theta[self._sets(item_ids)]
+
     def refit(self, gram: torch.Tensor, xy: torch.Tensor, yy: torch.Tensor, counts: torch.Tensor) -> None:
         """The posterior from sums over each parameter set's rows (see ``_LastLayerHead.refit``)."""
         self.reset()

@@ -15,7 +15,9 @@ comes from one of two heads:
   (``head="per_item"``) — refitted on the whole buffer whenever the network retrains and
   updated incrementally in between. Its posterior gives Neural-LinUCB's width
   √(φᵀA⁻¹φ) (Xu et al. 2020) and NeuralLinear's Normal-Inverse-Gamma posterior draws
-  (Riquelme et al. 2018, "Deep Bayesian Bandits Showdown").
+  (Riquelme et al. 2018, "Deep Bayesian Bandits Showdown"). ``head_fit="xu"`` runs Xu et al.'s
+  Neural-LinUCB as written instead: the head keeps φ as it was at each decision, never refitted,
+  and the network's body trains through the head's θ (see :class:`NeuralEstimator`).
 - ``uncertainty="gradient_diag"``: the gradient g = ∇_θ f(u, i) of the network's prediction with
   respect to its dense (non-embedding) parameters as features, with a diagonal design matrix
   Z = λ + Σ g², width √(Σ_j g_j² / Z_j), accumulated at decision time as in NeuralUCB (Zhou et al.
@@ -65,6 +67,7 @@ __all__ = [
     "DECIDE_ON",
     "ENGINES",
     "HEADS",
+    "HEAD_FITS",
     "OPTIMIZERS",
     "UNCERTAINTIES",
     "NeuralEpsilonGreedy",
@@ -77,6 +80,7 @@ __all__ = [
 
 UNCERTAINTIES = ("none", "last_layer", "gradient_diag")
 HEADS = ("shared", "per_item")
+HEAD_FITS = ("refit", "xu")
 DECIDE_ON = ("auto", "host", "device")
 ENGINES = ("torch", "numpy", "numba")
 _STATE_FORMAT = "banditrec-neural-estimator"
@@ -210,9 +214,9 @@ class OnlineTraining:
 
 # --------------------------------------------------------------------------- replay buffer
 class _ReplayBuffer:
-    """The most recent ``capacity`` (user, chosen item, reward) rows, preallocated on the device."""
-
-    _FIELDS = ("user", "item", "item_id", "user_id", "reward")
+    """The most recent ``capacity`` (user, chosen item, reward) rows, preallocated on the device;
+    under ``head_fit="xu"`` also the last-layer head's mean θ each row was learned with (written
+    by :meth:`set_theta` after the row is added; allocated then, when its width is known)."""
 
     def __init__(self, capacity: int, user_dim: int, item_dim: int, device: torch.device) -> None:
         f32 = {"dtype": torch.float32, "device": device}
@@ -221,10 +225,11 @@ class _ReplayBuffer:
         self.item_id = torch.zeros(capacity, dtype=torch.int64, device=device)
         self.user_id = torch.zeros(capacity, dtype=torch.int64, device=device)
         self.reward = torch.zeros(capacity, **f32)
+        self.fields = ("user", "item", "item_id", "user_id", "reward")
         self.capacity, self.size, self.next = capacity, 0, 0
         # On the CPU the same storage as numpy arrays: rows from the host are written, and
         # minibatches gathered, without a torch call each (the cost of one decision at a time).
-        self.host = {name: getattr(self, name).numpy() for name in self._FIELDS} if device.type == "cpu" else None
+        self.host = {name: getattr(self, name).numpy() for name in self.fields} if device.type == "cpu" else None
 
     def add(self, user, item, item_id, user_id, reward) -> None:
         """Append rows: tensors on the buffer's device, or numpy arrays when it is on the CPU."""
@@ -239,10 +244,28 @@ class _ReplayBuffer:
             rows = slice(self.next, self.next + n)
         else:
             rows = (self.next + (np.arange(n) if host else torch.arange(n, device=reward.device))) % self.capacity
-        for name, value in zip(self._FIELDS, (user, item, item_id, user_id, reward)):
+        for name, value in zip(self.fields, (user, item, item_id, user_id, reward)):
             (self.host[name] if host else getattr(self, name))[rows] = value
         self.next = (self.next + n) % self.capacity
         self.size = min(self.size + n, self.capacity)
+
+    def _add_field(self, name: str, shape: tuple[int, ...]) -> None:
+        setattr(self, name, torch.zeros((self.capacity, *shape), dtype=torch.float32, device=self.reward.device))
+        self.fields += (name,)
+        if self.host is not None:
+            self.host[name] = getattr(self, name).numpy()
+
+    def set_theta(self, theta) -> None:
+        """θ (n, d) of the ``n`` rows added last (a tensor, or a numpy array on the CPU); of more
+        rows than fit, the newest."""
+        if "theta" not in self.fields:
+            self._add_field("theta", tuple(theta.shape[1:]))
+        n = min(theta.shape[0], self.capacity)
+        rows = (self.next - n + np.arange(n)) % self.capacity
+        if isinstance(theta, np.ndarray):
+            self.host["theta"][rows] = theta[theta.shape[0] - n :]
+        else:
+            self.theta[torch.as_tensor(rows, device=self.theta.device)] = theta[theta.shape[0] - n :].float()
 
     def rows(self, index) -> tuple[torch.Tensor, ...]:
         """(user (n, d_u), items (n, 1, d_i), item_ids (n, 1), user_ids (n,), rewards (n,))."""
@@ -255,7 +278,7 @@ class _ReplayBuffer:
         )
 
     def state_dict(self) -> dict[str, Any]:
-        state = {name: getattr(self, name)[: self.size].detach().cpu().clone() for name in self._FIELDS}
+        state = {name: getattr(self, name)[: self.size].detach().cpu().clone() for name in self.fields}
         state.update(capacity=self.capacity, size=self.size, next=self.next)
         return state
 
@@ -266,7 +289,9 @@ class _ReplayBuffer:
                 f"buffer_size is {self.capacity}"
             )
         size = int(state["size"])
-        for name in self._FIELDS:
+        if "theta" in state and "theta" not in self.fields:
+            self._add_field("theta", tuple(state["theta"].shape[1:]))
+        for name in self.fields:
             saved, own = state[name], getattr(self, name)
             if tuple(saved.shape[1:]) != tuple(own.shape[1:]):
                 raise ValueError(
@@ -363,6 +388,10 @@ class _LastLayerHead:
         except np.linalg.LinAlgError:  # λI + XᵀX singular in float64: φ enormous against lam
             check_quadratic_form(math.inf, r.lam)
         r.theta_[:m] = np.einsum("sij,sj->si", r.A_inv_[:m], r.b_[:m])
+
+    def theta_rows(self, item_ids: np.ndarray) -> np.ndarray:
+        """The posterior mean θ (n, d) of the parameter set of each of the items ``item_ids`` (n,)."""
+        return self.ridge.theta_[item_ids if self.per_item else np.zeros_like(item_ids)]
 
     def mean(self, embedding: np.ndarray, item_ids: np.ndarray) -> np.ndarray:
         return self.ridge.mean(self._obs(embedding, item_ids))
@@ -486,6 +515,17 @@ class NeuralEstimator:
     intercept : bool
         Whether the last-layer head regresses on [φ, 1] (True) or on φ alone (False, as Riquelme
         et al.'s code does).
+    head_fit : {"refit", "xu"}
+        How the last-layer head and the network learn together (``uncertainty="last_layer"``).
+        ``"refit"`` (Riquelme et al. 2018): the network trains end to end with its own output
+        layer, and the head's posterior is recomputed from the whole buffer, under the new φ,
+        after every training round. ``"xu"`` (Xu et al. 2020's Neural-LinUCB, Algorithm 1): the
+        head's statistics accumulate φ as it was when each decision was made and are never
+        recomputed, and the network's own output layer is unused: its body trains on
+        Σᵢ (θᵢᵀφ(xᵢ; w) − rᵢ)², θᵢ the head's mean right after row i was learned (stored with
+        the row), so φ learns to serve the head. Needs ``loss="mse"`` and ``engine="torch"``;
+        the training steps run eagerly (no CUDA graph). Unlike the paper, each round continues
+        from the current weights rather than restarting gradient descent from the initial ones.
     device : "auto", "cpu", "cuda", "cuda:N" or torch.device
         Where the network, the buffer and the gradient statistics live.
     decide_on : {"auto", "host", "device"}
@@ -522,6 +562,7 @@ class NeuralEstimator:
         seed=None,
         decide_on: str = "auto",
         intercept: bool = True,
+        head_fit: str = "refit",
     ) -> None:
         if isinstance(model, str):
             if model not in MODEL_KINDS:
@@ -554,6 +595,21 @@ class NeuralEstimator:
         training = OnlineTraining() if training is None else training
         if not isinstance(training, OnlineTraining):
             raise TypeError(f"training must be an OnlineTraining or None, got {type(training).__name__}")
+        if head_fit not in HEAD_FITS:
+            raise ValueError(f"head_fit must be one of {HEAD_FITS}, got {head_fit!r}")
+        if head_fit == "xu":
+            # the body trains through the head's θ: it needs the head, a linear output to fit
+            # rewards with, and autograd (the numpy/numba engines train the network's own output)
+            wrong = [f"{name}={value!r}" for name, value, needed in (
+                ("uncertainty", uncertainty, "last_layer"), ("loss", loss, "mse"), ("engine", training.engine, "torch"),
+            ) if value != needed]
+            if training.cuda_graph == "on":
+                wrong.append("cuda_graph='on'")
+            if wrong:
+                raise ValueError(
+                    "head_fit='xu' needs uncertainty='last_layer', loss='mse', engine='torch' and no "
+                    f"cuda_graph='on', got {', '.join(wrong)}"
+                )
         for name, value in (("lam", lam), ("v", v), ("a0", a0), ("b0", b0)):
             if not 0 < check_real(name, value) < float("inf"):
                 raise ValueError(f"{name} must be > 0 and finite, got {value!r}")
@@ -581,6 +637,7 @@ class NeuralEstimator:
         self.uncertainty, self.head, self.loss, self.training = uncertainty, head, loss, training
         self.lam, self.posterior = float(lam), posterior
         self.v, self.a0, self.b0, self.intercept = float(v), float(a0), float(b0), bool(intercept)
+        self.head_fit = head_fit
         self.device, self.num_threads, self.seed, self.decide_on = device, num_threads, seed, decide_on
         self.sizes_: tuple[int, int] | None = None
 
@@ -621,7 +678,7 @@ class NeuralEstimator:
                 )
         self.model_ = net.to(self.device_)
         self.model_.eval()
-        graphed = self.training.graphed_on(self.device_)
+        graphed = self.training.graphed_on(self.device_) and self.head_fit != "xu"
         self.optimizer_ = self.training.make_optimizer(self.model_.parameters(), capturable=graphed)
         self.loss_fn_ = loss_function(self.loss)
         self.graph_rounds_: CapturedRounds | None = None
@@ -963,19 +1020,28 @@ class NeuralEstimator:
         every = self.training.train_every
         rounds = (self.n_seen_ + B) // every - self.n_seen_ // every
         # When this update retrains, the last-layer head is refitted from the whole buffer (these
-        # rows included) right after, so adding them to it first would be work thrown away.
-        if self.uncertainty == "last_layer" and not rounds:
+        # rows included) right after, so adding them to it first would be work thrown away; under
+        # head_fit="xu" the head keeps the decision-time φ instead, and each row's θ after it.
+        xu = self.head_fit == "xu"
+        if self.uncertainty == "last_layer" and (not rounds or xu):
             f = self._features(obs)
             if self.on_device_:  # the tensors of the first branch above
+                chosen_ids = item_ids[rows, chosen]
                 try:
-                    self.head_.add(f["embedding"][rows, chosen], r, item_ids[rows, chosen], self._n_sets(obs))
+                    self.head_.add(f["embedding"][rows, chosen], r, chosen_ids, self._n_sets(obs))
                 except FloatingPointError:
                     # a NaN embedding is the model's error, not the penalty's
                     self._check_device_outputs("when the last-layer posterior failed")
                     raise
             else:  # host decisions: ``obs`` is numpy here (a device batch was copied by the policy)
                 picked = np.arange(B), actions
-                self.head_.add(f["host_embedding"][picked], np.asarray(rewards, dtype=np.float64), obs.item_ids[picked])
+                chosen_ids = obs.item_ids[picked]
+                self.head_.add(f["host_embedding"][picked], np.asarray(rewards, dtype=np.float64), chosen_ids)
+            if xu:
+                theta = self.head_.theta_rows(chosen_ids)
+                if isinstance(theta, np.ndarray) and self.buffer_.host is None:  # host head, device buffer
+                    theta = torch.from_numpy(theta).to(self.device_)
+                self.buffer_.set_theta(theta)
         elif self.uncertainty == "gradient_diag":
             picked = torch.arange(B, device=self.device_), torch.as_tensor(actions, device=self.device_)
             self.head_.add(self._features(obs)["grad"][picked])
@@ -1006,7 +1072,7 @@ class NeuralEstimator:
         finally:
             self.model_.eval()
             self.version_ += 1
-        if self.uncertainty == "last_layer":
+        if self.uncertainty == "last_layer" and self.head_fit == "refit":
             self._refit_head()
 
     def _train_step(self, index: torch.Tensor) -> torch.Tensor:
@@ -1014,8 +1080,17 @@ class NeuralEstimator:
         (the body that eager rounds run and CUDA graphs capture); the detached loss."""
         net = self.model_
         user, items, item_ids, user_ids, target = self.buffer_.rows(index)
-        out = check_scores(net(user, items, item_ids, user_ids), index.numel(), 1, type(net).__name__)
-        value = self.loss_fn_(out[:, 0], target)
+        if self.head_fit == "xu":  # the body through each row's θ: (θᵢᵀ[φ, 1] − rᵢ)²
+            phi = check_embedding(net.embed(user, items, item_ids, user_ids), index.numel(), 1,
+                                  f"{type(net).__name__}.embed")[:, 0, :]
+            theta = self.buffer_.theta[index]
+            out = (phi * theta[:, : phi.shape[1]]).sum(dim=1)
+            if self.intercept:
+                out = out + theta[:, phi.shape[1]]
+            value = self.loss_fn_(out, target)
+        else:
+            out = check_scores(net(user, items, item_ids, user_ids), index.numel(), 1, type(net).__name__)
+            value = self.loss_fn_(out[:, 0], target)
         self.optimizer_.zero_grad()
         value.backward()
         if self.training.max_grad_norm is not None:
@@ -1169,6 +1244,7 @@ class NeuralEstimator:
         state["params"].setdefault("head", "shared")  # states saved before per-item heads existed
         state["params"].setdefault("decide_on", "auto")  # ... or device-side decisions
         state["params"].setdefault("intercept", True)  # ... or heads without an intercept
+        state["params"].setdefault("head_fit", "refit")  # ... or Xu et al.'s head fitting
         if isinstance(state["params"].get("training"), dict):  # ... or within-round decay
             state["params"]["training"].setdefault("step_decay", 0.0)
             state["params"]["training"].setdefault("max_grad_norm", None)  # ... or gradient clipping
@@ -1330,6 +1406,7 @@ def NeuralUCB(
     head: str = "shared",
     lam: float = 1.0,
     intercept: bool = True,
+    head_fit: str = "refit",
     model: str | nn.Module = "mlp",
     hidden: Sequence[int] = (64,),
     model_options: dict | None = None,
@@ -1356,7 +1433,10 @@ def NeuralUCB(
     """UCB on a neural network: choose the largest mean + alpha · width.
 
     ``uncertainty="last_layer"``: Neural-LinUCB (Xu et al. 2020), ridge regression on the last
-    hidden layer, width √(φᵀA⁻¹φ). ``"gradient_diag"``: NeuralUCB (Zhou et al. 2020) with a
+    hidden layer, width √(φᵀA⁻¹φ); ``head_fit="xu"`` runs their algorithm as written (the head
+    accumulates decision-time φ and the body trains through its θ), the default ``"refit"``
+    recomputes the head from the buffer after each training round (see :class:`NeuralEstimator`).
+    ``"gradient_diag"``: NeuralUCB (Zhou et al. 2020) with a
     diagonal design matrix, width √(Σ g²/Z); its widths are larger, alpha ≈ 0.3 suits it. (The
     paper's λ is ``lam`` / m here, m the network's width: see the module docstring.)
     """
@@ -1370,6 +1450,7 @@ def NeuralTS(
     head: str = "shared",
     lam: float = 1.0,
     intercept: bool = True,
+    head_fit: str = "refit",
     model: str | nn.Module = "mlp",
     hidden: Sequence[int] = (64,),
     model_options: dict | None = None,
@@ -1411,6 +1492,7 @@ def NeuralLinear(
     head: str = "shared",
     lam: float = 1.0,
     intercept: bool = True,
+    head_fit: str = "refit",
     model: str | nn.Module = "mlp",
     hidden: Sequence[int] = (64,),
     model_options: dict | None = None,

@@ -57,6 +57,9 @@ HEADS = {
     "last_layer-per_item-nig-no_intercept": {"head": "per_item", "intercept": False},
     "last_layer-shared-gaussian": {"posterior": "gaussian", "v": 0.5},
     "gradient_diag": {"uncertainty": "gradient_diag", "v": 0.5},
+    # Xu et al.'s head fitting: decision-time φ in the head, the body trained through each row's θ
+    "last_layer-shared-xu": {"head_fit": "xu"},
+    "last_layer-per_item-xu": {"head": "per_item", "head_fit": "xu"},
 }
 
 

@@ -46,6 +46,11 @@ FACTORIES = {
     ),
     "NeuralLinear": lambda seed, **kw: NeuralLinear(seed=seed, n_mc=20, **(SMALL | kw)),
     "NeuralLinear-per_item": lambda seed, **kw: NeuralLinear(seed=seed, n_mc=20, head="per_item", **(SMALL | kw)),
+    # Xu et al.'s Neural-LinUCB as written: decision-time φ in the head, the body trained through θ
+    "NeuralUCB-xu": lambda seed, **kw: NeuralUCB(seed=seed, head_fit="xu", **(SMALL | kw)),
+    "NeuralLinear-per_item-xu": lambda seed, **kw: NeuralLinear(
+        seed=seed, n_mc=20, head="per_item", head_fit="xu", **(SMALL | kw)
+    ),
 }
 
 
@@ -391,7 +396,8 @@ def _round_trip(state):
 
 
 @pytest.mark.parametrize(
-    "name", ["NeuralEpsilonGreedy", "NeuralUCB", "NeuralTS-gradient", "NeuralLinear", "NeuralLinear-per_item"]
+    "name", ["NeuralEpsilonGreedy", "NeuralUCB", "NeuralTS-gradient", "NeuralLinear", "NeuralLinear-per_item",
+             "NeuralUCB-xu", "NeuralLinear-per_item-xu"]
 )
 def test_state_dict_resumes_exactly(name):
     """Stop after 10 batches, restore network, optimizer, buffer, head and RNG: the run goes on
@@ -468,7 +474,8 @@ def test_policy_checkpoint_module_resumes_neural_policies(tmp_path):
 
 # --------------------------------------------------------------------------- the common battery
 @pytest.mark.parametrize(
-    "name", ["NeuralEpsilonGreedy", "NeuralUCB", "NeuralTS-gradient", "NeuralLinear", "NeuralLinear-per_item"]
+    "name", ["NeuralEpsilonGreedy", "NeuralUCB", "NeuralTS-gradient", "NeuralLinear", "NeuralLinear-per_item",
+             "NeuralUCB-xu"]
 )
 def test_policy_battery(name, check_policy):
     check_policy(lambda seed: FACTORIES[name](seed), n_repeats=300)
@@ -494,6 +501,7 @@ def baseline_regret():
     [
         lambda: NeuralEpsilonGreedy(epsilon=0.05, seed=SEED),
         lambda: NeuralUCB(seed=SEED),
+        lambda: NeuralUCB(head_fit="xu", seed=SEED),
         lambda: NeuralTS(seed=SEED),
         lambda: NeuralLinear(seed=SEED),
         lambda: NeuralUCB(alpha=0.3, uncertainty="gradient_diag", seed=SEED),
@@ -502,6 +510,7 @@ def baseline_regret():
     ids=[
         "NeuralEpsilonGreedy",
         "NeuralUCB",
+        "NeuralUCB-xu",
         "NeuralTS",
         "NeuralLinear",
         "NeuralUCB-gradient",
