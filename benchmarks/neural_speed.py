@@ -7,7 +7,7 @@ decision), one hidden layer of 64, on ``--device`` (auto: CUDA when present). Fo
 size B the policy plays ``--decisions`` decisions after a warm-up of one training round; the
 table shows the median over ``--repeats`` runs, end to end through environment and regret.
 
-Prints one line naming the device, versions and schedule, then one row per policy (five neural
+Prints one line naming the device, versions and schedule, then one row per policy (six neural
 policies and shared LinUCB, on the CPU, for scale) with its median decisions/s at each B of
 ``--batches`` (at least ``4 × B`` decisions each). Run time at the defaults: about 5 minutes on
 the 2-core development machine's CPU (5 min 10 s in benchmarks/README.md).
@@ -36,6 +36,7 @@ POLICIES = {
     "NeuralEpsilonGreedy": {},
     "NeuralLinear (TS, last layer)": {"__type__": "NeuralLinear"},
     "NeuralUCB (last layer)": {"__type__": "NeuralUCB"},
+    "NeuralUCB (last layer, Xu et al.)": {"__type__": "NeuralUCB", "head_fit": "xu"},
     "NeuralTS (gradient, diagonal)": {"__type__": "NeuralTS", "uncertainty": "gradient_diag"},
     "NeuralUCB (gradient, diagonal)": {"__type__": "NeuralUCB", "uncertainty": "gradient_diag", "alpha": 0.3},
     "LinUCB (shared, concat) for scale": {"__type__": "LinUCB", "form": "shared", "features": "concat"},

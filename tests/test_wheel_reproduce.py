@@ -68,3 +68,18 @@ def test_from_runs_without_runs_and_out_of_range_arguments_are_one_line(tmp_path
         cmd = [sys.executable, str(SCRIPT), "--out", str(tmp_path / "none"), "--plot", "", *extra]
         done = subprocess.run(cmd, check=False, capture_output=True, text=True, timeout=300)
         assert done.returncode != 0 and message in done.stderr and "Traceback" not in done.stderr, done.stderr
+
+
+def test_every_row_builds_its_policy(monkeypatch):
+    """A typo in a row's hyperparameters fails here, not an hour into a run."""
+    import importlib.util
+
+    from banditrec.policies import make_policy
+
+    spec = importlib.util.spec_from_file_location("wheel_reproduce", SCRIPT)
+    module = importlib.util.module_from_spec(spec)
+    monkeypatch.setitem(sys.modules, spec.name, module)  # its dataclasses look their module up
+    spec.loader.exec_module(module)
+    for row, (kind, params, _) in module.ROWS.items():
+        policy = make_policy(kind, seed=0, **params)
+        assert policy is not None, row

@@ -156,6 +156,11 @@ ROWS: dict[str, tuple[str, dict, str]] = {
                                                 "epsilon": 0.1, "decay": 1.0}, "neural"),
     "Neural-LinUCB-tf": ("NeuralUCB", {**{k: v for k, v in TF1_NUMPY.items() if k not in ("a0", "b0", "n_mc")},
                                        "uncertainty": "last_layer", "alpha": 1.0}, "neural"),
+    # Neural-LinUCB-tf as Xu et al.'s Algorithm 1 runs it (seventeenth session): the per-arm ridge
+    # regressions keep φ as it was at each decision (never refitted from the buffer) and the
+    # network's body trains through their θ (head_fit="xu"); the torch engine, which that needs.
+    "Neural-LinUCB-xu": ("NeuralUCB", {**{k: v for k, v in TF1_NUMPY.items() if k not in ("a0", "b0", "n_mc", "engine")},
+                                       "uncertainty": "last_layer", "alpha": 1.0, "head_fit": "xu"}, "neural"),
     # Neural-LinUCB (Xu et al. 2020): ridge regression on the last hidden layer, untuned alpha.
     "Neural-LinUCB": ("NeuralUCB", {**NETWORK, "uncertainty": "last_layer", "alpha": 1.0, "lam": 0.25},
                       "neural"),
