@@ -240,7 +240,8 @@ class Thompson(Exploration):
     never do) is one item: BernoulliTS, disjoint LinTS and per-item neural heads draw one
     parameter per (user, item), so the two slots score alike and the item wins about 1/2 of the
     time against one equal rival, not 2/3. The gradient-feature NeuralTS
-    (``uncertainty="gradient_diag"``) still draws per slot.
+    (``uncertainty="gradient_diag"``), which has no parameter to draw, draws one standard normal
+    per (user, item) for its f + v·σ·z.
     """
 
     def __init__(self, n_mc: int = 100) -> None:

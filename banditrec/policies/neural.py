@@ -912,7 +912,9 @@ class NeuralEstimator:
             if self.uncertainty == "last_layer":
                 return self.head_.sample(f["host_embedding"], obs.item_ids, rng, n_draws)
             mean, width = self._numpy(f["mean"]), self._numpy(self.head_.width(f["grad"]))
-        return mean + self.v * width * rng.standard_normal((n_draws,) + mean.shape)
+        z = rng.standard_normal((n_draws,) + mean.shape)
+        _share_repeated(z, repeated_slots(obs.item_ids))
+        return mean + self.v * width * z
 
     def device_decisions(self, obs: Observation) -> bool:
         """Whether decisions for ``obs`` are made on the device (builds the network on first use)."""
@@ -953,6 +955,7 @@ class NeuralEstimator:
             mean, width = f["mean"].double(), self.head_.width(f["grad"]).double()
             z = torch.randn((n_draws,) + tuple(mean.shape), generator=self.generator_, device=self.device_,
                             dtype=torch.float64)
+            _share_repeated(z, self._repeated(obs))
             return mean + self.v * width * z
 
     def _device_features(self, obs: Observation) -> dict[str, Any]:
@@ -972,6 +975,11 @@ class NeuralEstimator:
         their row (:func:`repeated_slots`, as device tensors), which share one parameter draw."""
         if self.head != "per_item":
             return 1, None
+        return self._repeated(obs, with_top=True)
+
+    def _repeated(self, obs: Observation, with_top: bool = False):
+        """:func:`repeated_slots` of ``obs``'s item ids as device tensors (None when no row repeats
+        an item); with ``with_top``, (largest id + 1, that)."""
         ids = obs.item_ids
         if isinstance(ids, torch.Tensor):  # a device batch: its largest id and any repeat in one read
             ordered = torch.sort(ids, dim=1).values
@@ -979,10 +987,10 @@ class NeuralEstimator:
             found = repeated_slots(ids.cpu().numpy()) if repeat else None
         else:
             top, found = int(ids.max()), repeated_slots(ids)
-        if found is None:
-            return top + 1, None
-        rows, slots, groups, n_groups = found
-        return top + 1, (*(torch.as_tensor(a, device=self.device_) for a in (rows, slots, groups)), n_groups)
+        if found is not None:
+            rows, slots, groups, n_groups = found
+            found = (*(torch.as_tensor(a, device=self.device_) for a in (rows, slots, groups)), n_groups)
+        return (top + 1, found) if with_top else found
 
     def _require_uncertainty(self, method: str) -> None:
         if self.uncertainty == "none":
@@ -1290,6 +1298,25 @@ class NeuralEstimator:
         self.rng_.bit_generator.state = copy.deepcopy(state["rng"])
         if self.generator_ is not None and state.get("device_rng") is not None:
             self.generator_.set_state(state["device_rng"])
+
+
+def _share_repeated(z, found) -> None:
+    """Give every slot of an item repeated in its row the standard normal draws of that item's
+    first slot, in place (z: (n, B, K), numpy or torch): the gradient-feature NeuralTS draws each
+    item's reward once per user, as a per-item posterior draws its parameter once, so an item
+    listed twice does not get two chances against its rivals."""
+    if found is None:
+        return
+    rows, slots, groups, _ = found
+    # a group's members are consecutive (repeated_slots lists them in sorted order): its first is
+    # where the group number changes
+    starts = groups[1:] != groups[:-1]
+    if isinstance(starts, torch.Tensor):
+        first = torch.nonzero(torch.cat([starts.new_ones(1), starts]))[:, 0]
+    else:
+        first = np.flatnonzero(np.concatenate([[True], starts]))
+    pick = first[groups]
+    z[:, rows, slots] = z[:, rows[pick], slots[pick]]
 
 
 def _check_finite_output(finite: np.ndarray, mask: np.ndarray, who: str) -> None:

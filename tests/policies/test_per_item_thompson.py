@@ -1,5 +1,6 @@
 """Thompson sampling with per-item posteriors (a per-item neural head, disjoint LinTS,
-BernoulliTS) draws one parameter per item and user.
+BernoulliTS) draws one parameter per item and user; the gradient-feature NeuralTS, which has no
+parameter draw, draws one standard normal per item and user.
 
 An item listed twice among one user's candidates used to get two independent draws (one per
 slot), so against one equal rival it won about 2/3 of the time instead of 1/2.
@@ -99,3 +100,29 @@ def test_per_item_linear_and_beta_posteriors_draw_a_repeated_item_once(make):
     a, _ = fresh.act(obs_of(np.tile([0, 0, 1], (B, 1)), seed=5))
     share = np.isin(a, [0, 1]).mean()
     assert abs(share - 0.5) < 0.04, share  # s.e. 0.008; drawn per slot it was about 2/3
+
+
+@pytest.mark.parametrize("decide_on", ["host", "device"])
+def test_gradient_neural_ts_draws_a_repeated_item_once(decide_on):
+    # NeuralTS(uncertainty="gradient_diag") draws f + v·σ·z; an item listed twice shares its z
+    policy = NeuralTS(uncertainty="gradient_diag", v=0.5, n_mc=4000, seed=0, decide_on=decide_on, **SMALL)
+    obs = obs_of([[0, 1, 0, 2], [3, 3, 3, 1]], seed=4)
+    for row in (0, 1):  # identical features within a row: identical f and σ for all of its slots
+        obs.item_features[row, :] = obs.item_features[row, 0]
+    draws = policy.estimator.sample(obs, np.random.default_rng(1), 200)
+    np.testing.assert_array_equal(draws[:, 0, 0], draws[:, 0, 2])
+    np.testing.assert_array_equal(draws[:, 1, 0], draws[:, 1, 1])
+    np.testing.assert_array_equal(draws[:, 1, 0], draws[:, 1, 2])
+    assert not np.array_equal(draws[:, 0, 0], draws[:, 0, 1])
+    assert not np.array_equal(draws[:, 1, 0], draws[:, 1, 3])
+    # with the same f and σ everywhere, each distinct item should win equally often
+    dist = policy.action_distribution(obs)
+    assert abs(dist[0, [0, 2]].sum() - 1 / 3) < 0.04, dist[0]  # drawn per slot: 1/2
+    assert abs(dist[1, :3].sum() - 1 / 2) < 0.04, dist[1]  # drawn per slot: 3/4
+    # no repeats: the draws are exactly those of before (one standard normal per slot)
+    plain = obs_of([[0, 1, 2, 3]], seed=4)
+    if decide_on == "host":
+        est = policy.estimator
+        mean, width = est.mean_and_width(plain)
+        expected = mean + 0.5 * width * np.random.default_rng(1).standard_normal((50, 1, 4))
+        np.testing.assert_array_equal(est.sample(plain, np.random.default_rng(1), 50), expected)
