@@ -11,15 +11,14 @@ import threading
 from pathlib import Path
 from typing import Any
 
-from banditrec.data.cache import DataUnavailableError
-from banditrec.sweep import TrialsFailed
+# Only the standard library at the top: `banditrec --help`, a usage error or a missing config file
+# answer without loading torch, pandas or scipy (seconds); each command imports what it uses.
 
 __all__ = ["main"]
 
 
 def _cmd_run(args: argparse.Namespace) -> int:
     from banditrec.config import ConfigError, load_config
-    from banditrec.runner import run_experiment
 
     config = load_config(args.config)
     changes = {}
@@ -37,6 +36,8 @@ def _cmd_run(args: argparse.Namespace) -> int:
         except ConfigError as exc:
             raise ConfigError(f"{source}: {exc}") from None
     out = Path(args.out) if args.out else Path("runs") / config.name
+    from banditrec.runner import run_experiment  # torch and pandas: once the config is known good
+
     try:
         result = run_experiment(config, out, progress=not args.quiet, plot=not args.no_plot,
                                 log_feedback=args.log_feedback, backend=args.backend, address=args.address,
@@ -233,18 +234,18 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("\ninterrupted: finished trials are saved; rerun the same command to resume", file=sys.stderr)
         return 130
-    except (ValueError, TypeError, OSError, ImportError, FloatingPointError, DataUnavailableError, TrialsFailed) as exc:
+    except Exception as exc:
         if args.traceback:
             raise
-        print(f"banditrec: error: {_message(exc)}{_notes(exc)}", file=sys.stderr)
-        return 2
-    except Exception as exc:
+        if _reported_in_one_line(exc):
+            print(f"banditrec: error: {_message(exc)}{_notes(exc)}", file=sys.stderr)
+            return 2
         # Any other error inside a trial, or in an offline target policy, is the user's code's (a
         # plug-in policy's RuntimeError, a simulator's KeyError, a MemoryError): one line naming
         # it, with its type, which its message alone may not say ("KeyError: 'x'"). Elsewhere it
         # is banditrec's own bug: the traceback.
         notes = getattr(exc, "__notes__", ())
-        if args.traceback or not any(note.startswith(("in trial ", "in target policy ")) for note in notes):
+        if not any(note.startswith(("in trial ", "in target policy ")) for note in notes):
             raise
         message = _message(exc)
         print(f"banditrec: error: {type(exc).__name__}{': ' if message else ''}{message}{_notes(exc)}", file=sys.stderr)
@@ -252,6 +253,22 @@ def main(argv: list[str] | None = None) -> int:
     finally:
         if on_main:
             signal.signal(signal.SIGTERM, previous)
+
+
+#: banditrec's own errors that are the user's to fix (data that cannot be fetched, failed trials),
+#: as (module, class name), not imported here: banditrec.data loads pandas and scipy
+_OWN_ERRORS = (("banditrec.data.cache", "DataUnavailableError"), ("banditrec.sweep", "TrialsFailed"))
+
+
+def _reported_in_one_line(exc: Exception) -> bool:
+    """Whether ``exc`` is the user's to fix and said in one line: a bad value, a file, a missing
+    import, or one of :data:`_OWN_ERRORS` (looked up in ``sys.modules``: one can be raised only
+    once its module is loaded)."""
+    if isinstance(exc, (ValueError, TypeError, OSError, ImportError, FloatingPointError)):
+        return True
+    return any(
+        isinstance(exc, getattr(sys.modules[module], name)) for module, name in _OWN_ERRORS if module in sys.modules
+    )
 
 
 def _notes(exc: BaseException) -> str:

@@ -52,20 +52,17 @@ def __getattr__(name: str):
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
-_BUILTIN = {
-    "banditrec/Linear-v0": "banditrec.environments.linear:LinearWorld",
-    "banditrec/Nonlinear-v0": "banditrec.environments.nonlinear:NonlinearWorld",
-    "banditrec/Wheel-v0": "banditrec.environments.wheel:WheelWorld",
-    "banditrec/MovieLens100k-v0": "banditrec.environments.movielens:MovieLens100kWorld",
-}
-
-
 def _register_builtins() -> None:
     import gymnasium as gym
 
-    for env_id, path in _BUILTIN.items():
-        if env_id not in gym.registry:
-            register_simulator(env_id, path, validate=False)
+    import banditrec
+
+    for env_id, path in banditrec._BUILTIN_ENVS.items():
+        # `import banditrec` registered a stand-in that does not load the worlds; this is the real
+        # registration, which registered_ids and the runner recognise. A user's own env under the
+        # same id is kept.
+        if env_id not in gym.registry or banditrec._is_stand_in(gym.registry[env_id]):
+            register_simulator(env_id, path, validate=False, override=True)
 
 
 _register_builtins()
