@@ -19,11 +19,12 @@ from banditrec.models.device import resolve_device, torch_threads
 from banditrec.models.factorization import MatrixFactorization
 from banditrec.models.mlp import MLPScorer
 from banditrec.models.multi_output import MultiOutputMLP
-from banditrec.models.training import LogArrays, as_log_arrays, pretrain, roc_auc
+from banditrec.models.training import SPLITS, LogArrays, as_log_arrays, pretrain, roc_auc, split_rows
 from banditrec.models.two_tower import TwoTower
 
 __all__ = [
     "MODEL_KINDS",
+    "SPLITS",
     "LogArrays",
     "MLPScorer",
     "MatrixFactorization",
@@ -42,5 +43,6 @@ __all__ = [
     "resolve_device",
     "roc_auc",
     "save_model",
+    "split_rows",
     "torch_threads",
 ]

@@ -2,8 +2,9 @@
 
 A model fitted on logs (clicks with binary cross-entropy, ratings with squared error) is a warm
 start for a neural bandit policy, or the reward model of the direct method in off-policy
-evaluation. The logs are split train / validation / test with a seeded permutation; Adam runs
-with early stopping on the validation loss, and the best weights are restored.
+evaluation. The logs are split train / validation / test (:func:`split_rows`: a seeded permutation
+of the rows, whole users held out, or the latest rows held out); Adam runs with early stopping on
+the validation loss, and the best weights are restored.
 """
 
 from __future__ import annotations
@@ -23,9 +24,12 @@ from banditrec._util import as_generator
 from banditrec.models.base import check_input_sizes, check_scores
 from banditrec.models.device import resolve_device, torch_threads
 
-__all__ = ["LOSSES", "LogArrays", "as_log_arrays", "loss_function", "pretrain", "roc_auc"]
+__all__ = [
+    "LOSSES", "SPLITS", "LogArrays", "as_log_arrays", "loss_function", "pretrain", "roc_auc", "split_rows"
+]
 
 LOSSES = ("bce", "mse")
+SPLITS = ("row", "user", "time")
 
 
 @dataclass(frozen=True)
@@ -41,6 +45,8 @@ class LogArrays:
     user_ids : ndarray, shape (n,), int64
         -1 where anonymous.
     rewards : ndarray, shape (n,)
+    timestamps : ndarray, shape (n,), numeric or datetime64, optional
+        When each row was logged; only ``split="time"`` reads them (and refuses NaN or NaT).
     """
 
     user_features: np.ndarray
@@ -48,6 +54,7 @@ class LogArrays:
     item_ids: np.ndarray
     user_ids: np.ndarray
     rewards: np.ndarray
+    timestamps: np.ndarray | None = None
 
     def __post_init__(self) -> None:
         rewards = np.asarray(self.rewards, dtype=np.float64)
@@ -76,6 +83,15 @@ class LogArrays:
                 f"rewards contain NaN or inf at rows {np.flatnonzero(~np.isfinite(rewards))[:5].tolist()}"
             )
         object.__setattr__(self, "rewards", rewards)
+        if self.timestamps is not None:
+            timestamps = np.asarray(self.timestamps)
+            if timestamps.dtype.kind not in "iufM":
+                raise TypeError(f"timestamps must be numeric or datetime64, got dtype {timestamps.dtype}")
+            if timestamps.shape != (n,):
+                raise ValueError(
+                    f"timestamps must have shape ({n},) to match {n} rewards, got {timestamps.shape}"
+                )
+            object.__setattr__(self, "timestamps", timestamps)
 
     def __len__(self) -> int:
         return self.rewards.size
@@ -87,6 +103,7 @@ class LogArrays:
             self.item_ids[index],
             self.user_ids[index],
             self.rewards[index],
+            None if self.timestamps is None else self.timestamps[index],
         )
 
 
@@ -96,7 +113,8 @@ def as_log_arrays(data: Any) -> LogArrays:
     A LoggedFeedback-like object has ``user_features (n, d_u)``, ``item_features (n, K, d_i)``,
     ``item_ids (n, K)``, ``user_ids (n,)``, ``actions (n,)`` and ``rewards (n,)``; the chosen
     candidate's features and id are taken. A mapping needs the :class:`LogArrays` fields (with
-    the chosen item's features, shape (n, d_i)).
+    the chosen item's features, shape (n, d_i)). ``user_ids`` (default: all -1, anonymous) and
+    ``timestamps`` (a key or an attribute) are optional.
     """
     if isinstance(data, LogArrays):
         return data
@@ -104,11 +122,18 @@ def as_log_arrays(data: Any) -> LogArrays:
         names = ("user_features", "item_features", "item_ids", "user_ids", "rewards")
         missing = [k for k in names if k not in data and k != "user_ids"]
         if missing:
-            raise KeyError(f"log arrays lack keys {missing}; need {list(names)} (user_ids optional)")
+            raise KeyError(
+                f"log arrays lack keys {missing}; need {list(names)} (user_ids and timestamps optional)"
+            )
         n = len(np.asarray(data["rewards"]))
         user_ids = data.get("user_ids", np.full(n, -1, dtype=np.int64))
         return LogArrays(
-            data["user_features"], data["item_features"], data["item_ids"], user_ids, data["rewards"]
+            data["user_features"],
+            data["item_features"],
+            data["item_ids"],
+            user_ids,
+            data["rewards"],
+            data.get("timestamps"),
         )
     needed = ("user_features", "item_features", "item_ids", "user_ids", "actions", "rewards")
     missing = [k for k in needed if not hasattr(data, k)]
@@ -140,7 +165,12 @@ def as_log_arrays(data: Any) -> LogArrays:
         )
     rows = np.arange(n)
     return LogArrays(
-        data.user_features, items[rows, actions], ids[rows, actions], data.user_ids, data.rewards
+        data.user_features,
+        items[rows, actions],
+        ids[rows, actions],
+        data.user_ids,
+        data.rewards,
+        getattr(data, "timestamps", None),
     )
 
 
@@ -182,18 +212,148 @@ def roc_auc(labels: np.ndarray, scores: np.ndarray) -> float:
     return float((ranks[labels].sum() - n_pos * (n_pos + 1) / 2) / (n_pos * n_neg))
 
 
-def _split(n: int, val_fraction: float, test_fraction: float, rng: np.random.Generator):
-    perm = rng.permutation(n)
+def split_rows(
+    data: Any,
+    split: str = "row",
+    *,
+    val_fraction: float = 0.1,
+    test_fraction: float = 0.1,
+    seed=None,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Row indices of the training, validation and test parts, as :func:`pretrain` splits the logs.
+
+    Parameters
+    ----------
+    data : LogArrays, LoggedFeedback-like object or mapping of arrays
+        See :func:`as_log_arrays`.
+    split : {"row", "user", "time"}
+        ``"row"``: a seeded permutation of the rows; ``round(test_fraction · n)`` of them are the
+        test part and ``round(val_fraction · n)`` the validation part. A user's other interactions
+        may be in the training rows, so the test part measures new interactions of known users.
+
+        ``"user"``: whole users held out. The fractions are shares of the distinct user ids (not of
+        the rows): a seeded permutation of the ids gives ``round(test_fraction · n_users)`` test
+        users and ``round(val_fraction · n_users)`` validation users, and each part has all rows of
+        its users, so its share of rows follows those users' activity. Rows of anonymous users
+        (id -1) carry no identity to hold out and always stay in the training part. No user id
+        appears in two parts, so the test part measures users the model has never seen.
+
+        ``"time"``: the latest rows held out, no randomness. The rows are ordered by the logs'
+        ``timestamps`` (stably: rows with equal times keep their row order, so ties at a boundary
+        may fall on both sides of it) or, without timestamps, by row order; the last
+        ``round(test_fraction · n)`` are the test part, the ``round(val_fraction · n)`` before
+        them the validation part and the rest the training part.
+    val_fraction, test_fraction : float
+        In [0, 1). A positive fraction that rounds to no row (no user for ``"user"``) is refused.
+    seed : int, SeedSequence, Generator or None
+        Permutes the rows (``"row"``) or the users (``"user"``); unused by ``"time"``. An int or a
+        SeedSequence gives the split that :func:`pretrain` uses with the same seed (a Generator is
+        advanced by each call).
+
+    Returns
+    -------
+    train, val, test : ndarray of int64, shape (n_train,), (n_val,), (n_test,)
+        Disjoint row indices that together cover every row: in permutation order for ``"row"``,
+        in row order for ``"user"``, in time order for ``"time"``.
+
+    Raises
+    ------
+    ValueError
+        For an unknown ``split``; a fraction outside [0, 1) or one that gives an empty part; too
+        few rows, or (``"user"``) too few distinct user ids or ids below -1; ``"time"`` with NaN
+        or NaT timestamps.
+    """
+    _check_split(split)
+    _check_fractions(val_fraction, test_fraction)
+    return _split_rows(as_log_arrays(data), split, val_fraction, test_fraction, as_generator(seed))
+
+
+def _check_split(split: Any) -> None:
+    if not isinstance(split, str) or split not in SPLITS:
+        raise ValueError(f"split must be one of {SPLITS}, got {split!r}")
+
+
+def _check_fractions(val_fraction: Any, test_fraction: Any) -> None:
+    for name, value in (("val_fraction", val_fraction), ("test_fraction", test_fraction)):
+        # a string would reach a comparison and fail as "'<=' not supported"
+        if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)):
+            raise TypeError(f"{name} must be a number, got {value!r}")
+        if not 0.0 <= value < 1.0:
+            raise ValueError(f"{name} must lie in [0, 1), got {value!r}")
+
+
+def _part_sizes(n: int, unit: str, val_fraction: float, test_fraction: float) -> tuple[int, int]:
+    """(n_val, n_test) of ``n`` rows or users; refused when a part asked for is empty or none is left."""
     n_test = round(test_fraction * n)
     n_val = round(val_fraction * n)
     for name, fraction, size in (("val_fraction", val_fraction, n_val), ("test_fraction", test_fraction, n_test)):
         if fraction > 0 and size == 0:  # early stopping or the test metrics would silently be off
-            raise ValueError(f"{name}={fraction} of {n} rows is no row; give more rows or {name}=0")
+            raise ValueError(f"{name}={fraction} of {n} {unit}s is no {unit}; give more {unit}s or {name}=0")
     if n - n_test - n_val < 1:
+        left = "no training data" if unit == "row" else f"no training {unit}"
         raise ValueError(
-            f"{n} rows leave no training data with val_fraction={val_fraction}, test_fraction={test_fraction}"
+            f"{n} {unit}s leave {left} with val_fraction={val_fraction}, test_fraction={test_fraction}"
         )
-    return perm[n_test + n_val :], perm[n_test : n_test + n_val], perm[:n_test]
+    return n_val, n_test
+
+
+def _split_rows(
+    logs: LogArrays, split: str, val_fraction: float, test_fraction: float, rng: np.random.Generator
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    n = len(logs)
+    if split == "row":
+        n_val, n_test = _part_sizes(n, "row", val_fraction, test_fraction)
+        perm = rng.permutation(n)
+        return perm[n_test + n_val :], perm[n_test : n_test + n_val], perm[:n_test]
+    if split == "user":
+        return _split_users(logs.user_ids, val_fraction, test_fraction, rng)
+    return _split_time(logs.timestamps, n, val_fraction, test_fraction)
+
+
+def _split_users(
+    user_ids: np.ndarray, val_fraction: float, test_fraction: float, rng: np.random.Generator
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    if user_ids.size and user_ids.min() < -1:
+        raise ValueError(
+            f"split='user' needs user_ids >= 0, or -1 for anonymous users, got {int(user_ids.min())}"
+        )
+    known = user_ids >= 0
+    users, inverse = np.unique(user_ids[known], return_inverse=True)
+    needed = 1 + (val_fraction > 0) + (test_fraction > 0)
+    if users.size < needed:
+        raise ValueError(
+            f"split='user' needs at least {needed} distinct user ids (one for training and one for each "
+            f"held-out part) with val_fraction={val_fraction}, test_fraction={test_fraction}; the logs have "
+            f"{users.size} (-1, anonymous, is no user): use split='row' or 'time'"
+        )
+    n_val, n_test = _part_sizes(users.size, "user", val_fraction, test_fraction)
+    # Users' places in a seeded permutation: the first n_test are the test users, the next n_val
+    # the validation users, as the row split lays out rows.
+    place = np.empty(users.size, dtype=np.int64)
+    place[rng.permutation(users.size)] = np.arange(users.size)
+    row_place = np.full(user_ids.size, users.size, dtype=np.int64)  # anonymous rows: training
+    row_place[known] = place[inverse]
+    test = row_place < n_test
+    val = (row_place >= n_test) & (row_place < n_test + n_val)
+    return np.flatnonzero(~(test | val)), np.flatnonzero(val), np.flatnonzero(test)
+
+
+def _split_time(
+    timestamps: np.ndarray | None, n: int, val_fraction: float, test_fraction: float
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    if timestamps is None:
+        order = np.arange(n)
+    else:
+        missing = np.isnat(timestamps) if timestamps.dtype.kind == "M" else ~np.isfinite(timestamps)
+        if missing.any():
+            rows = np.flatnonzero(missing)
+            raise ValueError(
+                f"split='time' needs finite timestamps; {rows.size} are NaN or NaT (rows {rows[:5].tolist()})"
+            )
+        order = np.argsort(timestamps, kind="stable")
+    n_val, n_test = _part_sizes(n, "row", val_fraction, test_fraction)
+    n_train = n - n_val - n_test
+    return order[:n_train], order[n_train : n_train + n_val], order[n_train + n_val :]
 
 
 class _Tensors:
@@ -253,6 +413,7 @@ def pretrain(
     loss: str = "auto",
     val_fraction: float = 0.1,
     test_fraction: float = 0.1,
+    split: str = "row",
     epochs: int = 50,
     batch_size: int = 256,
     lr: float = 1e-3,
@@ -274,16 +435,22 @@ def pretrain(
     loss : {"auto", "bce", "mse"}
         ``"auto"``: BCE when every reward is 0 or 1 (clicks), else MSE (ratings).
     val_fraction, test_fraction : float
-        Shares of the rows held out (a seeded permutation of rows, not of users or time: a user's
-        other interactions may be in the training rows, so the test metrics measure new
-        interactions of known users, not new users). With ``val_fraction=0`` all epochs run.
+        Shares held out for validation and test: of the rows, or of the users for
+        ``split="user"``. With ``val_fraction=0`` all epochs run.
+    split : {"row", "user", "time"}
+        How the logs are split, as :func:`split_rows` does (which returns the row indices):
+        ``"row"`` (default) a seeded permutation of the rows, so the test metrics measure new
+        interactions of known users; ``"user"`` whole users held out, so they measure users never
+        seen in training (anonymous rows, id -1, stay in training); ``"time"`` the latest rows held
+        out (by ``timestamps`` when the logs have them, else by row order), so they measure the
+        future.
     epochs, batch_size, lr, weight_decay : training of Adam over shuffled minibatches.
     patience : int
         Epochs without a better validation loss before stopping; the best weights are restored.
     seed : int, SeedSequence, Generator or None
-        The split, the shuffling and the draws of random layers such as dropout (from a private fork
-        of torch's generator; the caller's is left as it was). The model's initialisation is the
-        caller's.
+        The split (except ``"time"``, which draws nothing), the shuffling and the draws of random
+        layers such as dropout (from a private fork of torch's generator; the caller's is left as
+        it was). The model's initialisation is the caller's.
     device : "auto", "cpu", "cuda" or torch.device
     num_threads : int or None
         Torch CPU threads during training (restored afterwards); None leaves torch's setting.
@@ -298,7 +465,9 @@ def pretrain(
         ``loss``, ``train_loss`` (the last epoch's mean training loss), ``val_loss`` (the best
         epoch's, whose weights are returned), ``test_loss`` and ``test_auc`` (of the returned
         weights; AUC for BCE only, NaN without both classes), ``best_epoch``, ``epochs_run``,
-        ``n_train``, ``n_val``, ``n_test``.
+        ``split``, ``n_train``, ``n_val``, ``n_test`` (rows) and, for ``split="user"``,
+        ``n_train_users``, ``n_val_users``, ``n_test_users`` (distinct user ids, anonymous not
+        counted).
 
     Raises
     ------
@@ -327,6 +496,7 @@ def pretrain(
             loss,
             val_fraction,
             test_fraction,
+            split,
             epochs,
             batch_size,
             lr,
@@ -343,6 +513,7 @@ def _pretrain(
     loss,
     val_fraction,
     test_fraction,
+    split,
     epochs,
     batch_size,
     lr,
@@ -353,15 +524,12 @@ def _pretrain(
 ):
     if len(logs) == 0:
         raise ValueError("no logged rows to train on")
-    numbers = {
-        "val_fraction": val_fraction, "test_fraction": test_fraction, "lr": lr, "weight_decay": weight_decay
-    }
-    for name, value in numbers.items():  # a string would reach a comparison and fail as "'<=' not supported"
+    _check_split(split)
+    _check_fractions(val_fraction, test_fraction)
+    for name, value in (("lr", lr), ("weight_decay", weight_decay)):
+        # a string would reach a comparison and fail as "'<=' not supported"
         if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)):
             raise TypeError(f"{name} must be a number, got {value!r}")
-    for name, value in (("val_fraction", val_fraction), ("test_fraction", test_fraction)):
-        if not 0.0 <= value < 1.0:
-            raise ValueError(f"{name} must lie in [0, 1), got {value!r}")
     for name, value in (("epochs", epochs), ("batch_size", batch_size), ("patience", patience)):
         # bool is an int to Python: epochs=True would run one epoch silently
         if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
@@ -379,7 +547,7 @@ def _pretrain(
         raise ValueError("loss='bce' needs rewards in [0, 1]; use loss='mse' for ratings")
 
     rng = as_generator(seed)
-    train_idx, val_idx, test_idx = _split(len(logs), val_fraction, test_fraction, rng)
+    train_idx, val_idx, test_idx = _split_rows(logs, split, val_fraction, test_fraction, rng)
     dev = resolve_device(device)
     model.to(dev)
     train, val, test = (_Tensors(logs.take(i), dev) for i in (train_idx, val_idx, test_idx))
@@ -429,10 +597,15 @@ def _pretrain(
         "test_loss": float("nan"),
         "best_epoch": best_epoch,
         "epochs_run": epoch,
+        "split": split,
         "n_train": int(train_idx.size),
         "n_val": int(val_idx.size),
         "n_test": int(test_idx.size),
     }
+    if split == "user":
+        for part, index in (("train", train_idx), ("val", val_idx), ("test", test_idx)):
+            ids = logs.user_ids[index]
+            metrics[f"n_{part}_users"] = int(np.unique(ids[ids >= 0]).size)
     if test_idx.size:
         metrics["test_loss"], out = _evaluate(model, test, loss_fn, 4096)
     if loss == "bce":
