@@ -168,7 +168,7 @@ def test_ope_options_are_checked_naming_the_option_before_anything_runs(log_file
         ("n_folds = 0", "[ope] n_folds must be a positive integer, got 0"),
         ("train_fraction = 1", "[ope] train_fraction must be a number in [0, 1), got 1"),
         ("seed = -1", "[ope] seed must be a non-negative integer, got -1"),
-        ('reward_model = "forest"', "[ope] reward_model must be one of ['logistic', 'ridge'], got 'forest'"),
+        ('reward_model = "forest"', "[ope] reward_model must be one of ['logistic', 'logistic_cv', 'ridge', 'ridge_cv'], got 'forest'"),
     ],
 )
 def test_ope_option_errors_name_the_file_and_the_key(log_file, tmp_path, capsys, ope, message):

@@ -35,15 +35,21 @@ from banditrec.ope.offline import (
 )
 from banditrec.ope.report import compare_policies, plot_comparison
 from banditrec.ope.reward_model import (
+    DEFAULT_ALPHAS,
+    REWARD_MODELS,
     JointFeatures,
     LogisticRegression,
+    LogisticRegressionCV,
     RidgeRegression,
+    RidgeRegressionCV,
     fit_reward_model,
     validate_estimated_rewards,
 )
 
 __all__ = [
+    "DEFAULT_ALPHAS",
     "IPS",
+    "REWARD_MODELS",
     "SNIPS",
     "BaseEstimator",
     "ClippedIPS",
@@ -54,9 +60,11 @@ __all__ = [
     "JointFeatures",
     "LoggedFeedback",
     "LogisticRegression",
+    "LogisticRegressionCV",
     "OfflineTargets",
     "Replay",
     "RidgeRegression",
+    "RidgeRegressionCV",
     "RoundTerms",
     "SelfNormalizedDR",
     "SwitchDR",

@@ -335,7 +335,7 @@ def evaluate_offline(
         Rounds per ``update`` call while training.
     method : {"bootstrap", "normal"}
     n_bootstrap : int, default 1000
-    reward_model : object with fit/predict, or "ridge" or "logistic", optional
+    reward_model : object with fit/predict, or "ridge", "logistic", "ridge_cv", "logistic_cv", optional
         Regressor for the model-based estimators (default ridge), cross-fitted on the evaluation
         rounds with ``n_folds`` folds (see :func:`~banditrec.ope.reward_model.fit_reward_model`).
     n_folds : int, default 5

@@ -58,7 +58,7 @@ def compare_policies(
     estimated_rewards : array-like, shape (n, K), optional
         Reward model predictions for the model-based estimators. When omitted and one is needed,
         :func:`~banditrec.ope.reward_model.fit_reward_model` cross-fits ``reward_model`` once.
-    reward_model : object with fit/predict, or "ridge" or "logistic", optional
+    reward_model : object with fit/predict, or "ridge", "logistic", "ridge_cv", "logistic_cv", optional
         The model to cross-fit (default ridge); not with ``estimated_rewards``, which is already
         a model's predictions.
     n_folds : int, default 5

@@ -225,7 +225,7 @@ def test_reward_models_by_name(world):
     np.testing.assert_array_equal(logistic, fit_reward_model(fb, model=LogisticRegression(), n_folds=2))
     assert np.nanmin(logistic) > 0 and np.nanmax(logistic) < 1
     np.testing.assert_array_equal(fit_reward_model(fb, model="ridge", n_folds=2), fit_reward_model(fb, n_folds=2))
-    with pytest.raises(ValueError, match=r"unknown reward model 'forest'; choose one of \['logistic', 'ridge'\]"):
+    with pytest.raises(ValueError, match=r"unknown reward model 'forest'; choose one of \['logistic', 'logistic_cv', 'ridge', 'ridge_cv'\]"):
         fit_reward_model(fb, model="forest")
 
 
