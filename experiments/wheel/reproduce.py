@@ -146,6 +146,11 @@ ROWS: dict[str, tuple[str, dict, str]] = {
     # the paper's 0.5 against 0.1, 0.2, 2 and 5 (lr 0.1 / (1 + step_decay · s), reset each time).
     **{f"NeuralLinear-tf-sd{decay:g}": ("NeuralLinear", {**TF1_NUMPY, "step_decay": decay}, "neural")
        for decay in (0.1, 0.2, 2.0, 5.0)},
+    # NeuralLinear-tf with Xu et al.'s head fitting (seventeenth session, exploratory): the per-arm
+    # NIG regressions keep decision-time φ, never refitted, and the body trains through their θ.
+    # Not the issue's NeuralLinear (whose posterior is refreshed from the buffer at each retraining).
+    "NeuralLinear-tf-xu": ("NeuralLinear", {**{k: v for k, v in TF1_NUMPY.items() if k != "engine"},
+                                            "head_fit": "xu"}, "neural"),
     # ε_t = 0.1 / (1 + t/1000): about 100/t exploration, untuned.
     "NeuralGreedy": ("NeuralEpsilonGreedy", {**NETWORK, "epsilon": 0.1, "decay": 1.0}, "neural"),
     # The other two neural rows on NeuralLinear-tf-numpy's network and training (the paper's
