@@ -522,10 +522,11 @@ class NeuralEstimator:
         after every training round. ``"xu"`` (Xu et al. 2020's Neural-LinUCB, Algorithm 1): the
         head's statistics accumulate φ as it was when each decision was made and are never
         recomputed, and the network's own output layer is unused: its body trains on
-        Σᵢ (θᵢᵀφ(xᵢ; w) − rᵢ)², θᵢ the head's mean right after row i was learned (stored with
-        the row), so φ learns to serve the head. Needs ``loss="mse"`` and ``engine="torch"``;
-        the training steps run eagerly (no CUDA graph). Unlike the paper, each round continues
-        from the current weights rather than restarting gradient descent from the initial ones.
+        Σᵢ (θᵢᵀ[φ(xᵢ; w), 1] − rᵢ)² (φ alone without ``intercept``), θᵢ the head's mean right
+        after row i was learned (stored with the row), so φ learns to serve the head. Needs
+        ``loss="mse"`` and ``engine="torch"``; the training steps run eagerly (no CUDA graph).
+        Unlike the paper, each round continues from the current weights rather than restarting
+        gradient descent from the initial ones.
     device : "auto", "cpu", "cuda", "cuda:N" or torch.device
         Where the network, the buffer and the gradient statistics live.
     decide_on : {"auto", "host", "device"}
