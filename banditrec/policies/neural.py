@@ -244,7 +244,7 @@ class _ReplayBuffer:
             rows = slice(self.next, self.next + n)
         else:
             rows = (self.next + (np.arange(n) if host else torch.arange(n, device=reward.device))) % self.capacity
-        for name, value in zip(self.fields, (user, item, item_id, user_id, reward)):
+        for name, value in zip(self.fields[:5], (user, item, item_id, user_id, reward)):  # θ comes later: set_theta
             (self.host[name] if host else getattr(self, name))[rows] = value
         self.next = (self.next + n) % self.capacity
         self.size = min(self.size + n, self.capacity)
