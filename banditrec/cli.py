@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import argparse
+import atexit
+import contextlib
 import inspect
 import json
+import os
 import signal
 import sys
 import threading
@@ -14,7 +17,7 @@ from typing import Any
 # Only the standard library at the top: `banditrec --help`, a usage error or a missing config file
 # answer without loading torch, pandas or scipy (seconds); each command imports what it uses.
 
-__all__ = ["main"]
+__all__ = ["console_main", "main"]
 
 
 def _cmd_run(args: argparse.Namespace) -> int:
@@ -222,7 +225,39 @@ def _interrupt(signum: int, frame: Any) -> None:
     raise KeyboardInterrupt
 
 
-def main(argv: list[str] | None = None) -> int:
+def _exit_at_once(signum: int, frame: Any) -> None:
+    """A second Ctrl-C (or SIGTERM) after the first was handled: end the process now, quietly.
+    Finished trials are on disk by then, each written to a temporary file and renamed."""
+    for stream in (sys.stdout, sys.stderr):
+        # a flush the signal interrupted (reentrant: RuntimeError), a closed pipe or file: exit anyway
+        with contextlib.suppress(RuntimeError, OSError, ValueError):
+            stream.flush()
+    os._exit(130)
+
+
+_interrupted = False
+
+
+def _ignore_signals_if_interrupted() -> None:
+    """The last exit callback of an interrupted command: from here to the end Ctrl-C is ignored.
+    Late in shutdown the interpreter puts back the default handlers it installed, so a second
+    Ctrl-C then killed the process by SIGINT (exit status -2, not 130); an ignored signal it
+    leaves as it is. The steps left are short and wait on nothing."""
+    if _interrupted:
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+
+
+def console_main() -> int:
+    """The ``banditrec`` command: :func:`main`, where after an interrupt a second one ends the
+    process at once and quietly, instead of a KeyboardInterrupt traceback from an exit callback
+    (the worker pool's, torch's) or a kill by SIGINT."""
+    atexit.register(_ignore_signals_if_interrupted)  # registered first (only the standard library is loaded), so run last
+    return main(_second_interrupt_exits=True)
+
+
+def main(argv: list[str] | None = None, *, _second_interrupt_exits: bool = False) -> int:
+    global _interrupted
     args = build_parser().parse_args(argv)
     # A scheduler's or supervisor's SIGTERM stops a run as Ctrl-C does: worker processes are
     # stopped and finished trials stay saved (the default SIGTERM ends the process at once and
@@ -232,6 +267,11 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return args.func(args)
     except KeyboardInterrupt:
+        if on_main and _second_interrupt_exits:  # first, before anything else can be interrupted
+            _interrupted = True
+            signal.signal(signal.SIGINT, _exit_at_once)
+            signal.signal(signal.SIGTERM, _exit_at_once)
+            previous = _exit_at_once  # what `finally` leaves SIGTERM at
         print("\ninterrupted: finished trials are saved; rerun the same command to resume", file=sys.stderr)
         return 130
     except Exception as exc:
@@ -284,4 +324,4 @@ def _message(exc: BaseException) -> str:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(console_main())

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import re
 import signal
 import subprocess
@@ -157,6 +158,32 @@ def test_a_run_stopped_by_a_signal_leaves_no_worker_behind(tmp_path, signame):
     while any(_alive(w) for w in workers) and time.monotonic() < deadline:
         time.sleep(0.1)
     assert not [w for w in workers if _alive(w)], "worker processes outlived the run"
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc")
+@pytest.mark.parametrize("gap", [0.01, 0.3])
+def test_a_second_ctrl_c_while_shutting_down_ends_quietly(tmp_path, gap):
+    # A terminal's Ctrl-C goes to the whole process group. Before: a second one soon after the
+    # first printed a KeyboardInterrupt traceback from an exit callback (at ~0.01 s), or killed
+    # the process by SIGINT, exit status -2 (at ~0.2-0.5 s, late in the interpreter's shutdown).
+    config = tmp_path / "slow.toml"
+    config.write_text(SLOW)
+    run = subprocess.Popen([sys.executable, "-m", "banditrec.cli", "run", str(config), "--out", str(tmp_path / "out"),
+                            "--quiet"], stderr=subprocess.PIPE, text=True, start_new_session=True)
+    deadline = time.monotonic() + 120
+    while len(_children(run.pid)) < 2 and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert len(_children(run.pid)) == 2, "the run did not start its two workers"
+    time.sleep(1.0)
+    os.killpg(run.pid, signal.SIGINT)
+    time.sleep(gap)
+    try:
+        os.killpg(run.pid, signal.SIGINT)
+    except ProcessLookupError:  # already gone: nothing left to interrupt
+        pass
+    _, err = run.communicate(timeout=60)
+    assert run.returncode == 130, (run.returncode, err)
+    assert "interrupted: finished trials are saved" in err and "Traceback" not in err, err
 
 
 def _alive(pid: int) -> bool:
