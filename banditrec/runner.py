@@ -8,12 +8,18 @@ the trials in flight and a rerun skips every trial already there with the same s
 
 from __future__ import annotations
 
+import ast
+import functools
 import hashlib
+import importlib.machinery
 import inspect
 import json
 import os
 import platform
 import re
+import site
+import sys
+import sysconfig
 import time
 import zlib
 from collections.abc import Callable
@@ -258,8 +264,9 @@ def _fingerprint(
 def _user_code(config: ExperimentConfig) -> dict[str, str]:
     """sha256 of the source file of each piece of user code in ``config``: a simulator (an import
     path, or a registered id whose simulator lives outside banditrec) and policy factories (an
-    import path, or one added with ``register_policy``). Modules those files import are not
-    followed; code whose source cannot be read (an interactive session) is left out."""
+    import path, or one added with ``register_policy``). The user code those files import counts
+    too (see :func:`_user_imports`); code whose source cannot be read (an interactive session) is
+    left out."""
     from banditrec.environments.registration import _make_vector_env
     from banditrec.policies.registry import POLICIES
 
@@ -269,27 +276,142 @@ def _user_code(config: ExperimentConfig) -> dict[str, str]:
     if env.id is not None and env.id in gym.registry:
         entry = gym.registry[env.id].vector_entry_point
         simulator = entry.args[0] if isinstance(entry, partial) and entry.func is _make_vector_env else None
-    digest = _source_digest(load_object(simulator) if isinstance(simulator, str) else simulator)
+    memo: dict[str, str | None] = {}  # module -> digest: a sweep names one factory for thousands of policies
+    digest = _source_digest(load_object(simulator) if isinstance(simulator, str) else simulator, memo)
     if digest is not None:
         code["environment"] = digest
     for spec in config.policies:
         factory = load_object(spec.type) if ":" in spec.type else POLICIES.get(spec.type)
-        digest = _source_digest(factory)
+        digest = _source_digest(factory, memo)
         if digest is not None:
             code[f"policy:{spec.name}"] = digest
     return code
 
 
-def _source_digest(obj: Any) -> str | None:
-    """sha256 of the file defining ``obj``, or None for banditrec's own code and unreadable sources."""
+def _source_digest(obj: Any, memo: dict[str, str | None] | None = None) -> str | None:
+    """sha256 of the file defining ``obj`` and of the user code it imports (see :func:`_user_imports`),
+    or None for banditrec's own code and unreadable sources. A file that imports no user code
+    keeps the digest of its own source alone, as before imports were followed."""
     module = inspect.getmodule(obj) if obj is not None else None
     if module is None or module.__name__.split(".")[0] == "banditrec":
         return None
+    if memo is not None and module.__name__ in memo:
+        return memo[module.__name__]
     try:
         source = inspect.getsource(module)
     except (OSError, TypeError):
-        return None
-    return hashlib.sha256(source.encode()).hexdigest()[:16]
+        source = None
+    digest = None if source is None else _module_digest(module, source)
+    if memo is not None:
+        memo[module.__name__] = digest
+    return digest
+
+
+def _module_digest(module: Any, source: str) -> str:
+    digest = hashlib.sha256(source.encode()).hexdigest()[:16]
+    imported = _user_imports(module.__name__, source, hasattr(module, "__path__"))
+    if not imported:
+        return digest
+    parts = [digest] + [f"{name}:{hashlib.sha256(data).hexdigest()}" for name, data in sorted(imported.items())]
+    return hashlib.sha256("\n".join(parts).encode()).hexdigest()[:16]
+
+
+def _user_imports(name: str, source: str, is_package: bool) -> dict[str, bytes]:
+    """The source files of the user code module ``name`` imports, directly or through other user
+    code: module name -> file contents. A helper module a plug-in simulator or policy imports
+    (``from shop_features import embed``) shapes its trials as much as the plug-in's own file,
+    so editing it must make them stale too. User code is a ``.py`` file outside the standard
+    library, the installed packages and banditrec; imports anywhere in a file count (inside
+    functions too), found by reading it, not by running it."""
+    found: dict[str, bytes] = {}
+    todo = [(name, source, is_package)]
+    seen = {name}
+    while todo:
+        current, text, package = todo.pop()
+        for imported in _imports_of(current, text, package):
+            if imported in seen:
+                continue
+            seen.add(imported)
+            path, imported_is_package = _locate(imported)
+            if path is None or not _is_user_file(path):
+                continue
+            try:
+                data = Path(path).read_bytes()
+            except OSError:
+                continue
+            found[imported] = data
+            todo.append((imported, data.decode("utf-8", "replace"), imported_is_package))
+    return found
+
+
+def _imports_of(name: str, source: str, is_package: bool) -> list[str]:
+    """Absolute names of the modules ``source`` (module ``name``) imports, parents included
+    (``import a.b`` runs ``a`` too; ``from a import b`` may import the module ``a.b``)."""
+    try:
+        tree = ast.parse(source)
+    except (SyntaxError, ValueError):
+        return []
+    package = name if is_package else name.rpartition(".")[0]
+    names: list[str] = []
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            names += [alias.name for alias in node.names]
+        elif isinstance(node, ast.ImportFrom):
+            base = node.module or ""
+            if node.level:  # relative: from the package, up level - 1
+                parts = package.split(".") if package else []
+                if node.level - 1 > len(parts):
+                    continue
+                parts = parts[: len(parts) - (node.level - 1)]
+                base = ".".join(parts + ([node.module] if node.module else []))
+            if not base:
+                continue
+            names.append(base)
+            names += [f"{base}.{alias.name}" for alias in node.names if alias.name != "*"]
+    out: list[str] = []
+    for full in names:
+        parts = full.split(".")
+        out += [".".join(parts[:i]) for i in range(1, len(parts) + 1)]
+    return list(dict.fromkeys(out))
+
+
+def _locate(name: str) -> tuple[str | None, bool]:
+    """(source file, is a package) of module ``name``: the loaded module's, else where the path
+    finder would load it from (without importing it); (None, False) when neither says."""
+    module = sys.modules.get(name)
+    if module is not None:
+        return getattr(module, "__file__", None), hasattr(module, "__path__")
+    parent = name.rpartition(".")[0]
+    try:
+        if parent:
+            search = getattr(sys.modules.get(parent), "__path__", None)
+            if search is None:  # `from a import b` where b is a name in a module, or a not loaded
+                return None, False
+            spec = importlib.machinery.PathFinder.find_spec(name, search)
+        else:
+            spec = importlib.machinery.PathFinder.find_spec(name)
+    except (ImportError, ValueError):
+        return None, False
+    if spec is None or not spec.has_location or not spec.origin:
+        return None, False
+    return spec.origin, spec.submodule_search_locations is not None
+
+
+def _is_user_file(path: str) -> bool:
+    if not path.endswith(".py"):
+        return False
+    resolved = Path(path).resolve()
+    return not any(resolved.is_relative_to(root) for root in _not_user_roots())
+
+
+@functools.cache
+def _not_user_roots() -> tuple[Path, ...]:
+    """Folders whose files are not user code: the standard library, the installed packages
+    (site-packages, also a virtual environment's) and banditrec itself."""
+    paths = {sysconfig.get_path(key) for key in ("stdlib", "platstdlib", "purelib", "platlib")}
+    paths |= set(getattr(site, "getsitepackages", list)()) | {site.getusersitepackages()}
+    paths.add(str(Path(__file__).resolve().parent))
+    return tuple(Path(p).resolve() for p in paths if p)
 
 
 def _trial_stem(policy: str, seed: int) -> str:

@@ -212,6 +212,94 @@ def test_editing_a_plug_in_simulator_makes_its_stored_trials_stale(tmp_path, mon
     sys.modules.pop("edited_shop", None)
 
 
+_HELPED = """
+import numpy as np
+from banditrec.environments import Observation, UserSimulator
+{import_line}
+
+
+class Shop(UserSimulator):
+    n_items, n_candidates, user_dim, item_dim = 12, 4, 2, 2
+
+    def sample_users(self, batch_size, rng):
+        ids = np.argsort(rng.random((batch_size, self.n_items)), axis=1)[:, : self.n_candidates]
+        items = np.stack([np.cos(ids), np.sin(ids)], axis=-1)
+        return Observation(rng.normal(size=(batch_size, 2)), items, ids, np.ones(ids.shape, bool), np.full(batch_size, -1))
+
+    def expected_rewards(self, obs):
+        {lazy_import}
+        return 1 / (1 + np.exp(-(np.einsum("bd,bkd->bk", obs.user_features, obs.item_features) + offset())))
+
+    def sample_rewards(self, obs, actions, expected, rng):
+        return (rng.random(expected.shape) < expected).astype(float)
+"""
+
+
+@pytest.mark.parametrize("layout", ["module", "package_relative", "lazy_in_a_function"])
+def test_editing_user_code_a_plug_in_imports_makes_its_stored_trials_stale(tmp_path, monkeypatch, layout):
+    # Only the file defining the simulator was hashed: after an edit of a helper module it imports
+    # (here the world's offset), a rerun reused every trial and reported the old world's regret.
+    import sys
+
+    monkeypatch.syspath_prepend(str(tmp_path))
+    if layout == "module":  # shop_sim.py imports shop_helper.py beside it
+        names, sim, helper = ("shop_sim", "shop_helper"), tmp_path / "shop_sim.py", tmp_path / "shop_helper.py"
+        lines = {"import_line": "from shop_helper import offset", "lazy_import": "pass"}
+        target = "shop_sim:Shop"
+    else:  # a package: shop_pkg/sim.py imports shop_pkg/helper.py, relatively (at the top or when first called)
+        (tmp_path / "shop_pkg").mkdir()
+        (tmp_path / "shop_pkg" / "__init__.py").write_text("")
+        names = ("shop_pkg", "shop_pkg.sim", "shop_pkg.helper")
+        sim, helper = tmp_path / "shop_pkg" / "sim.py", tmp_path / "shop_pkg" / "helper.py"
+        lines = ({"import_line": "from .helper import offset", "lazy_import": "pass"} if layout == "package_relative"
+                 else {"import_line": "", "lazy_import": "from .helper import offset"})
+        target = "shop_pkg.sim:Shop"
+    sim.write_text(_HELPED.format(**lines))
+    config = ExperimentConfig.from_dict({
+        "experiment": {"name": "helped", "horizon": 80, "batch_size": 8, "seeds": 2},
+        "environment": {"simulator": target},
+        "policies": {"random": {"type": "Random"}},
+    })
+
+    def run(offset: float):
+        helper.write_text(f"def offset():\n    return {offset}\n")
+        for name in names:  # a new process, as a rerun of `banditrec run` is
+            sys.modules.pop(name, None)
+        return run_experiment(config, tmp_path / "out", progress=False, plot=False)
+
+    try:
+        first = run(-5.0)
+        assert (first.trials_run, first.trials_reused) == (2, 0)
+        edited = run(0.7)
+        assert (edited.trials_run, edited.trials_reused) == (2, 0)
+        assert edited.summary["final_cumulative_regret"].iloc[0] != first.summary["final_cumulative_regret"].iloc[0]
+        again = run(0.7)
+        assert (again.trials_run, again.trials_reused) == (0, 2)
+    finally:
+        for name in names:
+            sys.modules.pop(name, None)
+
+
+def test_a_plug_in_importing_no_user_code_keeps_its_fingerprint(tmp_path, monkeypatch):
+    # Trials stored before imports were followed stay valid when there is nothing to follow: the
+    # digest of a file importing only the standard library, installed packages and banditrec is
+    # still that of its own source.
+    import hashlib
+    import importlib
+    import sys
+
+    from banditrec.runner import _source_digest
+
+    monkeypatch.syspath_prepend(str(tmp_path))
+    source = _SIMULATOR.format(offset=0.0) + "\nimport json, os.path\nimport pandas as pd\nfrom banditrec import policies\n"
+    (tmp_path / "plain_shop.py").write_text(source)
+    try:
+        module = importlib.import_module("plain_shop")
+        assert _source_digest(module.Shop) == hashlib.sha256(source.encode()).hexdigest()[:16]
+    finally:
+        sys.modules.pop("plain_shop", None)
+
+
 def test_a_simulator_failing_at_the_first_users_names_the_trial(tmp_path, monkeypatch):
     # a failure in the first reset came without the "(in trial ..., seed ...)" that later ones carry
     monkeypatch.syspath_prepend(str(tmp_path))
