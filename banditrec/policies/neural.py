@@ -25,6 +25,9 @@ comes from one of two heads:
   g² by the network width m (Z = λ_paper + Σ g²/m, bonus γ√(gᵀZ⁻¹g/m)) and NeuralTS's variance
   also carries λ_paper; this parametrisation leaves both out, so their hyperparameters translate
   as λ = m · λ_paper, alpha = γ and v = ν · √λ_paper (m: the hidden layer's width, 64 by default).
+  The papers train every round from the initial weights θ₀ with the penalty mλ/2 · ‖θ − θ₀‖²:
+  ``restart=True`` and ``anchor`` (see :class:`OnlineTraining`); by default training continues
+  from the current weights, as their released code does.
 - ``uncertainty="none"``: the network's prediction only (epsilon-greedy).
 
 Randomness: the estimator owns a numpy generator (initialisation, minibatch indices) derived from
@@ -143,6 +146,20 @@ class OnlineTraining:
         rmsprop_tf), and falls back to eager steps if the model cannot be captured; ``"on"``
         requires it (an error otherwise). Only how the steps run changes: on CUDA the numbers
         differ from eager steps by rounding; on the CPU nothing changes.
+    restart : bool
+        Start every round from the network's initial weights θ₀ (those it had when it first saw
+        data; a pretrained model's own) with a fresh optimizer, as NeuralUCB (Zhou et al. 2020),
+        NeuralTS (Zhang et al. 2021) and Neural-LinUCB (Xu et al. 2020) write their training:
+        gradient descent from θ⁽⁰⁾ on all the data so far. False (the default) continues from the
+        current weights, as the papers' released code and most practice do. Each round then has
+        only ``train_steps`` steps to fit the whole buffer, so give it more than a continuing
+        schedule needs. Needs ``engine="torch"``; the steps run eagerly (no CUDA graph).
+    anchor : float
+        Add ``anchor / 2 · ‖θ − θ₀‖²`` over the trainable parameters to every step's loss: the
+        papers' regulariser mλ/2 · ‖θ − θ⁽⁰⁾‖², which keeps the network near its initialisation
+        (``weight_decay`` pulls it towards 0 instead). Their penalty is added to a sum over the n
+        rows seen, this one to a minibatch mean, so ``anchor`` ≈ mλ / n. 0 adds nothing. Needs
+        ``engine="torch"``; the steps run eagerly.
     """
 
     train_every: int = 32
@@ -158,6 +175,8 @@ class OnlineTraining:
     engine: str = "torch"
     step_decay_reset: bool = True
     cuda_graph: str = "auto"
+    restart: bool = False
+    anchor: float = 0.0
 
     def __post_init__(self) -> None:
         for name in ("train_every", "train_steps", "batch_size", "buffer_size"):
@@ -182,11 +201,28 @@ class OnlineTraining:
             raise ValueError(f"max_grad_norm must be > 0 or None (a number), got {self.max_grad_norm!r}")
         if self.cuda_graph not in ("auto", "on", "off"):
             raise ValueError(f"cuda_graph must be 'auto', 'on' or 'off', got {self.cuda_graph!r}")
+        if not isinstance(self.restart, (bool, np.bool_)):
+            raise TypeError(f"restart must be True or False, got {self.restart!r}")
+        check_real("anchor", self.anchor)
+        if not 0 <= self.anchor < float("inf"):
+            raise ValueError(f"anchor must be >= 0 and finite, got {self.anchor!r}")
+        if self.anchored and (self.engine != "torch" or self.cuda_graph == "on"):
+            # θ₀ lives in torch beside the network; the numpy/numba engines and captured graphs
+            # step without it
+            raise ValueError(
+                f"restart=True and anchor > 0 need engine='torch' and no cuda_graph='on', got "
+                f"engine={self.engine!r}, cuda_graph={self.cuda_graph!r}"
+            )
         if self.cuda_graph == "on" and (self.engine != "torch" or self.optimizer not in GRAPH_OPTIMIZERS):
             raise ValueError(
                 f"cuda_graph='on' needs engine='torch' and an optimizer in {GRAPH_OPTIMIZERS}, "
                 f"got engine={self.engine!r}, optimizer={self.optimizer!r}"
             )
+
+    @property
+    def anchored(self) -> bool:
+        """Whether training refers to the initial weights θ₀ (``restart`` or ``anchor``)."""
+        return bool(self.restart) or self.anchor > 0
 
     def make_optimizer(self, params, capturable: bool = False) -> torch.optim.Optimizer:
         return make_optimizer(self.optimizer, params, self.lr, self.weight_decay, capturable)
@@ -198,6 +234,7 @@ class OnlineTraining:
             and device.type == "cuda"
             and self.engine == "torch"
             and self.optimizer in GRAPH_OPTIMIZERS
+            and not self.anchored
         )
 
     def round_lrs(self, round_: int) -> list[float]:
@@ -525,8 +562,8 @@ class NeuralEstimator:
         Σᵢ (θᵢᵀ[φ(xᵢ; w), 1] − rᵢ)² (φ alone without ``intercept``), θᵢ the head's mean right
         after row i was learned (stored with the row), so φ learns to serve the head. Needs
         ``loss="mse"`` and ``engine="torch"``; the training steps run eagerly (no CUDA graph).
-        Unlike the paper, each round continues from the current weights rather than restarting
-        gradient descent from the initial ones.
+        Each round continues from the current weights; ``OnlineTraining(restart=True)`` restarts
+        gradient descent from the initial weights at every round, as the paper does.
     device : "auto", "cpu", "cuda", "cuda:N" or torch.device
         Where the network, the buffer and the gradient statistics live.
     decide_on : {"auto", "host", "device"}
@@ -679,6 +716,14 @@ class NeuralEstimator:
                 )
         self.model_ = net.to(self.device_)
         self.model_.eval()
+        # θ₀ for restart / anchor: the weights (and buffers) the network starts online learning with
+        self.init_state_: dict[str, torch.Tensor] | None = None
+        self.anchor_pairs_: list[tuple[torch.Tensor, torch.Tensor]] = []
+        if self.training.anchored:
+            self.init_state_ = {k: v.detach().clone() for k, v in self.model_.state_dict(keep_vars=False).items()}
+            if self.training.anchor > 0:
+                self.anchor_pairs_ = [(p, self.init_state_[name]) for name, p in self.model_.named_parameters()
+                                      if p.requires_grad and name in self.init_state_]
         graphed = self.training.graphed_on(self.device_) and self.head_fit != "xu"
         self.optimizer_ = self.training.make_optimizer(self.model_.parameters(), capturable=graphed)
         self.loss_fn_ = loss_function(self.loss)
@@ -1064,6 +1109,9 @@ class NeuralEstimator:
         self.model_.train()
         try:
             for _ in range(rounds):
+                if cfg.restart:  # gradient descent from θ₀, with a fresh optimizer
+                    self.model_.load_state_dict(self.init_state_)
+                    self.optimizer_ = cfg.make_optimizer(self.model_.parameters())
                 lrs = cfg.round_lrs(self.n_rounds_)
                 # The round's minibatch indices in one draw (the same numbers as one draw per step)
                 # and one finiteness check per round: no host round trip inside the step loop.
@@ -1100,6 +1148,8 @@ class NeuralEstimator:
         else:
             out = check_scores(net(user, items, item_ids, user_ids), index.numel(), 1, type(net).__name__)
             value = self.loss_fn_(out[:, 0], target)
+        if self.anchor_pairs_:  # anchor / 2 · ‖θ − θ₀‖²
+            value = value + 0.5 * self.training.anchor * sum(((p - p0) ** 2).sum() for p, p0 in self.anchor_pairs_)
         self.optimizer_.zero_grad()
         value.backward()
         if self.training.max_grad_norm is not None:
@@ -1238,6 +1288,8 @@ class NeuralEstimator:
         )
         if self.generator_ is not None:
             state["device_rng"] = self.generator_.get_state()
+        if self.init_state_ is not None:
+            state["init_model"] = {k: v.detach().cpu().clone() for k, v in self.init_state_.items()}
         return state
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
@@ -1259,6 +1311,8 @@ class NeuralEstimator:
             state["params"]["training"].setdefault("max_grad_norm", None)  # ... or gradient clipping
             state["params"]["training"].setdefault("engine", "torch")  # ... or the numpy engine
             state["params"]["training"].setdefault("step_decay_reset", True)  # ... or run-long decay
+            state["params"]["training"].setdefault("restart", False)  # ... or training from θ₀
+            state["params"]["training"].setdefault("anchor", 0.0)
             state["params"]["training"].pop("cuda_graph", None)  # how steps run, not what they do
         if isinstance(own.get("training"), dict):
             own["training"].pop("cuda_graph", None)
@@ -1291,6 +1345,11 @@ class NeuralEstimator:
         saved = dict(saved, param_groups=[dict(g, capturable=graphed) if "capturable" in g else g
                                           for g in saved["param_groups"]])
         self.optimizer_.load_state_dict(saved)
+        if self.init_state_ is not None:  # θ₀ of the run that saved, not this network's weights
+            check_state_compatible(self.model_, state["init_model"], "saved initial network state")
+            with torch.no_grad():
+                for name, value in state["init_model"].items():
+                    self.init_state_[name].copy_(value)
         self.buffer_.load_state_dict(state["buffer"])
         if self.head_ is not None:
             self.head_.load_state_dict(state["head"])
@@ -1413,6 +1472,8 @@ def NeuralEpsilonGreedy(
     engine: str = "torch",
     cuda_graph: str = "auto",
     step_decay_reset: bool = True,
+    restart: bool = False,
+    anchor: float = 0.0,
     initial_pulls: int = 0,
     device: str = "auto",
     decide_on: str = "auto",
@@ -1452,6 +1513,8 @@ def NeuralUCB(
     engine: str = "torch",
     cuda_graph: str = "auto",
     step_decay_reset: bool = True,
+    restart: bool = False,
+    anchor: float = 0.0,
     initial_pulls: int = 0,
     device: str = "auto",
     decide_on: str = "auto",
@@ -1496,6 +1559,8 @@ def NeuralTS(
     engine: str = "torch",
     cuda_graph: str = "auto",
     step_decay_reset: bool = True,
+    restart: bool = False,
+    anchor: float = 0.0,
     initial_pulls: int = 0,
     n_mc: int = 100,
     device: str = "auto",
@@ -1538,6 +1603,8 @@ def NeuralLinear(
     engine: str = "torch",
     cuda_graph: str = "auto",
     step_decay_reset: bool = True,
+    restart: bool = False,
+    anchor: float = 0.0,
     initial_pulls: int = 0,
     n_mc: int = 100,
     device: str = "auto",

@@ -51,6 +51,11 @@ FACTORIES = {
     "NeuralLinear-per_item-xu": lambda seed, **kw: NeuralLinear(
         seed=seed, n_mc=20, head="per_item", head_fit="xu", **(SMALL | kw)
     ),
+    # the papers' training as written: every round from θ₀, anchored to it (Zhou et al.; Xu et al.)
+    "NeuralUCB-gradient-restart": lambda seed, **kw: NeuralUCB(
+        uncertainty="gradient_diag", restart=True, anchor=0.01, seed=seed, **(SMALL | kw)
+    ),
+    "NeuralUCB-xu-restart": lambda seed, **kw: NeuralUCB(seed=seed, head_fit="xu", restart=True, **(SMALL | kw)),
 }
 
 
@@ -397,7 +402,7 @@ def _round_trip(state):
 
 @pytest.mark.parametrize(
     "name", ["NeuralEpsilonGreedy", "NeuralUCB", "NeuralTS-gradient", "NeuralLinear", "NeuralLinear-per_item",
-             "NeuralUCB-xu", "NeuralLinear-per_item-xu"]
+             "NeuralUCB-xu", "NeuralLinear-per_item-xu", "NeuralUCB-gradient-restart", "NeuralUCB-xu-restart"]
 )
 def test_state_dict_resumes_exactly(name):
     """Stop after 10 batches, restore network, optimizer, buffer, head and RNG: the run goes on
