@@ -202,6 +202,12 @@ def test_editing_a_plug_in_simulator_makes_its_stored_trials_stale(tmp_path, mon
         sys.modules.pop("edited_shop", None)  # a new process, as a rerun of `banditrec run` is
         return run_experiment(config, tmp_path / "out", progress=False, plot=False)
 
+    _an_edit_makes_the_trials_stale(run)
+    sys.modules.pop("edited_shop", None)
+
+
+def _an_edit_makes_the_trials_stale(run) -> None:
+    """``run(offset)`` writes the world's code with that offset and runs two trials."""
     first = run(-5.0)
     assert (first.trials_run, first.trials_reused) == (2, 0)
     edited = run(0.7)
@@ -209,30 +215,14 @@ def test_editing_a_plug_in_simulator_makes_its_stored_trials_stale(tmp_path, mon
     assert edited.summary["final_cumulative_regret"].iloc[0] != first.summary["final_cumulative_regret"].iloc[0]
     again = run(0.7)
     assert (again.trials_run, again.trials_reused) == (0, 2)
-    sys.modules.pop("edited_shop", None)
 
 
-_HELPED = """
-import numpy as np
-from banditrec.environments import Observation, UserSimulator
-{import_line}
-
-
-class Shop(UserSimulator):
-    n_items, n_candidates, user_dim, item_dim = 12, 4, 2, 2
-
-    def sample_users(self, batch_size, rng):
-        ids = np.argsort(rng.random((batch_size, self.n_items)), axis=1)[:, : self.n_candidates]
-        items = np.stack([np.cos(ids), np.sin(ids)], axis=-1)
-        return Observation(rng.normal(size=(batch_size, 2)), items, ids, np.ones(ids.shape, bool), np.full(batch_size, -1))
-
-    def expected_rewards(self, obs):
-        {lazy_import}
-        return 1 / (1 + np.exp(-(np.einsum("bd,bkd->bk", obs.user_features, obs.item_features) + offset())))
-
-    def sample_rewards(self, obs, actions, expected, rng):
-        return (rng.random(expected.shape) < expected).astype(float)
-"""
+# _SIMULATOR with its offset from a helper module, imported at the top or inside expected_rewards
+_HELPED = (
+    _SIMULATOR.replace("OFFSET = {offset}", "{import_line}")
+    .replace("    def expected_rewards(self, obs):\n", "    def expected_rewards(self, obs):\n        {lazy_import}\n")
+    .replace(" + OFFSET)", " + offset())")
+)
 
 
 @pytest.mark.parametrize("layout", ["module", "package_relative", "lazy_in_a_function"])
@@ -268,13 +258,7 @@ def test_editing_user_code_a_plug_in_imports_makes_its_stored_trials_stale(tmp_p
         return run_experiment(config, tmp_path / "out", progress=False, plot=False)
 
     try:
-        first = run(-5.0)
-        assert (first.trials_run, first.trials_reused) == (2, 0)
-        edited = run(0.7)
-        assert (edited.trials_run, edited.trials_reused) == (2, 0)
-        assert edited.summary["final_cumulative_regret"].iloc[0] != first.summary["final_cumulative_regret"].iloc[0]
-        again = run(0.7)
-        assert (again.trials_run, again.trials_reused) == (0, 2)
+        _an_edit_makes_the_trials_stale(run)
     finally:
         for name in names:
             sys.modules.pop(name, None)
