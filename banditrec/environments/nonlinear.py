@@ -3,7 +3,10 @@
 Users and items carry random feature vectors; the click probability is a random ReLU network of
 (user, item, user ⊙ item) passed through a sigmoid, standardised so logits have unit spread before
 ``scale``. A linear policy on these features is misspecified, which is the point: it is the world
-where neural policies must earn their keep.
+where neural policies must earn their keep. The explicit product u ⊙ v makes much of the truth
+bilinear, though, and a ridge regression on the user ⊗ item outer product (LinUCB's shared form)
+beats the default networks here; ``products=False`` leaves the product out, so that interactions
+come only through the ReLUs (measured in the README).
 """
 
 from __future__ import annotations
@@ -41,6 +44,10 @@ class NonlinearWorld(UserSimulator):
         If set, each user has a uniform number of valid candidates in [min_candidates, K].
     world_seed : int
         Seed of the network and the item features.
+    products : bool
+        Whether the truth's input includes user ⊙ item (True, the default). False leaves it out
+        (the same random weights, the product's rows unused): a world a bilinear model fits less
+        well.
     """
 
     def __init__(
@@ -53,6 +60,7 @@ class NonlinearWorld(UserSimulator):
         scale: float = 2.5,
         min_candidates: int | None = None,
         world_seed: int = 0,
+        products: bool = True,
     ) -> None:
         self.n_candidates, self._min_candidates = check_world_sizes(n_items, n_candidates, min_candidates)
         for name, v in (("user_dim", user_dim), ("item_dim", item_dim), ("hidden", hidden)):
@@ -60,6 +68,9 @@ class NonlinearWorld(UserSimulator):
                 raise ValueError(f"{name} must be a positive int, got {v!r}")
         if user_dim != item_dim:
             raise ValueError(f"user_dim and item_dim must be equal (the truth uses user ⊙ item), got {user_dim}, {item_dim}")
+        if not isinstance(products, (bool, np.bool_)):
+            raise ValueError(f"products must be True or False, got {products!r}")  # noqa: TRY004 (every bad world parameter is a ValueError)
+        self.products = bool(products)
         scale = check_world_float("scale", scale, 0.0, open_low=True)
         world_seed = check_world_seed(world_seed)
         self.n_items, self.user_dim, self.item_dim = int(n_items), int(user_dim), int(item_dim)
@@ -79,8 +90,10 @@ class NonlinearWorld(UserSimulator):
         self._shift, self._spread = float(raw.mean()), float(raw.std() + 1e-12)
 
     def _network(self, u: np.ndarray, v: np.ndarray) -> np.ndarray:
-        h = np.concatenate([u, v, u * v], axis=-1)
-        h = np.maximum(h @ self._w1 + self._b1, 0.0)
+        if self.products:
+            h = np.maximum(np.concatenate([u, v, u * v], axis=-1) @ self._w1 + self._b1, 0.0)
+        else:
+            h = np.maximum(np.concatenate([u, v], axis=-1) @ self._w1[: u.shape[-1] + v.shape[-1]] + self._b1, 0.0)
         h = np.maximum(h @ self._w2 + self._b2, 0.0)
         return h @ self._w3
 

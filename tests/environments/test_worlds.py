@@ -164,6 +164,8 @@ BAD_VALUES = [
     ("banditrec/Wheel-v0", {"delta": "0.5"}, "delta", "0.5"),
     ("banditrec/Wheel-v0", {"mu_centre": "1.2"}, "mu_centre", "1.2"),
     ("banditrec/Wheel-v0", {"sigma_large": None}, "sigma_large", None),
+    ("banditrec/Nonlinear-v0", {"products": "false"}, "products", "false"),
+    ("banditrec/Nonlinear-v0", {"products": 0}, "products", 0),
 ]
 
 
@@ -191,3 +193,30 @@ def test_wheel_noise_follows_the_arm_not_the_value():
     outer = np.einsum("bd,bd->b", obs.user_features, obs.user_features) > 0.5**2
     _, rewards, _, _ = env.step_batch(quadrant)
     assert abs(np.std(rewards[outer] - 50.0) - 2.0) < 0.1 and abs(np.std(rewards[~outer] - 1.0) - 0.01) < 0.001
+
+
+@pytest.mark.parametrize("products", [True, False])
+def test_nonlinear_truth_is_the_documented_network_with_or_without_the_product(products):
+    # products=False drops user ⊙ item from the truth's input and changes nothing else: the same
+    # items, weights and standardisation sample; the default is the world as it always was
+    from banditrec.environments import NonlinearWorld
+
+    world = NonlinearWorld(n_items=30, n_candidates=6, world_seed=4, products=products)
+    obs = world.sample_users(5, np.random.default_rng(1))
+    u = np.broadcast_to(obs.user_features[:, None, :], obs.item_features.shape)
+    v = obs.item_features
+    x = np.concatenate([u, v, u * v if products else np.zeros_like(u)], axis=-1)
+    h = np.maximum(np.maximum(x @ world._w1 + world._b1, 0.0) @ world._w2 + world._b2, 0.0)
+    z = (h @ world._w3 - world._shift) / world._spread
+    np.testing.assert_allclose(world.expected_rewards(obs), 1 / (1 + np.exp(-world.scale * z)), rtol=1e-12)
+    default = NonlinearWorld(n_items=30, n_candidates=6, world_seed=4)
+    np.testing.assert_array_equal(default.item_vectors, world.item_vectors)
+    # standardised on its own network: logits of unit spread around 0 on fresh users
+    many = world.sample_users(2000, np.random.default_rng(2))
+    logits = world._network(np.broadcast_to(many.user_features[:, None, :], many.item_features.shape), many.item_features)
+    z = (logits - world._shift) / world._spread
+    assert abs(z.mean()) < 0.1 and 0.85 < z.std() < 1.15, (z.mean(), z.std())
+    if products:
+        np.testing.assert_array_equal(default.expected_rewards(obs), world.expected_rewards(obs))
+    else:
+        assert not np.allclose(default.expected_rewards(obs), world.expected_rewards(obs))
