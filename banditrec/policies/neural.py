@@ -720,10 +720,10 @@ class NeuralEstimator:
         self.init_state_: dict[str, torch.Tensor] | None = None
         self.anchor_pairs_: list[tuple[torch.Tensor, torch.Tensor]] = []
         if self.training.anchored:
-            self.init_state_ = {k: v.detach().clone() for k, v in self.model_.state_dict(keep_vars=False).items()}
+            self.init_state_ = {k: v.detach().clone() for k, v in self.model_.state_dict().items()}
             if self.training.anchor > 0:
                 self.anchor_pairs_ = [(p, self.init_state_[name]) for name, p in self.model_.named_parameters()
-                                      if p.requires_grad and name in self.init_state_]
+                                      if p.requires_grad]
         graphed = self.training.graphed_on(self.device_) and self.head_fit != "xu"
         self.optimizer_ = self.training.make_optimizer(self.model_.parameters(), capturable=graphed)
         self.loss_fn_ = loss_function(self.loss)
