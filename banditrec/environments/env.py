@@ -66,6 +66,41 @@ def _host_expected(obs: Observation, expected: Any) -> np.ndarray:
     return np.where(to_numpy(obs.mask), to_numpy(expected), np.nan)
 
 
+def _copy(values: np.ndarray | torch.Tensor) -> np.ndarray | torch.Tensor:
+    return values.clone() if isinstance(values, torch.Tensor) else values.copy()
+
+
+#: the dtypes a batch on a device has (``Observation.coerce``); floating features keep theirs
+_DEVICE_DTYPES = {"item_ids": torch.int64, "user_ids": torch.int64, "mask": torch.bool}
+
+
+def _device_dtype(name: str, value: torch.Tensor) -> torch.Tensor:
+    if name in _DEVICE_DTYPES:
+        return value.to(_DEVICE_DTYPES[name])
+    return value if value.is_floating_point() else value.to(torch.get_default_dtype())
+
+
+#: tensor dtypes the device check takes as they are (the others go through the host check)
+_DEVICE_ACTION_DTYPES = (torch.int64, torch.int32, torch.int16, torch.int8, torch.uint8,
+                         torch.float64, torch.float32, torch.float16, torch.bfloat16, torch.bool)
+
+
+def _action_array(actions: Any) -> np.ndarray:
+    """``actions`` as a numpy array, or :class:`InvalidActionError` for what is not one (a ragged
+    list, None inside, a tensor that requires grad is taken as its values)."""
+    if isinstance(actions, torch.Tensor):
+        actions = actions.detach().cpu().numpy()
+    try:
+        arr = np.asarray(actions)
+    except (ValueError, TypeError) as e:
+        raise InvalidActionError(f"actions must be an array of integer candidate indices, one per user: {e}") from None
+    if arr.dtype.kind not in "iu" and not (
+        arr.dtype.kind == "f" and np.all(np.isfinite(arr)) and np.all(arr == np.round(arr))
+    ):
+        raise InvalidActionError(f"actions must be integer candidate indices, got dtype {arr.dtype}: {arr.ravel()[:5]}")
+    return arr
+
+
 class BanditCore:
     """The simulation step shared by both adapters.
 
@@ -136,7 +171,9 @@ class BanditCore:
             # named here rather than failing inside the simulator's own code (a device assert on CUDA)
             (obs_host,) = host_copy(obs)
             obs_host = check_observation(sim, obs_host, self.batch_size)
-            obs = Observation(**{f.name: getattr(obs, f.name).clone() for f in fields(obs)})  # see checks._owned
+            # owned copies (see checks._owned), in the dtypes the device contract has: int64 ids, a
+            # bool mask and floating features (int32 ids pass the host check, which converts them)
+            obs = Observation(**{f.name: _device_dtype(f.name, getattr(obs, f.name)).clone() for f in fields(obs)})
             expected = sim.expected_rewards(obs)
             check_device_answer(sim, "expected_rewards", {"expected rewards": expected})
             check_expected_rewards(sim, to_numpy(expected), obs_host, self._binary)
@@ -161,33 +198,37 @@ class BanditCore:
         (a tensor on the simulator's device when it has one)."""
         if self.device is not None:
             return self._check_device_actions(actions)
-        arr = np.asarray(actions)
-        if arr.shape != (self.batch_size,):
-            if arr.size == self.batch_size and arr.ndim <= 1:
-                arr = arr.reshape(self.batch_size)
-            else:
-                raise InvalidActionError(f"expected {self.batch_size} actions (one per user), got shape {arr.shape}")
-        if arr.dtype.kind not in "iu" and not (
-            arr.dtype.kind == "f" and np.all(np.isfinite(arr)) and np.all(arr == np.round(arr))
-        ):
-            raise InvalidActionError(f"actions must be integer candidate indices, got dtype {arr.dtype}: {arr[:5]}")
-        K = self.simulator.n_candidates
-        lo, hi = arr.min(), arr.max()
-        if lo < 0 or hi >= K:  # before the cast to int64, which would wrap 1e20 to -2**63 in the message
-            bad = (arr < 0) | (arr >= K)
-            i = int(np.flatnonzero(bad)[0])
-            raise InvalidActionError(f"action {int(arr[i])} for user {i} is outside the candidates [0, {K})")
-        arr = arr.astype(np.int64, copy=False)
+        arr = self._host_actions(actions)
         on_masked = ~self.obs.mask[self._rows, arr]
         if on_masked.any():
             i = int(np.flatnonzero(on_masked)[0])
             raise InvalidActionError(f"action {int(arr[i])} for user {i} is a masked (unavailable) candidate")
         return arr
 
+    def _host_actions(self, actions: Any) -> np.ndarray:
+        """Shape, dtype and range of ``actions`` checked on the host: int64, shape (B,)."""
+        arr = _action_array(actions)
+        if arr.shape != (self.batch_size,):
+            if arr.size == self.batch_size and arr.ndim <= 1:
+                arr = arr.reshape(self.batch_size)
+            else:
+                raise InvalidActionError(f"expected {self.batch_size} actions (one per user), got shape {arr.shape}")
+        K = self.simulator.n_candidates
+        lo, hi = arr.min(), arr.max()
+        if lo < 0 or hi >= K:  # before the cast to int64, which would wrap 1e20 to -2**63 in the message
+            bad = (arr < 0) | (arr >= K)
+            i = int(np.flatnonzero(bad)[0])
+            raise InvalidActionError(f"action {int(arr[i])} for user {i} is outside the candidates [0, {K})")
+        return arr.astype(np.int64, copy=False)
+
     def _check_device_actions(self, actions: Any) -> torch.Tensor:
         """:meth:`check_actions` on the device: shape and dtype from metadata, one host read for
         the values (range and mask)."""
-        t = actions if isinstance(actions, torch.Tensor) else torch.as_tensor(np.asarray(actions))
+        if not isinstance(actions, torch.Tensor) or actions.dtype not in _DEVICE_ACTION_DTYPES:
+            # lists, numpy arrays and unusual tensor dtypes (uint64, which torch cannot compare):
+            # shape, dtype and range on the host, then the mask on the device
+            actions = torch.as_tensor(self._host_actions(actions), device=self.device)
+        t = actions
         B, K = self.batch_size, self.simulator.n_candidates
         if tuple(t.shape) != (B,):
             if t.numel() == B and t.ndim <= 1:
@@ -218,15 +259,20 @@ class BanditCore:
         best = where(obs.mask, expected, -np.inf).max(axis=1)
         if self.device is not None:
             best = best.values
-        rewards = sim.sample_rewards(obs, actions, chosen, self.rng)
         if self.validate:
+            # a user simulator gets copies of what the env reports from: one that changes its
+            # arguments in place (`expected += noise`) must not change the regret or the actions
+            rewards = sim.sample_rewards(obs, _copy(actions), _copy(chosen), self.rng)
             if self.device is not None:
                 check_device_answer(sim, "sample_rewards", {"rewards": rewards})
                 check_rewards(sim, host_copy(obs, rewards)[1], self.batch_size, self._binary)
-                rewards = rewards.to(torch.float64)
+                rewards = rewards.to(dtype=torch.float64, copy=True)  # a refilled buffer stays the simulator's
             else:
                 rewards = check_rewards(sim, rewards, self.batch_size, self._binary)
-        sim.update(obs, actions, rewards)
+            sim.update(obs, _copy(actions), _copy(rewards))
+        else:
+            rewards = sim.sample_rewards(obs, actions, chosen, self.rng)
+            sim.update(obs, actions, rewards)
         self.steps += 1
         truncated = self.max_episode_steps is not None and self.steps >= self.max_episode_steps
         next_obs, next_expected = self._arrive()

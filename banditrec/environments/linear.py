@@ -113,7 +113,8 @@ class LinearWorld(UserSimulator):
             z = np.einsum("bd,bkd->bk", obs.user_features, self.theta[obs.item_ids])
         if self.reward == "gaussian":
             return z
-        return 1.0 / (1.0 + np.exp(-self.scale * z))
+        with np.errstate(over="ignore"):  # exp(-scale z) → inf at a large scale: probability 0, exactly
+            return 1.0 / (1.0 + np.exp(-self.scale * z))
 
     def sample_rewards(self, obs, actions, expected, rng):
         if self.reward == "gaussian":

@@ -88,6 +88,14 @@ class NonlinearWorld(UserSimulator):
         v = self.item_vectors[rng.integers(0, n_items, 4096)]
         raw = self._network(u, v)
         self._shift, self._spread = float(raw.mean()), float(raw.std() + 1e-12)
+        if raw.std() <= 1e-9 * (1.0 + abs(raw.mean())):
+            # every ReLU unit dead (likely with a few hidden units): every expected reward would be
+            # 0.5 and every policy's regret 0, a silent non-experiment
+            raise ValueError(
+                f"the random truth network for hidden={hidden}, world_seed={world_seed} is constant "
+                "(all its ReLU units are dead): every candidate would be a coin flip; "
+                "use a larger hidden or another world_seed"
+            )
 
     def _network(self, u: np.ndarray, v: np.ndarray) -> np.ndarray:
         if self.products:
@@ -105,7 +113,8 @@ class NonlinearWorld(UserSimulator):
     def expected_rewards(self, obs: Observation) -> np.ndarray:
         u = np.broadcast_to(obs.user_features[:, None, :], obs.item_features.shape[:2] + (self.user_dim,))
         z = (self._network(u, obs.item_features) - self._shift) / self._spread
-        return 1.0 / (1.0 + np.exp(-self.scale * z))
+        with np.errstate(over="ignore"):  # exp(-scale z) → inf at a large scale: probability 0, exactly
+            return 1.0 / (1.0 + np.exp(-self.scale * z))
 
     def sample_rewards(self, obs, actions, expected, rng):
         return (rng.random(expected.shape) < expected).astype(np.float64)

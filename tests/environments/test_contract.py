@@ -12,6 +12,7 @@ import warnings
 import gymnasium as gym
 import numpy as np
 import pytest
+import torch
 from gymnasium.utils.env_checker import check_env
 
 from banditrec.environments import (
@@ -232,6 +233,10 @@ class ToyShop(UserSimulator):
         if self.bug == "global_clicks":
             rng = np.random.default_rng(np.random.randint(2**31))
         r = (rng.random(expected.shape) < expected).astype(float)
+        if self.bug == "changes_arguments":  # in place: neither the reported regret nor the actions may move
+            expected += 0.3
+            actions[:] = 0
+        r = self._out("rewards", r)
         if self.bug == "nan_rewards":
             r[0] = np.nan
         if self.bug == "reward_shape":
@@ -287,6 +292,32 @@ def test_a_simulator_that_refills_its_arrays_plays_as_one_that_returns_fresh_one
         return np.concatenate(regrets)
 
     np.testing.assert_array_equal(play(reuse=True), play(reuse=False))
+
+
+def test_each_steps_rewards_stay_as_drawn_when_the_simulator_refills_one_array(toy_id):
+    # check_rewards kept a float64 array as it came: every logged step held the last step's clicks
+    def rewards(reuse: bool):
+        env = make_vector_env(toy_id, num_envs=8, reuse=reuse)
+        env.reset(seed=0)
+        return [env.step_batch(np.arange(8) % 4)[1] for _ in range(30)]
+
+    refilled, fresh = rewards(True), rewards(False)
+    np.testing.assert_array_equal(np.stack(refilled), np.stack(fresh))
+    assert len({tuple(r) for r in fresh}) > 1
+
+
+def test_a_simulator_changing_its_arguments_in_place_changes_no_reported_number(toy_id):
+    env, twin = make_vector_env(toy_id, num_envs=6, bug="changes_arguments"), make_vector_env(toy_id, num_envs=6)
+    _, info = env.reset(seed=0)
+    twin.reset(seed=0)
+    for t in range(5):
+        expected = info["expected_rewards"]
+        actions = np.full(6, t % 4)
+        _, _, _, info = env.step_batch(actions)
+        _, _, _, twin_info = twin.step_batch(actions)
+        np.testing.assert_array_equal(actions, np.full(6, t % 4))
+        np.testing.assert_array_equal(info["regret"], expected.max(1) - expected[np.arange(6), t % 4])
+        np.testing.assert_array_equal(info["regret"], twin_info["regret"])
 
 
 @pytest.mark.parametrize(
@@ -410,6 +441,10 @@ def test_observation_rows_index_like_a_sequence():
         (lambda a, m: np.full(a.size, np.nan), "must be integer candidate indices"),
         # quoted as given: the cast to int64 wrapped it to -9223372036854775808 (and warned)
         (lambda a, m: np.where(np.arange(a.size) == 2, 1e20, a), r"action 100000000000000000000 for user 2 is outside"),
+        # numpy's own errors before: an inhomogeneous shape, a tensor that requires grad
+        (lambda a, m: [[0], [0, 1]] + [[0]] * (a.size - 2), "array of integer candidate indices"),
+        (lambda a, m: np.array([str(x) for x in a]), "must be integer candidate indices"),
+        (lambda a, m: torch.tensor(a + 0.5, requires_grad=True), "must be integer candidate indices"),
     ],
 )
 def test_invalid_actions_raise_and_leave_the_env_untouched(toy_id, make_actions, message):

@@ -197,6 +197,64 @@ class _Refilling(DeviceWorld):
     def expected_rewards(self, obs):
         return self._out("expected", super().expected_rewards(obs))
 
+    def sample_rewards(self, obs, actions, expected, rng=None):
+        expected += 0.25  # a simulator changing its argument in place: not the env's reported regret
+        return self._out("rewards", super().sample_rewards(obs, actions, expected.clamp(0, 1), rng))
+
+
+def test_a_device_simulator_refilling_its_rewards_or_changing_its_arguments_changes_no_reported_number(world):
+    env = BanditVectorEnv(_Refilling(world, "cpu"), num_envs=64, validate=True)
+    env.reset(seed=0)
+    kept, regret_ok = [], True
+    for t in range(5):
+        expected = env.core.expected.clone()
+        actions = torch.full((64,), t % 8, dtype=torch.int64)
+        _, rewards, _, info = env.step_batch(actions)
+        kept.append((rewards, rewards.clone()))
+        regret_ok &= torch.equal(info["regret"], expected.amax(1) - expected[torch.arange(64), actions])
+        assert torch.equal(actions, torch.full((64,), t % 8))
+    assert regret_ok
+    for rewards, copy in kept:  # the simulator refilled one tensor each step; each step's rewards stayed
+        assert torch.equal(rewards, copy)
+    assert len({tuple(r.tolist()) for r, _ in kept}) > 1
+
+
+class _Int32Ids(DeviceWorld):
+    def sample_users(self, batch_size, rng):
+        obs = super().sample_users(batch_size, rng)
+        return Observation(obs.user_features, obs.item_features, obs.item_ids.int(), obs.mask, obs.user_ids.int())
+
+
+def test_a_device_simulators_int32_ids_become_the_contracts_int64(world):
+    # the host check converts them; the batch on the device kept int32 while marked as checked,
+    # and a policy's own check then refused it (observation item_ids must be int64)
+    env = BanditVectorEnv(_Int32Ids(world, "cpu"), num_envs=6, validate=True)
+    env.reset(seed=0)
+    obs = env.observation
+    assert obs.item_ids.dtype == torch.int64 and obs.user_ids.dtype == torch.int64 and obs.mask.dtype == torch.bool
+    assert Observation.coerce(Observation(*(getattr(obs, f) for f in ("user_features", "item_features", "item_ids", "mask", "user_ids")))) is not None
+    policy = make_policy("LinUCB", seed=0)
+    actions, _ = policy.act(obs)
+    env.step_batch(actions)
+
+
+@pytest.mark.parametrize(
+    ("actions", "message"),
+    [
+        (np.array(["0", "1", "0", "0", "0", "0"]), "integer candidate indices"),
+        (np.array([0, None, 0, 0, 0, 0], dtype=object), "integer candidate indices"),
+        ([[0], [1, 2], [0], [0], [0], [0]], "array of integer candidate indices"),
+        (np.array([2**63 + 5, 0, 0, 0, 0, 0], dtype=np.uint64), r"action 9223372036854775813 for user 0 is outside"),
+        (torch.tensor([2**63 + 5, 0, 0, 0, 0, 0], dtype=torch.uint64), r"action 9223372036854775813 for user 0 is outside"),
+    ],
+)
+def test_malformed_actions_on_the_device_get_the_hosts_errors(world, actions, message):
+    env = BanditVectorEnv(DeviceWorld(world, "cpu"), num_envs=6, validate=True)
+    env.reset(seed=0)
+    with pytest.raises(InvalidActionError, match=message):
+        env.step_batch(actions)
+    env.step_batch(torch.zeros(6, dtype=torch.int64, requires_grad=False))
+
 
 def test_a_device_simulator_refilling_its_tensors_leaves_earlier_batches_intact(world):
     env = BanditVectorEnv(_Refilling(world, "cpu"), num_envs=4, validate=True)

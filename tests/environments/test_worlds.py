@@ -4,6 +4,7 @@ world's optimum, candidate masks, and constructor validation."""
 from __future__ import annotations
 
 import re
+import warnings
 
 import numpy as np
 import pytest
@@ -173,6 +174,27 @@ BAD_VALUES = [
 def test_bad_world_parameters_raise_value_error_quoting_them(env_id, kwargs, name, value):
     with pytest.raises(ValueError, match=re.escape(name) + ".*" + re.escape(repr(value))):
         make_vector_env(env_id, num_envs=2, **kwargs)
+
+
+def test_a_nonlinear_world_whose_random_truth_is_dead_is_refused():
+    # hidden=1, world_seed=1: the one ReLU unit never fires, every expected reward was 0.5 and
+    # every policy's regret 0, with no error
+    with pytest.raises(ValueError, match=r"hidden=1, world_seed=1 is constant"):
+        make_vector_env("banditrec/Nonlinear-v0", num_envs=2, hidden=1, world_seed=1)
+    env = make_vector_env("banditrec/Nonlinear-v0", num_envs=64, hidden=1, world_seed=0)
+    _, info = env.reset(seed=0)
+    assert np.ptp(info["expected_rewards"]) > 0.5
+
+
+@pytest.mark.parametrize("env_id", ["banditrec/Linear-v0", "banditrec/Nonlinear-v0"])
+def test_a_large_scale_saturates_the_click_probabilities_without_warnings(env_id):
+    env = make_vector_env(env_id, num_envs=8, scale=1000.0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # exp overflowed with a RuntimeWarning on every step
+        _, info = env.reset(seed=0)
+        env.step_batch(np.zeros(8, dtype=np.int64))
+    e = info["expected_rewards"]
+    assert np.all((e >= 0) & (e <= 1)) and np.isin(e, (0.0, 1.0)).mean() > 0.5
 
 
 def test_quoted_float_parameter_says_to_drop_the_quotes():
