@@ -215,6 +215,8 @@ class Observation:
         """
         if isinstance(obs, Observation):
             if obs.is_checked:
+                if obs.batch_size == 0:  # a checked batch's empty row selection (obs[mask] with no row)
+                    raise ValueError("observation has no users (B = 0): a policy decides and learns for B >= 1 users")
                 return obs
             if obs.on_device:
                 _check_device_structure(obs)

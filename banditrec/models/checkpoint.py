@@ -187,6 +187,13 @@ def load_model(
     if map_location is None:
         first = next(iter(model.state_dict().values()), None)
         map_location = first.device if first is not None else "cpu"
+    else:  # an unusable device is the argument's fault, not the file's ("it is damaged" before)
+        from banditrec.models.device import resolve_device
+
+        try:
+            map_location = resolve_device(map_location)
+        except (TypeError, ValueError, RuntimeError) as exc:
+            raise ValueError(f"map_location: {exc}") from None
     what = "a readable banditrec model checkpoint (written by save_model)"
     payload = read_checkpoint(path, map_location, what, label=repr(str(path)))
     if isinstance(payload, dict) and "n_decisions_" in payload:  # what save_policy writes

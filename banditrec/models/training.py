@@ -394,9 +394,20 @@ def _child_seed(rng: np.random.Generator) -> int:
     return int(child.integers(2**63))
 
 
+def no_gradient_message(model: nn.Module) -> str:
+    """The error for a model whose output does not depend on its trainable parameters."""
+    return (
+        f"{type(model).__name__}'s output does not depend on its trainable parameters (no gradient reaches "
+        "them): does its forward run under torch.no_grad() or detach() its result? A model trained online or "
+        "pretrained must return scores autograd can differentiate"
+    )
+
+
 @contextlib.contextmanager
-def _forked_torch_rng(device: torch.device, seed: int):
-    """Seed torch's generator for ``device`` (and the CPU's) inside, restore the caller's after."""
+def forked_torch_rng(device: torch.device, seed: int):
+    """Seed torch's generator for ``device`` (and the CPU's) inside, restore the caller's after:
+    a model that draws from torch's global generator while it trains (dropout) trains the same
+    way for the same seed, and the caller's stream is left as it was."""
     cuda = [device.index if device.index is not None else torch.cuda.current_device()] if device.type == "cuda" else []
     with torch.random.fork_rng(devices=cuda):
         torch.default_generator.manual_seed(seed)
@@ -556,7 +567,7 @@ def _pretrain(
     # Dropout and other random layers draw from torch's global generator: seed a private fork of it
     # so the same seed gives the same weights (spawn leaves rng's own stream, the split's and the
     # shuffles', as it was).
-    with _forked_torch_rng(dev, _child_seed(rng)):
+    with forked_torch_rng(dev, _child_seed(rng)):
         best_val, best_epoch, best_state = float("inf"), 0, None
         train_loss = float("nan")
         epoch = 0
@@ -572,6 +583,8 @@ def _pretrain(
                         f"pretrain: the {loss} loss became {float(value.detach())} at epoch {epoch}, step {step} "
                         f"(lr={lr}); check the inputs for extreme values or lower the learning rate"
                     )
+                if not value.requires_grad:
+                    raise ValueError(no_gradient_message(model))
                 optimizer.zero_grad()
                 value.backward()
                 optimizer.step()

@@ -65,7 +65,43 @@ def policy_state(policy: Policy) -> dict[str, Any]:
     if estimator is not None:
         state["estimator_class"] = type(estimator).__name__
         state["estimator"] = _learned(estimator)
+    own = _own_learned(policy)
+    if own:  # a user's Policy subclass keeps what it learns on itself (the built-in ones: none)
+        state["policy"] = own
     return state
+
+
+def _own_learned(policy: Policy) -> dict[str, Any]:
+    """A policy's own learned state: its ``state_dict()`` if it defines one, else its attributes
+    ending in ``_`` (the convention :meth:`Policy.get_params` documents) but the decision counter;
+    each must be arrays, tensors, numbers, strings or containers of them (what a checkpoint read
+    with ``weights_only=True`` holds)."""
+    if callable(getattr(policy, "state_dict", None)):
+        own = {"__state_dict__": policy.state_dict()}
+    else:
+        own = {k: v for k, v in vars(policy).items() if k.endswith("_") and not k.startswith("_") and k != "n_decisions_"}
+    for key, value in own.items():
+        bad = _unsaveable(value)
+        if bad is not None:
+            raise TypeError(
+                f"cannot checkpoint {type(policy).__name__}.{key}: it holds a {bad}; a checkpoint keeps arrays, "
+                "tensors, numbers, strings and lists/tuples/dicts of them (give the policy state_dict() and "
+                "load_state_dict() to save something else)"
+            )
+    return own
+
+
+def _unsaveable(value: Any) -> str | None:
+    """The type name of the first thing in ``value`` a checkpoint cannot hold, or None."""
+    if value is None or isinstance(value, (bool, int, float, complex, str, bytes, np.ndarray, np.generic, torch.Tensor)):
+        return None
+    if isinstance(value, dict):
+        items = [*value.keys(), *value.values()]
+    elif isinstance(value, (list, tuple)):
+        items = list(value)
+    else:
+        return type(value).__name__
+    return next((bad for bad in map(_unsaveable, items) if bad is not None), None)
 
 
 def load_policy_state(policy: Policy, state: dict[str, Any]) -> Policy:
@@ -103,6 +139,15 @@ def _load_policy_state(policy: Policy, state: dict[str, Any]) -> Policy:
                 f"the checkpoint's estimator state lacks the entry {exc.args[0]!r} "
                 "(damaged, or written by something else)"
             ) from exc
+    own = state.get("policy")
+    if own is not None:
+        if "__state_dict__" in own:
+            if not callable(getattr(policy, "load_state_dict", None)):
+                raise ValueError(f"the checkpoint holds a state_dict() of {state['class']}, and this policy has no load_state_dict()")
+            policy.load_state_dict(own["__state_dict__"])
+        else:
+            for key, value in own.items():
+                setattr(policy, key, value)
     policy.rng.bit_generator.state = state["rng"]
     policy.n_decisions_ = int(state["n_decisions_"])
     inspection = state.get("inspection")  # absent from checkpoints written before it was saved
@@ -145,6 +190,13 @@ def save_policy(policy: Policy, path: str | os.PathLike) -> Path:
 
 def load_policy(policy: Policy, path: str | os.PathLike) -> Policy:
     """Load a checkpoint written by :func:`save_policy` into ``policy`` (same factory and arguments)."""
+    if isinstance(path, Policy) and not isinstance(policy, Policy):
+        raise TypeError("load_policy takes (policy, path): the arguments are swapped")
+    if not isinstance(policy, Policy):
+        raise TypeError(
+            f"load_policy needs a Policy built with the same factory and arguments as the saved one, got "
+            f"{type(policy).__name__} {policy!r:.60}; e.g. load_policy(NeuralLinear(seed=0), path)"
+        )
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"no policy checkpoint at {path}")

@@ -55,7 +55,7 @@ from banditrec.models.checkpoint import check_state_compatible
 from banditrec.models.device import resolve_device, torch_threads
 from banditrec.models.multi_output import MultiOutputMLP
 from banditrec.models.optim import OPTIMIZERS, make_optimizer
-from banditrec.models.training import LOSSES, loss_function
+from banditrec.models.training import LOSSES, forked_torch_rng, loss_function, no_gradient_message
 from banditrec.policies import compiled_training, ridge_kernels
 from banditrec.policies.base import Policy, repeated_slots
 from banditrec.policies.compiled_training import CompiledMLPTrainer
@@ -454,6 +454,11 @@ class _LastLayerHead:
             setattr(self.ridge, k, v.numpy().copy() if isinstance(v, torch.Tensor) else copy.deepcopy(v))
 
 
+def _round_seed(indices: np.ndarray, n_rounds: int) -> int:
+    """A seed for torch's generator during one training round, from its minibatch rows."""
+    return int(np.random.SeedSequence([n_rounds, *indices.ravel()[:8].tolist()]).generate_state(1, np.uint64)[0] >> 1)
+
+
 class _GradientDiagHead:
     """Gradient features with a diagonal design matrix (NeuralUCB / NeuralTS, diagonal form)."""
 
@@ -468,6 +473,7 @@ class _GradientDiagHead:
                 f"{type(model).__name__} has none; use uncertainty='last_layer'"
             )
         self.model, self.sigmoid, self.lam = model, sigmoid, lam
+        self.differentiable_ = False
         n_params = sum(p.numel() for n, p in model.named_parameters() if n in self.names)
         first = next(model.parameters())
         self.Z = torch.full((n_params,), float(lam), dtype=torch.float32, device=first.device)
@@ -481,6 +487,12 @@ class _GradientDiagHead:
     def gradients(self, user, items, item_ids, user_ids) -> torch.Tensor:
         """g for every candidate: inputs (B, d_u), (B, K, d_i), (B, K), (B,) → (B, K, p)."""
         B, K = item_ids.shape
+        if not self.differentiable_:  # once: a forward under no_grad() gave g = 0, widths 0, a greedy policy
+            with torch.enable_grad():
+                probe = self.model(user[:1], items[:1, :1], item_ids[:1, :1], user_ids[:1])
+            if not probe.requires_grad:
+                raise ValueError(no_gradient_message(self.model))
+            self.differentiable_ = True
         params = {n: p.detach() for n, p in self.model.named_parameters() if n in self.names}
         per_sample = torch.func.vmap(torch.func.grad(self._prediction), in_dims=(None, 0, 0, 0, 0))
         u = user[:, None, :].expand(-1, K, -1).reshape(B * K, -1)
@@ -628,6 +640,15 @@ class NeuralEstimator:
             raise ValueError(f"head must be one of {HEADS}, got {head!r}")
         if head != "shared" and uncertainty != "last_layer":
             raise ValueError(f"head={head!r} applies to uncertainty='last_layer' only, got uncertainty={uncertainty!r}")
+        if uncertainty == "last_layer" and head == "shared" and (
+            model == "multi_output" or isinstance(model, MultiOutputMLP)
+        ):
+            # its embedding is φ(user), the same for every candidate: one shared regression on it
+            # scores every candidate alike, and decisions are tie-breaking (Random's regret)
+            raise ValueError(
+                "model='multi_output' embeds the user only, so a shared last-layer head cannot tell the "
+                "candidates apart; use head='per_item' (one regression per arm, Riquelme et al.'s NeuralLinear)"
+            )
         if loss not in LOSSES:
             raise ValueError(f"loss must be one of {LOSSES}, got {loss!r}")
         training = OnlineTraining() if training is None else training
@@ -1121,9 +1142,14 @@ class NeuralEstimator:
                 elif self.graph_rounds_ is not None:
                     losses = self.graph_rounds_(indices, lrs)
                 else:
-                    losses = eager_round(
-                        self.optimizer_, self._train_step, torch.as_tensor(indices, device=self.device_), lrs
-                    )
+                    # torch's global generator seeded from the round (a model's dropout draws from
+                    # it) and restored after: the same seed trains the same, and the caller's
+                    # stream is untouched. Derived from the round's minibatches, so the estimator's
+                    # own stream gives no extra draw and every earlier number stays as it was.
+                    with forked_torch_rng(self.device_, _round_seed(indices, self.n_rounds_)):
+                        losses = eager_round(
+                            self.optimizer_, self._train_step, torch.as_tensor(indices, device=self.device_), lrs
+                        )
                 self._check_losses(losses, lrs[0])
                 self.n_rounds_ += 1
         finally:
@@ -1148,6 +1174,8 @@ class NeuralEstimator:
         else:
             out = check_scores(net(user, items, item_ids, user_ids), index.numel(), 1, type(net).__name__)
             value = self.loss_fn_(out[:, 0], target)
+        if not out.requires_grad:  # metadata: no read; torch's "element 0 ... does not require grad" before
+            raise ValueError(no_gradient_message(net))
         if self.anchor_pairs_:  # anchor / 2 · ‖θ − θ₀‖²
             value = value + 0.5 * self.training.anchor * sum(((p - p0) ** 2).sum() for p, p0 in self.anchor_pairs_)
         self.optimizer_.zero_grad()

@@ -157,8 +157,16 @@ def fresh_params(params: Mapping[str, Any]) -> dict[str, Any]:
 def make_policy(name: str, seed=None, **params: Any) -> Policy:
     """Build a policy by type name (or import path) with validated hyperparameters."""
     factory = _resolve(name)
-    sig = inspect.signature(factory)
+    contract = "a policy factory is called as factory(seed=..., **params) and returns a banditrec Policy"
+    if not callable(factory):
+        raise TypeError(f"policy type {name!r} is a {type(factory).__name__}, not a policy factory: {contract}")
+    try:
+        sig = inspect.signature(factory)
+    except (TypeError, ValueError):  # a builtin without a signature
+        raise TypeError(f"policy type {name!r} is not a policy factory: {contract}") from None
     accepts_any = any(p.kind is inspect.Parameter.VAR_KEYWORD for p in sig.parameters.values())
+    if "seed" not in sig.parameters and not accepts_any:
+        raise TypeError(f"policy factory {name!r} takes no seed argument: {contract}")
     unknown = set(params) - set(sig.parameters) - {"seed"}
     if unknown and not accepts_any:
         from banditrec.config import did_you_mean

@@ -194,3 +194,15 @@ def test_a_flipped_byte_in_the_archive_directory_is_refused_not_loaded_as_garbag
         for key, value in model.state_dict().items():  # loaded: then it must be the saved weights
             torch.testing.assert_close(fresh.state_dict()[key], value, rtol=0, atol=0)
     assert refused >= 1
+
+
+@pytest.mark.parametrize(("where", "message"), [
+    ("bogus", r"map_location: unknown device 'bogus'"),
+    (5, r"map_location: device must be a string or a torch.device, got int"),
+])
+def test_a_bad_map_location_is_the_arguments_fault_not_the_files(tmp_path, where, message):
+    # the file was reported as "damaged" for a device the machine lacks or a misspelt one
+    save_model(build_model("mlp", 3, 2, hidden=(8,), seed=0), tmp_path / "m.pt")
+    with pytest.raises(ValueError, match=message):
+        load_model(build_model("mlp", 3, 2, hidden=(8,), seed=0), tmp_path / "m.pt", map_location=where)
+    load_model(build_model("mlp", 3, 2, hidden=(8,), seed=0), tmp_path / "m.pt", map_location="cpu")

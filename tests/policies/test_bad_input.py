@@ -532,8 +532,8 @@ def test_item_ids_beyond_a_multi_output_networks_outputs_are_the_models_error_on
         pytest.importorskip("numba")
     env = make_vector_env("banditrec/Linear-v0", num_envs=8, n_items=5, context_dim=4)
     env.reset(seed=0)
-    policy = NeuralLinear(model="multi_output", engine=engine, model_options={"n_items": 4}, hidden=(8,),
-                          seed=0, train_every=8, train_steps=4)
+    policy = NeuralLinear(model="multi_output", head="per_item", engine=engine, model_options={"n_items": 4},
+                          hidden=(8,), seed=0, train_every=8, train_steps=4)
     with pytest.raises(ValueError, match=r"MultiOutputMLP has 4 outputs \(n_items=4\) but got item ids in \[0, 4\]"):
         for _ in range(20):
             obs = env.observation
@@ -589,7 +589,7 @@ def test_a_built_in_model_fed_features_of_another_size_names_both_sizes():
     with pytest.raises(ValueError, match=rf"TwoTower was built for item features of size {d_i + 2}"):
         NeuralEpsilonGreedy(model=wrong_item, seed=0).act(obs)
     # A multi-output network ignores item features: only the user size must match.
-    NeuralLinear(model=build_model("multi_output", d_u, d_i + 3, (8,), n_items=5, seed=0), seed=0).act(obs)
+    NeuralLinear(model=build_model("multi_output", d_u, d_i + 3, (8,), n_items=5, seed=0), head="per_item", seed=0).act(obs)
     n = 64
     rng = np.random.default_rng(0)
     logs = LogArrays(rng.normal(size=(n, d_u)), rng.normal(size=(n, d_i + 2)), rng.integers(0, 5, n),
@@ -699,3 +699,78 @@ def test_nan_scores_are_an_error_not_slot_zero_with_an_infinite_propensity():
     assert 0.35 < np.mean(chosen) < 0.65  # the tied row's two candidates, each about half the time
     with pytest.raises(ValueError, match="prior_mean must be a finite number, got nan"):
         ItemStatistics(prior_mean=float("nan"))
+
+
+# ------------------------------------------------------------ found by an audit (nineteenth session)
+def test_a_shared_last_layer_head_on_a_multi_output_network_is_refused():
+    # its embedding is φ(user) for every candidate: every candidate scored alike, decisions were
+    # tie-breaking (regret 727.6 against Random's 738.1 over 1,600 decisions), with no error
+    for factory in (NeuralLinear, lambda **kw: make_policy("NeuralUCB", **kw), lambda **kw: make_policy("NeuralTS", **kw)):
+        with pytest.raises(ValueError, match=r"model='multi_output' embeds the user only.*use head='per_item'"):
+            factory(model="multi_output", model_options={"n_items": 5}, seed=0)
+    NeuralLinear(model="multi_output", model_options={"n_items": 5}, head="per_item", seed=0)
+    NeuralEpsilonGreedy(model="multi_output", model_options={"n_items": 5}, seed=0)  # scores by its outputs
+
+
+class _Detached(torch.nn.Module):
+    """A model whose forward pass carries no gradient (a user's @torch.no_grad())."""
+
+    def __init__(self, dim: int = 3) -> None:
+        super().__init__()
+        self.score, self.hidden = torch.nn.Linear(dim, 1), torch.nn.Linear(dim, 4)
+
+    def embed(self, user, items, item_ids, user_ids):
+        return torch.relu(self.hidden(items))
+
+    @torch.no_grad()
+    def forward(self, user, items, item_ids, user_ids):
+        return self.score(items)[..., 0]
+
+
+@pytest.mark.parametrize("name", ["NeuralUCB-gradient", "NeuralEpsilonGreedy", "NeuralLinear"])
+def test_a_model_whose_output_has_no_gradient_is_named(name):
+    # gradient features were all zero (widths 0: a greedy policy, silently); training failed with
+    # torch's "element 0 of tensors does not require grad"
+    options = {"uncertainty": "gradient_diag"} if name.endswith("-gradient") else {}
+    policy = make_policy(name.split("-")[0], model=_Detached(), seed=0, train_every=4, **options)
+    env = make_vector_env("banditrec/Linear-v0", num_envs=4, n_items=5, context_dim=3)
+    env.reset(seed=0)
+    with pytest.raises(ValueError, match=r"_Detached's output does not depend on its trainable parameters"):
+        for _ in range(3):
+            obs = env.observation
+            actions, _ = policy.act(obs)
+            _, rewards, _, _ = env.step_batch(actions)
+            policy.update(obs, actions, rewards)
+
+
+def test_pretraining_a_model_whose_output_has_no_gradient_is_named():
+    from banditrec.config import EnvironmentSpec, ExperimentConfig, PolicySpec
+    from banditrec.models import pretrain
+    from banditrec.runner import run_trial
+
+    world = EnvironmentSpec(id="banditrec/Linear-v0", params={"n_items": 5, "context_dim": 3})
+    config = ExperimentConfig(name="logs", horizon=200, batch_size=20, seeds=(0,), environment=world,
+                              policies=(PolicySpec("random", "Random"),))
+    logs = run_trial(config, config.policies[0], seed=0, log_feedback=True).feedback
+    with pytest.raises(ValueError, match=r"_Detached's output does not depend on its trainable parameters"):
+        pretrain(_Detached(), logs, loss="mse", epochs=1, seed=0)
+
+
+@pytest.mark.parametrize("name", list(POLICIES) + ["NeuralLinear", "NeuralUCB"])
+def test_an_empty_row_selection_of_a_checked_batch_is_one_named_error(name, batch):
+    # a checked batch's obs[no rows] skipped the checks: some policies returned an empty decision,
+    # others failed inside numpy ("zero-size array to reduction operation minimum") or torch
+    obs = Observation.coerce(batch)
+    empty = obs[np.zeros(obs.batch_size, dtype=bool)]
+    policy = POLICIES[name]() if name in POLICIES else make_policy(name, seed=0)
+    with pytest.raises(ValueError, match=r"observation has no users \(B = 0\)"):
+        policy.act(empty)
+    with pytest.raises(ValueError, match=r"observation has no users \(B = 0\)"):
+        policy.update(empty, np.zeros(0, dtype=np.int64), np.zeros(0))
+
+
+def test_a_policy_type_that_is_not_a_factory_is_named():
+    with pytest.raises(TypeError, match=r"policy factory 'os:getcwd' takes no seed argument"):
+        make_policy("os:getcwd")
+    with pytest.raises(TypeError, match=r"policy type 'math:pi' is a float, not a policy factory"):
+        make_policy("math:pi")

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from banditrec.environments import make_vector_env
-from banditrec.policies import POLICIES, make_policy
+from banditrec.policies import POLICIES, Decision, LinUCB, Policy, make_policy
 from banditrec.policies.checkpoint import load_policy, save_policy
 
 
@@ -227,3 +227,54 @@ def test_a_policy_that_has_not_learned_yet_saves_and_loads(tmp_path, name):
     a, b = make_policy(name, seed=0).act(env.observation), restored.act(env.observation)
     np.testing.assert_array_equal(a.actions, b.actions)
     np.testing.assert_array_equal(a.propensities, b.propensities)
+
+
+# ------------------------------------------------------------ a user's own Policy subclass
+class _CountingGreedy(Policy):
+    """A user policy keeping what it learns on itself, in attributes ending in _ (Policy's convention)."""
+
+    def __init__(self, seed=None) -> None:
+        super().__init__(seed)
+        self.sums_, self.counts_ = np.zeros(5), np.zeros(5)
+
+    def _act(self, obs):
+        best = np.argmax(self.sums_ / np.maximum(self.counts_, 1))
+        return Decision(np.full(obs.batch_size, best), np.ones(obs.batch_size))
+
+    def _distribution(self, obs):
+        dist = np.zeros(obs.item_ids.shape)
+        dist[:, np.argmax(self.sums_ / np.maximum(self.counts_, 1))] = 1.0
+        return dist
+
+    def _learn(self, obs, actions, rewards):
+        np.add.at(self.sums_, actions, rewards)
+        np.add.at(self.counts_, actions, 1)
+
+
+def test_a_user_policys_own_learned_attributes_travel_in_its_checkpoint(tmp_path):
+    # only the rng, the counter and an `estimator` were saved: a reloaded user policy had learned nothing
+    env = make_vector_env("banditrec/Linear-v0", num_envs=4, n_items=10, n_candidates=5, context_dim=3)
+    env.reset(seed=0)
+    obs = env.observation
+    policy = _CountingGreedy(seed=0)
+    policy.update(obs, np.full(4, 3), np.ones(4))
+    save_policy(policy, tmp_path / "c.pt")
+    loaded = load_policy(_CountingGreedy(seed=0), tmp_path / "c.pt")
+    np.testing.assert_array_equal(loaded.counts_, policy.counts_)
+    np.testing.assert_array_equal(loaded.act(obs).actions, np.full(4, 3))
+
+
+def test_a_user_policy_holding_something_a_checkpoint_cannot_keep_is_refused_when_saved(tmp_path):
+    policy = _CountingGreedy(seed=0)
+    policy.model_ = object()
+    with pytest.raises(TypeError, match=r"cannot checkpoint _CountingGreedy.model_: it holds a object"):
+        save_policy(policy, tmp_path / "c.pt")
+
+
+def test_load_policy_names_a_factory_or_swapped_arguments(tmp_path):
+    policy = make_policy("LinUCB", seed=0)
+    save_policy(policy, tmp_path / "c.pt")
+    with pytest.raises(TypeError, match=r"load_policy needs a Policy built with the same factory"):
+        load_policy(LinUCB, tmp_path / "c.pt")
+    with pytest.raises(TypeError, match=r"load_policy takes \(policy, path\): the arguments are swapped"):
+        load_policy(tmp_path / "c.pt", policy)

@@ -208,12 +208,12 @@ def test_numba_engine_names_a_diverging_loss():
         _play(policy, steps=10)
 
 
-@pytest.mark.parametrize("head", ["per_item", "shared"])
 @pytest.mark.parametrize("intercept", [True, False])
-def test_numba_engine_refits_the_posterior_the_models_way(head, intercept):
+def test_numba_engine_refits_the_posterior_the_models_way(intercept):
     """The numba engine's refit (rows sorted by item, one product per item, no torch) gives the
     posterior the generic refit (model.embed, torch sums) gives, to rounding."""
-    policy = _wheel_policy("numba", head=head, intercept=intercept, train_every=1000, buffer_size=5000)
+    # (per item: a shared head on a multi-output network, the one the numba engine trains, is refused)
+    policy = _wheel_policy("numba", intercept=intercept, train_every=1000, buffer_size=5000)
     _play(policy, steps=30, num_envs=20)  # 600 rows in the buffer
     est = policy.estimator
     est._refit_head()

@@ -150,7 +150,7 @@ def test_same_seed_same_numbers():
     [
         ({"loss": "bce"}, "loss='bce'"),
         ({"uncertainty": "gradient_diag"}, "uncertainty='gradient_diag'"),
-        ({"model": "multi_output", "model_options": {"n_items": 6},
+        ({"model": "multi_output", "model_options": {"n_items": 6}, "head": "per_item",
           "training": OnlineTraining(engine="numpy")}, "engine='numpy'"),
         ({"training": OnlineTraining(cuda_graph="on")}, "cuda_graph='on'"),
     ],

@@ -7,6 +7,7 @@ neural policies beat LinUCB clearly.
 
 from __future__ import annotations
 
+import copy
 import io
 
 import numpy as np
@@ -115,7 +116,8 @@ def test_factories_compose_the_existing_strategies():
     + [("mlp", "per_item"), ("multi_output", "per_item")],
 )
 def test_estimator_shapes(model, uncertainty):
-    head = "per_item" if uncertainty == "per_item" else "shared"
+    # a multi-output network's embedding is the user's alone: its last-layer head is per item
+    head = "per_item" if uncertainty == "per_item" or (model, uncertainty) == ("multi_output", "last_layer") else "shared"
     uncertainty = "last_layer" if uncertainty == "per_item" else uncertainty
     est = NeuralEstimator(
         model,
@@ -194,8 +196,10 @@ def test_per_item_head_keeps_a_noise_variance_per_item():
     )
     spread = {}
     for head in ("shared", "per_item"):
+        # the shared head on an MLP over (user, item): on a multi-output network it is refused
+        model, options = ("multi_output", {"n_items": 2}) if head == "per_item" else ("mlp", None)
         est = NeuralEstimator(
-            "multi_output", hidden=(4,), model_options={"n_items": 2}, head=head, device="cpu", seed=0,
+            model, hidden=(4,), model_options=options, head=head, device="cpu", seed=0,
             training=OnlineTraining(train_every=10_000), b0=1.0, a0=1.0,
         )
         for _ in range(50):  # item 0 only, noiseless rewards
@@ -633,3 +637,45 @@ def test_a_checkpoint_of_a_policy_on_a_module_is_not_refused_for_built_in_model_
     other = NeuralEpsilonGreedy(model=MLPScorer(d_u, d_i, hidden=(16,), seed=1), hidden=(16,), seed=0)
     resumed = load_policy(other, tmp_path / "p.pt")
     np.testing.assert_array_equal(resumed.act(obs).actions, policy.act(obs).actions)
+
+
+class _DropoutMLP(torch.nn.Module):
+    """A user's network with dropout: it draws from torch's global generator while it trains."""
+
+    def __init__(self, user_dim: int, item_dim: int) -> None:
+        super().__init__()
+        self.body = torch.nn.Sequential(torch.nn.Linear(user_dim + item_dim, 32), torch.nn.ReLU(), torch.nn.Dropout(0.2))
+        self.out = torch.nn.Linear(32, 1)
+
+    def embed(self, user, items, item_ids, user_ids):
+        return self.body(torch.cat([user[:, None, :].expand(-1, items.shape[1], -1), items], dim=-1))
+
+    def forward(self, user, items, item_ids, user_ids):
+        return self.out(self.embed(user, items, item_ids, user_ids))[..., 0]
+
+
+def test_a_model_with_dropout_trains_the_same_for_the_same_seed_and_leaves_torchs_generator_alone():
+    # online training drew dropout masks from torch's global generator: two same-seed runs differed
+    # in 54 of 320 actions, and the caller's torch stream moved
+    torch.manual_seed(0)
+    base = _DropoutMLP(16, 16)
+
+    def run() -> np.ndarray:
+        env = make_vector_env("banditrec/Linear-v0", num_envs=8, n_items=20, context_dim=16)
+        env.reset(seed=0)
+        policy = NeuralEpsilonGreedy(model=copy.deepcopy(base), seed=0, epsilon=0.0, train_every=8)
+        actions = []
+        for _ in range(40):
+            obs = env.observation
+            a, _ = policy.act(obs)
+            _, rewards, _, _ = env.step_batch(a)
+            policy.update(obs, a, rewards)
+            actions.append(a)
+        return np.concatenate(actions)
+
+    first = run()
+    torch.manual_seed(123)  # another global state: the policy's training must not depend on it
+    state = torch.get_rng_state()
+    second = run()
+    np.testing.assert_array_equal(first, second)
+    assert torch.equal(torch.get_rng_state(), state)  # the caller's stream is where it was
