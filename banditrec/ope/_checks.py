@@ -38,6 +38,8 @@ def read_only(array: np.ndarray) -> np.ndarray:
 
 
 def _coerce(value: Any, name: str) -> np.ndarray:
+    if hasattr(value, "detach") and hasattr(value, "cpu"):  # a torch tensor (one that requires grad too)
+        value = value.detach().cpu().numpy()
     try:
         array = np.asarray(value)
     except (TypeError, ValueError) as exc:  # ragged lists and the like
@@ -133,6 +135,10 @@ def describe_bad(bad: np.ndarray, values: np.ndarray) -> str:
     return f"{rows} row(s), first at {where} (value {shown})"
 
 
+#: Entries of a probability table this far below 0 are taken as rounding (and read as 0).
+NEGATIVE_TOL = 1e-12
+
+
 def check_distribution(dist: np.ndarray, mask: np.ndarray, name: str) -> None:
     """Check that ``dist`` (n, K) is a probability table over the valid slots of ``mask`` (n, K).
 
@@ -143,8 +149,9 @@ def check_distribution(dist: np.ndarray, mask: np.ndarray, name: str) -> None:
         raise ValueError(
             f"{name} must be finite; non-finite entries in {describe_bad(~np.isfinite(dist), dist)}"
         )
-    if (dist < 0).any():
-        raise ValueError(f"{name} must be non-negative; negative entries in {describe_bad(dist < 0, dist)}")
+    if (dist < -NEGATIVE_TOL).any():  # -1e-17 from 1 - sum(others) is rounding, not a negative probability
+        bad = dist < -NEGATIVE_TOL
+        raise ValueError(f"{name} must be non-negative; negative entries in {describe_bad(bad, dist)}")
     on_masked = ~mask & (dist > 0)
     if on_masked.any():
         raise ValueError(

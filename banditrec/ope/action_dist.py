@@ -50,6 +50,8 @@ def validate_action_dist(action_dist: Any, feedback: LoggedFeedback, name: str =
     n, k = feedback.n_rounds, feedback.n_candidates
     require_shape(dist, name, (n, k), f"the log's (n={n}, K={k})")
     check_distribution(dist, feedback.mask, name)
+    if (dist < 0).any():  # rounding below 0 (NEGATIVE_TOL): zero it, on a copy
+        dist = np.maximum(dist, 0.0)
     sums = dist.sum(axis=1)  # 1 within 1e-6 (masked slots hold 0): make it 1, as an expectation under pi needs
     if not np.all(sums == 1.0):
         dist = dist / sums[:, None]
@@ -105,17 +107,31 @@ def action_dist_from_policy(policy: Any, feedback: LoggedFeedback, batch_size: i
         )
     if not callable(method):
         raise TypeError(f"{type(policy).__name__}.action_distribution is not callable")
+    pulls, seen = getattr(policy, "initial_pulls", 0), getattr(policy, "n_decisions_", 0)
+    if isinstance(pulls, int) and pulls and seen < pulls * feedback.n_candidates:
+        # decision t of a round-robin start is forced onto slot t mod n_valid: a frozen target's
+        # rows would be forced by their position in each chunk (the answer depended on batch_size)
+        raise ValueError(
+            f"{getattr(policy, 'name', type(policy).__name__)} is still in its round-robin start "
+            f"(initial_pulls={pulls}: {pulls * feedback.n_candidates} forced decisions, {seen} made), so its "
+            "distribution depends on each round's position, not on the round; train it on at least that many "
+            "rounds first (train_offline counts them) or set initial_pulls=0"
+        )
     obs = feedback.observation()
     chunks = []
     for start in range(0, feedback.n_rounds, int(batch_size)):
         out = method(obs[start : start + int(batch_size)])
         if hasattr(out, "detach"):  # torch tensors, possibly on an accelerator
             out = out.detach().cpu().numpy()
-        if out is None or np.ndim(out) < 2:  # concatenating it would fail with numpy's words
+        try:
+            table = None if out is None else np.asarray(out, dtype=np.float64)
+        except (TypeError, ValueError):  # strings, ragged rows: numpy's words before
+            table = None
+        if table is None or table.ndim < 2:  # concatenating it would fail with numpy's words
             raise TypeError(
                 f"{type(policy).__name__}.action_distribution(obs) must return an array of shape (B, K), "
                 f"got {out!r:.80}"
             )
-        chunks.append(np.asarray(out, dtype=np.float64))
+        chunks.append(table)
     dist = np.concatenate(chunks) if chunks else np.zeros((0, feedback.n_candidates))
     return validate_action_dist(dist, feedback, name=f"{type(policy).__name__}.action_distribution(obs)")

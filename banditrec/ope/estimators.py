@@ -17,6 +17,7 @@ logging propensity; w_i = pi(a_i|x_i) / p_i the importance weight.
 
 from __future__ import annotations
 
+import warnings
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
 from typing import Any, ClassVar
@@ -37,8 +38,10 @@ __all__ = [
     "DirectMethod",
     "DoublyRobust",
     "Replay",
+    "ReplayBiasWarning",
     "RoundTerms",
     "SelfNormalizedDR",
+    "SupportWarning",
     "SwitchDR",
     "UndefinedEstimateError",
     "default_estimators",
@@ -124,6 +127,35 @@ def _check_threshold(value: Any, name: str) -> None:
         raise ValueError(f"{name} must be a non-negative number (np.inf allowed), got {value!r}")
 
 
+class SupportWarning(RuntimeWarning):
+    """The target puts probability where the logger never acts: weighting estimators are biased."""
+
+
+def _warn_unsupported(feedback: LoggedFeedback, pi: np.ndarray) -> None:
+    """Warn when the log's ``logging_action_dist`` shows the target acting where the logger never
+    does (no estimator that weights logged rounds sees those actions' rewards: IPS, SNIPS and
+    Replay then miss that mass and DR-type estimators rest on the reward model alone there)."""
+    logging = feedback.logging_action_dist
+    if logging is None:
+        return
+    unsupported = np.where(feedback.mask & (logging <= 0.0), pi, 0.0).sum(axis=1)
+    rows = np.flatnonzero(unsupported > 1e-12)
+    if rows.size:
+        warnings.warn(
+            f"the target policy puts probability where the logging policy never acts (logging_action_dist = 0) on "
+            f"{rows.size} of {feedback.n_rounds} rounds ({unsupported.mean():.3g} of its mass on average; first "
+            f"round {rows[0]}): weighting estimators cannot see those actions' rewards, so IPS, SNIPS, "
+            "Replay and clipped IPS are biased, and DR-type estimators rely on the reward model there (the "
+            "direct method is unaffected)",
+            SupportWarning,
+            stacklevel=4,
+        )
+
+
+class ReplayBiasWarning(RuntimeWarning):
+    """Replay on a log that is not uniformly random over the valid candidates: biased."""
+
+
 class BaseEstimator(ABC):
     """Shared machinery: validation, point estimate, per-round rewards and intervals.
 
@@ -159,6 +191,8 @@ class BaseEstimator(ABC):
                 )
             q = validate_estimated_rewards(estimated_rewards, feedback)
             q_logged = q[rows, feedback.actions]
+        if not isinstance(self, DirectMethod):
+            _warn_unsupported(feedback, pi)
         data = _Inputs(
             rewards=feedback.rewards,
             propensities=feedback.propensities,
@@ -168,6 +202,15 @@ class BaseEstimator(ABC):
             q_logged=q_logged,
         )
         terms = self._terms(data)
+        parts = [terms.direct, terms.correction] + ([] if terms.weight is None else [terms.weight])
+        with np.errstate(over="ignore"):  # the sums overflow when the terms are huge: the check below says so
+            finite = all(np.isfinite(part.sum()) for part in parts)
+        if not finite:  # an inf estimate and a misleading warning before
+            w = data.weights
+            raise ValueError(
+                f"{type(self).__name__}: the importance-weighted rewards overflow float64 (rewards up to "
+                f"{np.abs(data.rewards).max():.3g}, weights up to {w.max():.3g}); rescale the rewards"
+            )
         if terms.self_normalised and not terms.weight.sum() > 0:
             raise UndefinedEstimateError(
                 f"{type(self).__name__} is undefined on this log: the target policy gives zero probability "
@@ -300,6 +343,21 @@ class Replay(BaseEstimator):
     """
 
     name: str = "replay"
+
+    def round_terms(self, feedback: LoggedFeedback, action_dist: Any, *, estimated_rewards: Any = None) -> RoundTerms:
+        terms = super().round_terms(feedback, action_dist, estimated_rewards=estimated_rewards)
+        uniform = feedback.propensities * feedback.mask.sum(axis=1)
+        off = np.flatnonzero(np.abs(uniform - 1.0) > 1e-6)
+        if off.size:  # a silent bias before (+34 standard errors on a skewed logger)
+            warnings.warn(
+                f"Replay assumes a logger uniformly random over each round's valid candidates; on {off.size} of "
+                f"{feedback.n_rounds} rounds the propensity is not 1/(valid candidates) (first round {off[0]}: "
+                f"{feedback.propensities[off[0]]:.4g} with {int(feedback.mask[off[0]].sum())} valid), so its "
+                "estimate is biased on this log; use IPS, SNIPS or DR",
+                ReplayBiasWarning,
+                stacklevel=3,
+            )
+        return terms
 
     def _terms(self, data: _Inputs) -> RoundTerms:
         return RoundTerms(np.zeros_like(data.rewards), data.pi_logged * data.rewards, data.pi_logged)

@@ -445,7 +445,10 @@ class LoggedFeedback:
             if str(exc).startswith(str(path)):  # raised above, already naming the file
                 raise
             raise ValueError(f"{path} is not {what}: it is damaged ({str(exc) or type(exc).__name__})") from exc
-        return cls(**kwargs)
+        try:
+            return cls(**kwargs)
+        except (ValueError, TypeError) as exc:  # it opens, but does not hold a valid log (NaN rewards, say)
+            raise type(exc)(f"{path}: {exc}") from exc
 
     # ------------------------------------------------------------------ constructors
     @classmethod
@@ -530,6 +533,8 @@ class LoggedFeedback:
             and ``pi_b`` (n, n_actions, 1) when known.
         """
         n = self.n_rounds
+        if n == 0:
+            raise ValueError("the log has no rounds: OBP's bandit_feedback needs at least one")
         rows, slots = np.nonzero(self.mask)
         ids = self.item_ids[rows, slots]
         if ids.min() < 0:

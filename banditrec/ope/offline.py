@@ -198,7 +198,9 @@ def train_offline(
     Each policy's ``update`` is called on consecutive batches of ``batch_size`` logged rounds in
     row order, as if it had chosen the logged actions. This is the naive (unweighted) way to learn
     from logs: exact for the regression estimators behind the linear and context-free policies,
-    whose fit does not depend on who chose the actions.
+    whose fit does not depend on who chose the actions. Its decision counter moves on by the rounds
+    learned, as if it had decided them: a decaying epsilon has decayed, and an ``initial_pulls``
+    round-robin start is behind it once the training rounds cover it.
 
     Parameters
     ----------
@@ -248,6 +250,7 @@ def train_offline(
             except Exception as exc:  # a plug-in target's error says which target and where
                 exc.add_note(f"in target policy {name!r}, training on logged rounds {start} to {rows.stop - 1}")
                 raise
+            policy.n_decisions_ += batch.batch_size  # update() learns; act() counts: as if it had chosen them
     return trained
 
 

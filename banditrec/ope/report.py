@@ -82,6 +82,8 @@ def compare_policies(
         kind = type(estimators).__name__
         raise TypeError(f"estimators must be a list of estimators, got one {kind}; write [{kind}(...)]")
     estimators = tuple(default_estimators() if estimators is None else estimators)
+    if not estimators:  # an empty table before (evaluate_offline refused it already)
+        raise ValueError("estimators is empty: give at least one estimator, or None for the defaults")
     for est in estimators:
         if not isinstance(est, BaseEstimator):
             raise TypeError(f"estimators must be BaseEstimator instances, got {type(est).__name__}")

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import copy
 import math
+import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from numbers import Real
@@ -51,7 +52,8 @@ class _Standardised:
     alpha: float
 
     def _check_alpha(self) -> None:
-        if isinstance(self.alpha, bool) or not isinstance(self.alpha, (int, float)) or not self.alpha >= 0:
+        if isinstance(self.alpha, (bool, np.bool_)) or not isinstance(self.alpha, (int, float, np.integer, np.floating)) \
+                or not self.alpha >= 0:
             raise ValueError(f"alpha must be a non-negative number, got {self.alpha!r}")
 
     def _fit_scaling(self, X: Any, y: Any) -> tuple[np.ndarray, np.ndarray]:
@@ -61,19 +63,35 @@ class _Standardised:
         require_shape(y, "y", (X.shape[0],), f"X of shape {X.shape}")
         if X.shape[0] == 0:
             raise ValueError(f"cannot fit {type(self).__name__} on 0 rows")
+        _check_finite(X, "X", type(self).__name__)
+        _check_finite(y, "y", type(self).__name__)
         self.mean_, self.scale_ = _standardisation(X)
         return (X - self.mean_) / self.scale_, y
 
     def _scaled(self, X: Any) -> np.ndarray:
         if not hasattr(self, "coef_"):
             raise RuntimeError(f"{type(self).__name__}.predict called before fit")
-        return (as_float_array(X, "X", 2) - self.mean_) / self.scale_
+        X = as_float_array(X, "X", 2)
+        if X.shape[1] != self.mean_.shape[0]:
+            raise ValueError(
+                f"{type(self).__name__} was fitted on {self.mean_.shape[0]} features, predict got X with {X.shape[1]}"
+            )
+        _check_finite(X, "X", type(self).__name__)
+        return (X - self.mean_) / self.scale_
 
     def _copy_fitted(self, fitted: _Standardised) -> None:
         """Take the learned state of ``fitted`` (a CV model's refit at its chosen alpha)."""
         for name in ("mean_", "scale_", "coef_", "intercept_", "converged_"):
             if hasattr(fitted, name):
                 setattr(self, name, getattr(fitted, name))
+
+
+def _check_finite(values: np.ndarray, name: str, who: str) -> None:
+    """NaN or inf in a reward model's input: predictions were NaN (ridge) or numpy's words."""
+    finite = np.isfinite(values)
+    if not finite.all():
+        row = int(np.flatnonzero(~finite.reshape(finite.shape[0], -1).all(axis=1))[0])
+        raise ValueError(f"{who}: {name} must be finite; {name} has NaN or inf in row {row}")
 
 
 def _ridge_coef(Xs: np.ndarray, yc: np.ndarray, alpha: float) -> np.ndarray:
@@ -193,6 +211,13 @@ class LogisticRegression(_Standardised):
         Xs, y = self._fit_scaling(X, y)
         _check_y_in_unit_interval(type(self).__name__, y)
         theta, self.converged_ = _logistic_theta(Xs, y, self.alpha, self.max_iter, _logistic_start(Xs, y))
+        if not self.converged_:  # only a flag before: a fit stopped at max_iter=1 looked like any other
+            warnings.warn(
+                f"LogisticRegression stopped after max_iter={self.max_iter} iterations without converging; "
+                "its predictions may be poor: raise max_iter",
+                RuntimeWarning,
+                stacklevel=2,
+            )
         self.coef_, self.intercept_ = theta[:-1], float(theta[-1])
         return self
 
@@ -334,6 +359,10 @@ class RidgeRegressionCV(_Standardised, _CrossValidated):
         X = as_float_array(X, "X", 2)
         y = as_float_array(y, "y", 1)
         require_shape(y, "y", (X.shape[0],), f"X of shape {X.shape}")
+        if X.shape[0] == 0:
+            raise ValueError(f"cannot fit {type(self).__name__} on 0 rows")
+        _check_finite(X, "X", type(self).__name__)
+        _check_finite(y, "y", type(self).__name__)
         rows = np.arange(X.shape[0])
         squared = np.zeros(alphas.size)
         for fold in self._folds(X.shape[0]):
@@ -423,6 +452,8 @@ class LogisticRegressionCV(_Standardised, _CrossValidated):
         require_shape(y, "y", (X.shape[0],), f"X of shape {X.shape}")
         if X.shape[0] == 0:
             raise ValueError(f"cannot fit {type(self).__name__} on 0 rows")
+        _check_finite(X, "X", type(self).__name__)
+        _check_finite(y, "y", type(self).__name__)
         _check_y_in_unit_interval(type(self).__name__, y)
         rows = np.arange(X.shape[0])
         # Per fold: its rows, the other folds' rows, their standardisation and the last fit. The
@@ -606,11 +637,15 @@ def fit_reward_model(
         if model not in (None, *REWARD_MODELS):
             raise ValueError(f"unknown reward model {model!r}; choose one of {sorted(REWARD_MODELS)} or pass a model object")
         model = REWARD_MODELS[model or "ridge"]()
+    if isinstance(model, type):  # the class, not an instance: fit() then missed its 'y'
+        raise TypeError(f"model must be a reward model instance, got the class {model.__name__}: pass {model.__name__}()")
     if not (callable(getattr(model, "fit", None)) and callable(getattr(model, "predict", None))):
         raise TypeError(f"model must have fit(X, y) and predict(X) methods, got {type(model).__name__}")
     if not isinstance(clip, (bool, np.bool_)):
         raise TypeError(f"clip must be True or False, got {clip!r}")
     n, k = feedback.n_rounds, feedback.n_candidates
+    if n == 0:
+        raise ValueError("feedback has no rounds: there is nothing to fit a reward model on")
     if (
         isinstance(n_folds, bool)
         or not isinstance(n_folds, (int, np.integer))
