@@ -38,6 +38,8 @@ def _cmd_run(args: argparse.Namespace) -> int:
             config = config.replace(**changes)
         except ConfigError as exc:
             raise ConfigError(f"{source}: {exc}") from None
+    if args.out == "":  # an unset $OUT in a script: not runs/<name> behind the user's back
+        raise ValueError("--out is empty; give an output folder, or leave --out out for runs/<name>")
     out = Path(args.out) if args.out else Path("runs") / config.name
     from banditrec.runner import run_experiment  # torch and pandas: once the config is known good
 
@@ -64,6 +66,8 @@ def _cmd_ope(args: argparse.Namespace) -> int:
     from banditrec.ope import evaluate_offline, load_feedback, load_offline_targets, plot_comparison
     from banditrec.runner import check_output_dir
 
+    if args.out == "":
+        raise ValueError("--out is empty; give an output folder, or leave --out out for runs/ope/<log>")
     out = check_output_dir(Path(args.out) if args.out else Path("runs") / "ope" / Path(args.logs).stem)
     feedback = load_feedback(args.logs)
     targets = load_offline_targets(args.config)
@@ -297,7 +301,9 @@ def main(argv: list[str] | None = None, *, _second_interrupt_exits: bool = False
 
 #: banditrec's own errors that are the user's to fix (data that cannot be fetched, failed trials),
 #: as (module, class name), not imported here: banditrec.data loads pandas and scipy
-_OWN_ERRORS = (("banditrec.data.cache", "DataUnavailableError"), ("banditrec.sweep", "TrialsFailed"))
+_OWN_ERRORS = (
+    ("banditrec.data.cache", "DataUnavailableError"), ("banditrec.sweep", "TrialsFailed"), ("banditrec.sweep", "WorkerDied"),
+)
 
 
 def _reported_in_one_line(exc: Exception) -> bool:

@@ -117,6 +117,12 @@ class ExperimentConfig:
         policies = self.policies
         if not isinstance(policies, (list, tuple)) or not all(isinstance(p, PolicySpec) for p in policies):
             raise ConfigError(f"policies must be a sequence of PolicySpec, got {policies!r}")
+        for spec in policies:
+            name = spec.name
+            if not isinstance(name, str) or not name.strip() or any(ord(c) < 32 or ord(c) == 127 for c in name):
+                # an empty name was an empty cell in results.csv (read back as NaN), a newline or NUL
+                # broke its rows and the plot's legend
+                raise ConfigError(f"policy names must be non-empty, without control characters, got {name!r}")
         object.__setattr__(self, "policies", tuple(policies))
         seeds = self.seeds
         count = seeds if is_int(seeds) else len(seeds) if isinstance(seeds, (list, tuple, range)) else 0

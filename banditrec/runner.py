@@ -21,6 +21,7 @@ import site
 import sys
 import sysconfig
 import time
+import warnings
 import zlib
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
@@ -428,9 +429,19 @@ def _legacy_trial_stem(policy: str, seed: int) -> str:
 
 
 def _atomic_write(path: Path, write: Callable[[Path], None]) -> None:
+    """Write through a temporary file renamed over ``path``; a failed write (a full disk) leaves
+    no temporary file behind and names ``path``."""
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    write(tmp)
-    os.replace(tmp, path)
+    try:
+        write(tmp)
+        os.replace(tmp, path)
+    except OSError as exc:
+        if exc.filename is not None:
+            raise
+        # "[Errno 28] No space left on device" named no file
+        raise OSError(exc.errno, exc.strerror or str(exc), str(path)) from exc
+    finally:
+        tmp.unlink(missing_ok=True)
 
 
 def _save_trial(trials_dir: Path, result: TrialResult, fingerprint: str) -> None:
@@ -538,6 +549,10 @@ def _check_runnable(config: ExperimentConfig) -> None:
             make_policy(spec.type, seed=0, **dict(spec.params))
         except (TypeError, ValueError, ImportError) as exc:
             raise ConfigError(f"[policies.{spec.name}]: {exc}") from exc
+        except Exception as exc:  # a plug-in factory's own failure (its import's SyntaxError too): one line
+            if ":" not in spec.type:
+                raise  # banditrec's own policy: a bug of ours, with its traceback
+            raise ConfigError(f"[policies.{spec.name}]: {spec.type} failed: {type(exc).__name__}: {exc}") from exc
 
 
 def _check_environment(spec: EnvironmentSpec, batch_size: int) -> None:
@@ -561,6 +576,10 @@ def _check_environment(spec: EnvironmentSpec, batch_size: int) -> None:
             f"[environment] {spec.label} with batch_size {batch_size:,} needs more memory than this machine can "
             f"allocate ({exc or 'MemoryError'}); lower batch_size or the world's sizes"
         ) from exc
+    except Exception as exc:  # a user simulator's own failure while it is built: one line naming it
+        if spec.simulator is None and str(spec.id).startswith("banditrec/"):
+            raise  # one of banditrec's worlds: a bug of ours, with its traceback
+        raise ConfigError(f"[environment] {spec.label} failed to build: {type(exc).__name__}: {exc}") from exc
     env.close()
 
 
@@ -669,6 +688,7 @@ def run_experiment(
     results = pd.concat([t.table for t in ordered], ignore_index=True)[RESULT_COLUMNS]
     summary = summarise(ordered, config.policies)
     if out is not None:
+        _warn_foreign_feedback(out, config)
         _atomic_write(out / "results.csv", lambda p: results.to_csv(p, index=False))
         _atomic_write(out / "summary.csv", lambda p: summary.to_csv(p, index=False))
         write_manifest(out / "manifest.json", config, ordered, elapsed, len(todo), reused)
@@ -680,6 +700,25 @@ def run_experiment(
             for name in ("regret.png", "regret.pdf"):
                 (out / name).unlink(missing_ok=True)
     return RunResult(results, summary, out, len(todo), reused)
+
+
+def _warn_foreign_feedback(out: Path, config: ExperimentConfig) -> None:
+    """Warn when ``out/feedback`` holds logs of trials this config does not have: a folder reused
+    for another config kept them, and ``banditrec ope OUT/feedback/*.npz`` would mix two worlds."""
+    folder = out / "feedback"
+    if not folder.is_dir():
+        return
+    ours = {f"{_trial_stem(spec.name, seed)}.npz" for spec in config.policies for seed in config.seeds}
+    ours |= {f"{_legacy_trial_stem(spec.name, seed)}.npz" for spec in config.policies for seed in config.seeds}
+    foreign = sorted(p.name for p in folder.glob("*.npz") if p.name not in ours)
+    if foreign:
+        shown = ", ".join(foreign[:3]) + (f" and {len(foreign) - 3} more" if len(foreign) > 3 else "")
+        warnings.warn(
+            f"{folder} holds {len(foreign)} log(s) of trials that are not part of this run ({shown}), left by an "
+            f"earlier config in this folder: `banditrec ope {folder}/*.npz` would mix them in; remove them or "
+            "run into another --out",
+            stacklevel=3,
+        )
 
 
 def _name_trials(trials: list[tuple[str, int, str]]) -> str:

@@ -16,10 +16,11 @@ import sys
 import warnings
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
+from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
 from typing import Any
 
-__all__ = ["BACKENDS", "TrialFailure", "TrialsFailed", "check_backend", "execute_trials"]
+__all__ = ["BACKENDS", "TrialFailure", "TrialsFailed", "WorkerDied", "check_backend", "execute_trials"]
 
 BACKENDS = ("local", "ray")
 Trial = tuple[Any, int, str]  # (PolicySpec, seed, fingerprint)
@@ -27,6 +28,19 @@ Trial = tuple[Any, int, str]  # (PolicySpec, seed, fingerprint)
 
 class TrialsFailed(RuntimeError):
     """Trials of a ``keep_going`` run raised; the message lists them (the others are saved)."""
+
+
+class WorkerDied(RuntimeError):
+    """A worker process ended without an answer (killed from outside: the out-of-memory killer,
+    a scheduler); the message names the trials that were unfinished."""
+
+
+_WORKER_DIED = "its worker process died (killed from outside: out of memory?)"
+
+
+def _trial_names(trials: Sequence[Trial]) -> str:
+    shown = ", ".join(f"{spec.name!r} seed {seed}" for spec, seed, _ in trials[:6])
+    return shown + (f" and {len(trials) - 6} more" if len(trials) > 6 else "")
 
 
 @dataclass(frozen=True)
@@ -133,6 +147,7 @@ def _die_with_parent() -> None:
 def _processes(config, todo, log_feedback, tick, keep_going) -> Iterator[tuple[Trial, Any]]:
     pool = ProcessPoolExecutor(max_workers=min(config.jobs, len(todo)), initializer=_die_with_parent)
     completed = False
+    unfinished: list[Trial] = []
     try:
         pending = {pool.submit(_job, _for_one(config, spec, seed), spec, seed, log_feedback, keep_going): (spec, seed, fp)
                    for spec, seed, fp in todo}
@@ -140,11 +155,19 @@ def _processes(config, todo, log_feedback, tick, keep_going) -> Iterator[tuple[T
             done, _ = wait(pending, return_when=FIRST_COMPLETED)
             for fut in done:
                 trial = pending.pop(fut)
-                result = fut.result()
+                try:
+                    result = fut.result()
+                except BrokenProcessPool:
+                    # a worker was killed: every unfinished trial's future fails with it, and
+                    # which one it was running cannot be told
+                    unfinished = [trial, *pending.values()]
+                    break
                 if tick is not None:
                     tick(config.n_steps)
                 yield trial, result
-        completed = True
+            if unfinished:
+                break
+        completed = not unfinished
     finally:
         if not completed:
             # Interrupted, or a trial failed: stop the trials in flight now. Waiting for them
@@ -152,6 +175,44 @@ def _processes(config, todo, log_feedback, tick, keep_going) -> Iterator[tuple[T
             for process in list((getattr(pool, "_processes", None) or {}).values()):
                 process.terminate()
         pool.shutdown(wait=completed, cancel_futures=True)
+    unfinished.sort(key=todo.index)
+    if unfinished and not keep_going:
+        raise WorkerDied(
+            f"a worker process died (killed from outside: out of memory?) with {len(unfinished)} trial(s) "
+            f"unfinished ({_trial_names(unfinished)}); finished trials are saved: rerun to resume, or run "
+            "with --keep-going to go on without the trial that dies"
+        )
+    if unfinished:
+        yield from _isolated(config, unfinished, log_feedback, tick)
+
+
+def _isolated(config, todo, log_feedback, tick) -> Iterator[tuple[Trial, Any]]:
+    """The trials left when a worker died, each in a process of its own (``config.jobs`` at a
+    time): a trial whose process dies again is a failure of its own, the others run on."""
+    waiting, running = list(todo), {}
+    try:
+        while waiting or running:
+            while waiting and len(running) < config.jobs:
+                spec, seed, fp = waiting.pop(0)
+                solo = ProcessPoolExecutor(max_workers=1, initializer=_die_with_parent)
+                fut = solo.submit(_job, _for_one(config, spec, seed), spec, seed, log_feedback, True)
+                running[fut] = ((spec, seed, fp), solo)
+            done, _ = wait(running, return_when=FIRST_COMPLETED)
+            for fut in done:
+                trial, solo = running.pop(fut)
+                try:
+                    result = fut.result()
+                except BrokenProcessPool:
+                    result = TrialFailure(f"WorkerDied: {_WORKER_DIED} (in trial {trial[0].name!r}, seed {trial[1]})")
+                solo.shutdown(wait=False)
+                if tick is not None:
+                    tick(config.n_steps)
+                yield trial, result
+    finally:
+        for _, solo in running.values():
+            for process in list((getattr(solo, "_processes", None) or {}).values()):
+                process.terminate()
+            solo.shutdown(wait=False, cancel_futures=True)
 
 
 def _ray(config, todo, address, log_feedback, tick, keep_going) -> Iterator[tuple[Trial, Any]]:

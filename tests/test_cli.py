@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import pandas as pd
 import pytest
 
@@ -339,3 +341,88 @@ def test_a_seeds_option_too_large_names_the_option_and_fails_at_once(tmp_path, c
     assert err.startswith(f"banditrec: error: {cfg} with --seeds {10**11}: seeds = {10**11} with 2 policy(ies) makes "
                           "200,000,000,000 trials; a config may hold at most 1,000,000"), err
     assert err.count("\n") == 1 and not (tmp_path / "o").exists()
+
+
+# ------------------------------------------------------------ found by an audit (nineteenth session)
+@pytest.mark.parametrize(("module", "source", "message"), [
+    ("badf", "def factory(seed=None):\n    raise RuntimeError('cannot reach feature store')\n",
+     r"\[policies.bad\]: badf:factory failed: RuntimeError: cannot reach feature store"),
+    ("badsyntax", "def factory(seed=None) return 1\n", r"\[policies.bad\]: badsyntax:factory failed: SyntaxError"),
+])
+def test_a_plug_in_factory_failing_while_built_is_one_line(tmp_path, capsys, monkeypatch, module, source, message):
+    # the pre-flight check turned TypeError/ValueError/ImportError into one line, and printed any
+    # other error of a user's factory (or of its module's import) as a traceback
+    (tmp_path / f"{module}.py").write_text(source)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    cfg = tmp_path / "b.toml"
+    cfg.write_text(f'[experiment]\nhorizon = 100\nbatch_size = 10\n[environment]\nid = "banditrec/Linear-v0"\n'
+                   f'[policies.bad]\ntype = "{module}:factory"\n')
+    assert main(["run", str(cfg), "--out", str(tmp_path / "o"), "--quiet"]) == 2
+    err = capsys.readouterr().err
+    assert "Traceback" not in err and len(err.strip().splitlines()) == 1, err
+    assert re.search(message, err), err
+
+
+def test_a_plug_in_simulator_failing_while_built_is_one_line(tmp_path, capsys, monkeypatch):
+    (tmp_path / "badsim.py").write_text(
+        "from banditrec.environments import UserSimulator\n"
+        "class Sim(UserSimulator):\n"
+        "    n_items, n_candidates, user_dim, item_dim = 4, 2, 2, 2\n"
+        "    def __init__(self):\n        raise RuntimeError('no catalogue')\n"
+        "    def sample_users(self, batch_size, rng): ...\n"
+        "    def expected_rewards(self, obs): ...\n"
+        "    def sample_rewards(self, obs, actions, expected, rng): ...\n"
+    )
+    monkeypatch.syspath_prepend(str(tmp_path))
+    cfg = tmp_path / "s.toml"
+    cfg.write_text('[experiment]\nhorizon = 100\nbatch_size = 10\n[environment]\nsimulator = "badsim:Sim"\n'
+                   '[policies.r]\ntype = "Random"\n')
+    assert main(["run", str(cfg), "--out", str(tmp_path / "o"), "--quiet"]) == 2
+    err = capsys.readouterr().err
+    assert "Traceback" not in err and "[environment] badsim:Sim failed to build: RuntimeError: no catalogue" in err, err
+
+
+def test_an_empty_out_is_refused_not_replaced_by_runs_name(tmp_path, capsys, monkeypatch):
+    # an unset $OUT in a script wrote to ./runs/<name> without a word
+    monkeypatch.chdir(tmp_path)
+    cfg = tmp_path / "cli.toml"
+    cfg.write_text(CONFIG)
+    assert main(["run", str(cfg), "--out", "", "--quiet"]) == 2
+    assert "--out is empty" in capsys.readouterr().err
+    assert not (tmp_path / "runs").exists()
+
+
+@pytest.mark.parametrize("name", ["", "   ", "a\nb", "c\u0000d"])
+def test_policy_names_are_checked_like_the_experiment_name(tmp_path, capsys, name):
+    # an empty name was an empty (NaN) cell in results.csv; a newline or NUL broke its rows
+    cfg = tmp_path / "n.toml"
+    escaped = name.replace("\n", "\\n").replace("\u0000", "\\u0000")
+    cfg.write_text(CONFIG.replace("[policies.random]", f'[policies."{escaped}"]'))
+    assert main(["run", str(cfg), "--out", str(tmp_path / "o"), "--quiet"]) == 2
+    assert "policy names must be non-empty, without control characters" in capsys.readouterr().err
+
+
+def test_logs_left_in_the_folder_by_another_config_are_warned_about(tmp_path, capsys):
+    # `banditrec ope OUT/feedback/*.npz` would have mixed two worlds' logs without a word
+    first, second = tmp_path / "a.toml", tmp_path / "b.toml"
+    first.write_text(CONFIG)
+    second.write_text(CONFIG.replace('[policies.random]\ntype = "Random"\n\n', "").replace("context_dim = 4", "context_dim = 5"))
+    out = tmp_path / "o"
+    assert main(["run", str(first), "--out", str(out), "--quiet", "--no-plot", "--log-feedback"]) == 0
+    with pytest.warns(UserWarning, match=r"holds 2 log\(s\) of trials that are not part of this run \(random-"):
+        assert main(["run", str(second), "--out", str(out), "--quiet", "--no-plot", "--log-feedback"]) == 0
+
+
+def test_a_full_disk_names_the_file_and_leaves_no_temporary_file(tmp_path, monkeypatch):
+    import errno
+
+    from banditrec import runner
+
+    def full(path):
+        path.write_bytes(b"")
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    with pytest.raises(OSError, match="No space left on device") as caught:
+        runner._atomic_write(tmp_path / "results.csv", full)
+    assert caught.value.filename == str(tmp_path / "results.csv")
+    assert list(tmp_path.iterdir()) == []

@@ -297,3 +297,50 @@ def test_a_local_ray_run_starts_its_own_instance_beside_a_ray_start_cluster(tmp_
         assert run_experiment(cfg, tmp_path / "out", progress=False, backend="ray").trials_run == 1
     finally:
         shutil.rmtree(root, ignore_errors=True)
+
+
+KILLER = '''
+import multiprocessing
+import os
+import signal
+
+from banditrec.policies import make_policy
+
+
+def factory(seed=None, die_on=-1):
+    """LinUCB, except that a worker process building the trial of seed `die_on` kills itself
+    (as the out-of-memory killer would); the runner passes the trial's seed as the first entry
+    of the policy's SeedSequence."""
+    entropy = getattr(seed, "entropy", None)
+    if isinstance(entropy, list) and entropy[0] == die_on and multiprocessing.parent_process() is not None:
+        os.kill(os.getpid(), signal.SIGKILL)
+    return make_policy("LinUCB", seed=seed)
+'''
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="a worker killed by SIGKILL")
+def test_a_killed_worker_is_one_line_and_keep_going_runs_the_other_trials(tmp_path, monkeypatch, capsys):
+    # a worker killed from outside (the out-of-memory killer) gave BrokenProcessPool's traceback,
+    # named no trial, and --keep-going abandoned every trial still to run
+    from banditrec.cli import main
+
+    (tmp_path / "killer_plugin.py").write_text(KILLER)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    config = tmp_path / "k.toml"
+    config.write_text(
+        '[experiment]\nname = "k"\nhorizon = 400\nbatch_size = 8\nseeds = 4\njobs = 2\n\n'
+        '[environment]\nid = "banditrec/Linear-v0"\nn_items = 8\ncontext_dim = 4\n\n'
+        '[policies.p]\ntype = "killer_plugin:factory"\ndie_on = 2\n'
+    )
+    assert main(["run", str(config), "--out", str(tmp_path / "a"), "--quiet", "--no-plot"]) == 2
+    err = capsys.readouterr().err
+    assert "Traceback" not in err and err.startswith("banditrec: error: a worker process died"), err
+    assert "finished trials are saved" in err
+
+    assert main(["run", str(config), "--out", str(tmp_path / "b"), "--quiet", "--no-plot", "--keep-going"]) == 2
+    err = capsys.readouterr().err
+    assert "Traceback" not in err and "'p', seed 2" in err and "worker process died" in err, err
+    saved = pd.read_csv(tmp_path / "b" / "results.csv") if (tmp_path / "b" / "results.csv").exists() else None
+    trials = sorted(p.name for p in (tmp_path / "b" / "trials").glob("*.csv"))
+    assert len(trials) == 3 and not any("seed2" in name for name in trials), trials  # seeds 0, 1, 3 ran
+    assert saved is None or set(saved["seed"]) <= {0, 1, 3}
