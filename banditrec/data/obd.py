@@ -637,7 +637,8 @@ def load_open_bandit_dataset(
                 ]
             raw, used = try_sources(what, chain)
             logs[policy], contexts[policy], sources[policy] = raw.log, raw.item_context, used
-            if path is None and used in (chain[-1].name, chain[-2].name):
+            # the package and the wheel are cached; a folder the user named (path or $PATH_ENV) is not
+            if path is None and not env_path and used in (chain[-1].name, chain[-2].name):
                 to_cache.update(raw.blobs)
         if to_cache:
             try:

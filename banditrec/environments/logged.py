@@ -234,7 +234,15 @@ def fit_logistic_mf(
     order = rng.permutation(n)
     n_test = round(holdout * n)
     test, train = order[:n_test], order[n_test:]
-    observed = np.unique(user_idx * n_items + item_idx)
+    observed, pair_of_row = np.unique(user_idx * n_items + item_idx, return_inverse=True)
+    if observed.size < n:
+        # a (user, item) pair logged more than once: its rows go to one side together (split by
+        # row, copies on both sides made the held-out AUC of pure noise 0.97). Logs without
+        # repeats keep the split by row above, and their fits stay as they were.
+        held = np.zeros(observed.size, dtype=bool)
+        held[rng.permutation(observed.size)[: round(holdout * observed.size)]] = True
+        test, train = np.flatnonzero(held[pair_of_row]), np.flatnonzero(~held[pair_of_row])
+        n_test = test.size
 
     # Held-out set: the held-out observed pairs and fresh unobserved pairs (labelled 0).
     k_test = round(implicit_negatives * n_test)
@@ -506,6 +514,7 @@ def encode_features(
     aligned = table.reindex(pd.Index(ids))
     blocks, names = [], []
     constant, id_like = [], []  # columns worth a warning: no information, or an identifier as a number
+    mixed: list[str] = []  # numbers stored as text with a few cells that are not numbers
     for column in aligned.columns:
         series = aligned[column]
         distinct = series.nunique(dropna=True)
@@ -540,6 +549,12 @@ def encode_features(
             names.append(str(column))
         else:
             present = series.dropna().astype(str)
+            numbers = pd.to_numeric(present, errors="coerce")
+            if len(present) >= 3 and numbers.notna().mean() >= 0.9 and numbers.isna().any():
+                # numbers with a stray cell ("1.5", ..., "x"): one-hot per distinct number, a warning
+                # (the Open Bandit loader names this case too)
+                bad = present[numbers.isna()]
+                mixed.append(f"{column!r} (e.g. {bad.iloc[0]!r} for id {_plain(bad.index[0])!r})")
             categories = sorted(present.unique())
             if len(categories) > max_categories:
                 raise ValueError(
@@ -553,6 +568,13 @@ def encode_features(
             one_hot[np.flatnonzero(known), codes[known]] = 1.0
             blocks.append(one_hot)
             names += [f"{column}={c}" for c in categories]
+    if mixed:
+        warnings.warn(
+            f"{what} column(s) {', '.join(mixed)} hold numbers written as text but for a few cells that are not "
+            "numbers, so they are one-hot encoded by category; fix or blank those cells to encode them as numbers",
+            UserWarning,
+            stacklevel=2,
+        )
     if constant:
         warnings.warn(
             f"{what} column(s) {constant} hold at most one value over the catalogue's ids (or only "
@@ -587,6 +609,8 @@ def _read_interactions(interactions: pd.DataFrame | str | os.PathLike[str]) -> p
     if not path.is_file():
         raise FileNotFoundError(f"interactions file {path} does not exist")
     suffix = path.suffix.lower()
+    if suffix == ".gz" and len(path.suffixes) > 1:  # data.tsv.gz: read by its inner suffix (pandas decompresses)
+        suffix = path.suffixes[-2].lower()
     if suffix in (".parquet", ".pq"):
         try:
             return pd.read_parquet(path)  # pandas names the missing engine (pyarrow) if there is none
@@ -782,7 +806,11 @@ class LoggedDataWorld(UserSimulator):
             names_u += [f"true_factor_{j}" for j in range(d)] + ["true_bias"]
             names_i += [f"true_factor_{j}" for j in range(d)] + ["true_bias"]
         self.user_feature_names, self.item_feature_names = names_u, names_i
-        self._factor_scale = truth.user_factors.std(axis=0)
+        factors = truth.user_factors
+        # the walk's spread per dimension: the users' standard deviation; where that is 0 (a single
+        # user) the factors' root mean square, or the walk would only shrink them towards 0
+        spread = factors.std(axis=0)
+        self._factor_scale = np.where(spread > 0, spread, np.sqrt(np.mean(factors**2, axis=0)))
         self.click_offset, self.mean_click_rate, self.initial_click_rate = self._calibrate()
         self._restore(np.random.default_rng([self.seed, 0x5EED]))
 
@@ -830,7 +858,17 @@ class LoggedDataWorld(UserSimulator):
             offset = 0.0
         else:
             target = self.target_click_rate
-            offset = brentq(lambda c: weights @ expit(z + c) - target, -60.0, 60.0, xtol=1e-10)
+            gap = lambda c: weights @ expit(z + c) - target
+            bound = 60.0
+            while gap(-bound) > 0 or gap(bound) < 0:  # a sharp temperature spreads the logits past ±60
+                bound *= 4
+                if bound > 1e7:
+                    raise ValueError(
+                        f"target_click_rate={target:g} cannot be reached at temperature={self.temperature:g}: "
+                        f"a shared offset moves the mean click probability only within "
+                        f"[{gap(-bound) + target:.4g}, {gap(bound) + target:.4g}]; raise the temperature"
+                    )
+            offset = brentq(gap, -bound, bound, xtol=1e-10)
         mean = float(weights @ expit(z + offset))
         if self.initial_items == self.n_items:
             return float(offset), mean, mean
@@ -940,12 +978,12 @@ class LoggedDataWorld(UserSimulator):
         }
 
         reward = pd.to_numeric(df[reward_col], errors="coerce")
-        bad = reward.isna().to_numpy()
+        bad = ~np.isfinite(reward.to_numpy(np.float64))  # NaN, and inf, which a threshold binarised silently
         if bad.any():
             row = int(np.flatnonzero(bad)[0])
             raise ValueError(
                 f"reward_col {reward_col!r} must be numeric without missing values; row {row} holds "
-                f"{df[reward_col].iloc[row]!r} ({int(bad.sum())} bad row(s))"
+                f"{_plain(df[reward_col].iloc[row])!r} ({int(bad.sum())} bad row(s))"
             )
         if like_threshold is not None:
             like_threshold = _check_number("like_threshold", like_threshold, -np.inf)
@@ -996,6 +1034,11 @@ class LoggedDataWorld(UserSimulator):
         if timestamp_col is not None:
             ts = df[timestamp_col]
             if pd.api.types.is_datetime64_any_dtype(ts):
+                if ts.isna().any():  # NaT became int64's minimum: the earliest time of all
+                    raise ValueError(
+                        f"timestamp_col {timestamp_col!r} has missing times (NaT) in {int(ts.isna().sum())} row(s), "
+                        f"the first at row {int(np.flatnonzero(ts.isna().to_numpy())[0])}"
+                    )
                 ts_num = ts.astype("int64").to_numpy(np.float64)
             else:
                 ts_num = pd.to_numeric(ts, errors="coerce").to_numpy(np.float64)

@@ -230,6 +230,15 @@ def test_the_environment_path_is_the_only_source_when_set(tmp_path, monkeypatch)
         load_open_bandit_dataset("all", cache_dir=tmp_path / "cache")
 
 
+def test_a_good_environment_path_loads_and_is_not_cached(obd_root, tmp_path, monkeypatch):
+    # chain[-2] of a one-source chain: an IndexError after the logs had loaded, every time
+    monkeypatch.setenv("BANDITREC_OBD_PATH", str(obd_root))
+    direct = load_open_bandit_dataset("all", path=obd_root)
+    through_env = load_open_bandit_dataset("all", cache_dir=tmp_path / "cache")
+    pd.testing.assert_frame_equal(through_env.logs["bts"], direct.logs["bts"])
+    assert not any((tmp_path / "cache").rglob("*.csv"))  # the user's own folder is not copied
+
+
 def test_an_item_context_cut_short_is_a_format_error(obd_root):
     # the NaN cell broke the category sort later, as "'<' not supported between 'float' and 'str'"
     path = obd_root / "bts" / "all" / "item_context.csv"
