@@ -70,10 +70,11 @@ def summarise(trials: Sequence[Any], policies: Sequence[Any] = ()) -> pd.DataFra
         summary.insert(1, "type", [specs[p].type if p in specs else None for p in summary["policy"]])
         names = list(dict.fromkeys(k for spec in specs.values() for k in spec.params))
         for name in names:
-            summary[f"param_{name}"] = [
+            # object, not inferred: an int column with blanks was written as floats (0 → 0.0)
+            summary[f"param_{name}"] = pd.Series([
                 _cell(specs[p].params[name]) if p in specs and name in specs[p].params else None
                 for p in summary["policy"]
-            ]
+            ], dtype=object)
     return summary
 
 

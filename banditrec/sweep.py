@@ -145,50 +145,68 @@ def _die_with_parent() -> None:
 
 
 def _processes(config, todo, log_feedback, tick, keep_going) -> Iterator[tuple[Trial, Any]]:
+    """The trials on a pool of ``config.jobs`` worker processes. When a worker is killed (the
+    out-of-memory killer) the pool breaks and every unfinished trial with it: without
+    ``keep_going`` that is :class:`WorkerDied`; with it, the trials the pool had started run
+    again each in a process of its own (a trial that dies again fails alone), and the others on
+    a fresh pool."""
+    remaining = list(todo)
+    while remaining:
+        unfinished = yield from _pool_round(config, remaining, log_feedback, tick, keep_going)
+        if not unfinished:
+            return
+        if not keep_going:
+            raise WorkerDied(
+                f"a worker process died (killed from outside: out of memory?) with {len(unfinished)} trial(s) "
+                f"unfinished ({_trial_names(unfinished)}); finished trials are saved: rerun to resume, or run "
+                "with --keep-going to go on without the trial that dies"
+            )
+        # A pool hands its trials to the workers in submission order, at most one more than it has
+        # workers ahead: the trials it had started are the first unfinished ones.
+        started = min(config.jobs, len(remaining)) + 1
+        yield from _isolated(config, unfinished[:started], log_feedback, tick)
+        remaining = unfinished[started:]
+
+
+def _pool_round(config, todo, log_feedback, tick, keep_going):
+    """Run ``todo`` on one pool, yielding results; return the unfinished trials, in ``todo``'s
+    order, when a worker died (an empty list when every trial finished)."""
     pool = ProcessPoolExecutor(max_workers=min(config.jobs, len(todo)), initializer=_die_with_parent)
     completed = False
-    unfinished: list[Trial] = []
+    unfinished: list[int] = []
     try:
-        pending = {pool.submit(_job, _for_one(config, spec, seed), spec, seed, log_feedback, keep_going): (spec, seed, fp)
-                   for spec, seed, fp in todo}
+        pending = {pool.submit(_job, _for_one(config, spec, seed), spec, seed, log_feedback, keep_going): i
+                   for i, (spec, seed, _) in enumerate(todo)}
         while pending:
             done, _ = wait(pending, return_when=FIRST_COMPLETED)
             for fut in done:
-                trial = pending.pop(fut)
+                index = pending.pop(fut)
                 try:
                     result = fut.result()
                 except BrokenProcessPool:
                     # a worker was killed: every unfinished trial's future fails with it, and
                     # which one it was running cannot be told
-                    unfinished = [trial, *pending.values()]
+                    unfinished = sorted([index, *pending.values()])
                     break
                 if tick is not None:
                     tick(config.n_steps)
-                yield trial, result
+                yield todo[index], result
             if unfinished:
                 break
         completed = not unfinished
     finally:
         if not completed:
-            # Interrupted, or a trial failed: stop the trials in flight now. Waiting for them
-            # (minutes for a neural trial) would only throw their results away.
+            # Interrupted, a trial failed or a worker died: stop the trials in flight now. Waiting
+            # for them (minutes for a neural trial) would only throw their results away.
             for process in list((getattr(pool, "_processes", None) or {}).values()):
                 process.terminate()
         pool.shutdown(wait=completed, cancel_futures=True)
-    unfinished.sort(key=todo.index)
-    if unfinished and not keep_going:
-        raise WorkerDied(
-            f"a worker process died (killed from outside: out of memory?) with {len(unfinished)} trial(s) "
-            f"unfinished ({_trial_names(unfinished)}); finished trials are saved: rerun to resume, or run "
-            "with --keep-going to go on without the trial that dies"
-        )
-    if unfinished:
-        yield from _isolated(config, unfinished, log_feedback, tick)
+    return [todo[i] for i in unfinished]
 
 
 def _isolated(config, todo, log_feedback, tick) -> Iterator[tuple[Trial, Any]]:
-    """The trials left when a worker died, each in a process of its own (``config.jobs`` at a
-    time): a trial whose process dies again is a failure of its own, the others run on."""
+    """Trials a dead worker may have been running, each in a process of its own
+    (``config.jobs`` at a time): a trial whose process dies again is a failure of its own."""
     waiting, running = list(todo), {}
     try:
         while waiting or running:

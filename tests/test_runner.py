@@ -477,3 +477,27 @@ def test_a_module_in_a_policy_spec_is_copied_for_each_trial():
     again = run_trial(config, config.policies[0], seed=1).table
     pd.testing.assert_frame_equal(first, again)  # seed 1 the same after seed 0 ran
     assert all(torch.equal(before[k], v) for k, v in module.state_dict().items())
+
+
+@pytest.mark.parametrize("name", ["NA", "None", "1", 'a,b "c"', "naïve/ε=0.1", "nan"])
+def test_a_stored_trial_reads_back_as_pandas_would(tmp_path, name):
+    # the trials are parsed with the csv module (pd.read_csv's fixed cost was most of a resume):
+    # the same table, dtypes and float bits as read_table gives
+    from banditrec.results import read_table
+    from banditrec.runner import _parse_trial_table
+
+    config = _config(policies=(PolicySpec(name, "LinUCB"),), seeds=(0,))
+    run_experiment(config, tmp_path, progress=False, plot=False)
+    (csv_path,) = (tmp_path / "trials").glob("*.csv")
+    data = csv_path.read_bytes()
+    ours, theirs = _parse_trial_table(data), read_table(data)
+    pd.testing.assert_frame_equal(ours, theirs, check_exact=True)
+    assert (ours["policy"] == name).all()
+
+
+def test_summary_keeps_integer_parameters_integer_beside_blanks(tmp_path):
+    # an int column with blanks (a parameter one policy does not set) was written as 0.0
+    config = _config(policies=(PolicySpec("lin", "LinUCB", {"initial_pulls": 0}), PolicySpec("random", "Random")))
+    run_experiment(config, tmp_path, progress=False, plot=False)
+    lines = (tmp_path / "summary.csv").read_text().splitlines()
+    assert lines[0].endswith(",param_initial_pulls") and lines[1].endswith(",0") and lines[2].endswith(",")
