@@ -386,3 +386,14 @@ def test_benchmark_names_a_missing_cuda_device_as_a_bad_option(name, capsys):
     assert exc.value.code == 2
     err = capsys.readouterr().err
     assert "argument --device: device 'cuda' requested but CUDA is not available here" in err
+
+
+def test_the_nonlinear_comparison_script_reproduces_a_readme_number(tmp_path, capsys):
+    # experiments/nonlinear/compare.py is where the README's Nonlinear-v0 numbers come from
+    spec = importlib.util.spec_from_file_location("nonlinear_compare", ROOT / "experiments" / "nonlinear" / "compare.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    assert module.main(["--rows", "scale=5: shared LinUCB", "--out", str(tmp_path), "--jobs", "1"]) == 0
+    table = capsys.readouterr().out
+    assert "scale=5  16,000     shared LinUCB  1,222" in table, table
+    assert "(`scale=5`: shared LinUCB 1,222" in (ROOT / "README.md").read_text()
