@@ -236,10 +236,15 @@ def _exit_at_once(signum: int, frame: Any) -> None:
         # a flush the signal interrupted (reentrant: RuntimeError), a closed pipe or file: exit anyway
         with contextlib.suppress(RuntimeError, OSError, ValueError):
             stream.flush()
+    if not _told:  # the second came before the first's line was printed (a loaded machine): print it
+        with contextlib.suppress(OSError):
+            os.write(2, _INTERRUPTED.encode())
     os._exit(130)
 
 
 _interrupted = False
+_told = False
+_INTERRUPTED = "\ninterrupted: finished trials are saved; rerun the same command to resume\n"
 
 
 def _ignore_signals_if_interrupted() -> None:
@@ -261,7 +266,7 @@ def console_main() -> int:
 
 
 def main(argv: list[str] | None = None, *, _second_interrupt_exits: bool = False) -> int:
-    global _interrupted
+    global _interrupted, _told
     args = build_parser().parse_args(argv)
     # A scheduler's or supervisor's SIGTERM stops a run as Ctrl-C does: worker processes are
     # stopped and finished trials stay saved (the default SIGTERM ends the process at once and
@@ -276,7 +281,8 @@ def main(argv: list[str] | None = None, *, _second_interrupt_exits: bool = False
             signal.signal(signal.SIGINT, _exit_at_once)
             signal.signal(signal.SIGTERM, _exit_at_once)
             previous = _exit_at_once  # what `finally` leaves SIGTERM at
-        print("\ninterrupted: finished trials are saved; rerun the same command to resume", file=sys.stderr)
+        print(_INTERRUPTED, file=sys.stderr, end="", flush=True)
+        _told = True
         return 130
     except Exception as exc:
         if args.traceback:
