@@ -38,9 +38,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
             config = config.replace(**changes)
         except ConfigError as exc:
             raise ConfigError(f"{source}: {exc}") from None
-    if args.out == "":  # an unset $OUT in a script: not runs/<name> behind the user's back
-        raise ValueError("--out is empty; give an output folder, or leave --out out for runs/<name>")
-    out = Path(args.out) if args.out else Path("runs") / config.name
+    out = _out_dir(args.out, Path("runs") / config.name)
     from banditrec.runner import run_experiment  # torch and pandas: once the config is known good
 
     try:
@@ -66,9 +64,7 @@ def _cmd_ope(args: argparse.Namespace) -> int:
     from banditrec.ope import evaluate_offline, load_feedback, load_offline_targets, plot_comparison
     from banditrec.runner import check_output_dir
 
-    if args.out == "":
-        raise ValueError("--out is empty; give an output folder, or leave --out out for runs/ope/<log>")
-    out = check_output_dir(Path(args.out) if args.out else Path("runs") / "ope" / Path(args.logs).stem)
+    out = check_output_dir(_out_dir(args.out, Path("runs") / "ope" / Path(args.logs).stem))
     feedback = load_feedback(args.logs)
     targets = load_offline_targets(args.config)
     options = dict(targets.options)
@@ -100,6 +96,14 @@ def _cmd_plot(args: argparse.Namespace) -> int:
     files = plot_results(load_results(run_dir), run_dir / "regret.png", title=title)
     print("\n".join(str(f) for f in files))
     return 0
+
+
+def _out_dir(given: str | None, default: Path) -> Path:
+    """``--out`` as a folder, ``default`` without it; an empty one (an unset $OUT in a script) is
+    refused rather than replaced by the default behind the user's back."""
+    if given == "":
+        raise ValueError(f"--out is empty; give an output folder, or leave --out out for {default}")
+    return default if given is None else Path(given)
 
 
 def _cmd_envs(args: argparse.Namespace) -> int:

@@ -35,9 +35,6 @@ class WorkerDied(RuntimeError):
     a scheduler); the message names the trials that were unfinished."""
 
 
-_WORKER_DIED = "its worker process died (killed from outside: out of memory?)"
-
-
 def _trial_names(trials: Sequence[Trial]) -> str:
     shown = ", ".join(f"{spec.name!r} seed {seed}" for spec, seed, _ in trials[:6])
     return shown + (f" and {len(trials) - 6} more" if len(trials) > 6 else "")
@@ -198,8 +195,7 @@ def _pool_round(config, todo, log_feedback, tick, keep_going):
         if not completed:
             # Interrupted, a trial failed or a worker died: stop the trials in flight now. Waiting
             # for them (minutes for a neural trial) would only throw their results away.
-            for process in list((getattr(pool, "_processes", None) or {}).values()):
-                process.terminate()
+            _stop(pool)
         pool.shutdown(wait=completed, cancel_futures=True)
     return [todo[i] for i in unfinished]
 
@@ -221,16 +217,24 @@ def _isolated(config, todo, log_feedback, tick) -> Iterator[tuple[Trial, Any]]:
                 try:
                     result = fut.result()
                 except BrokenProcessPool:
-                    result = TrialFailure(f"WorkerDied: {_WORKER_DIED} (in trial {trial[0].name!r}, seed {trial[1]})")
+                    result = TrialFailure(
+                        f"WorkerDied: its worker process died (killed from outside: out of memory?) "
+                        f"(in trial {trial[0].name!r}, seed {trial[1]})"
+                    )
                 solo.shutdown(wait=False)
                 if tick is not None:
                     tick(config.n_steps)
                 yield trial, result
     finally:
         for _, solo in running.values():
-            for process in list((getattr(solo, "_processes", None) or {}).values()):
-                process.terminate()
+            _stop(solo)
             solo.shutdown(wait=False, cancel_futures=True)
+
+
+def _stop(pool: ProcessPoolExecutor) -> None:
+    """Terminate a pool's worker processes (the trials they run are thrown away)."""
+    for process in list((getattr(pool, "_processes", None) or {}).values()):
+        process.terminate()
 
 
 def _ray(config, todo, address, log_feedback, tick, keep_going) -> Iterator[tuple[Trial, Any]]:

@@ -88,11 +88,9 @@ _DEVICE_ACTION_DTYPES = (torch.int64, torch.int32, torch.int16, torch.int8, torc
 def _action_array(actions: Any) -> np.ndarray:
     """``actions`` as a numpy array, or :class:`InvalidActionError` for what is not one (a ragged
     list, None inside, a tensor that requires grad is taken as its values)."""
-    if isinstance(actions, torch.Tensor):
-        actions = actions.detach().cpu().numpy()
     try:
-        arr = np.asarray(actions)
-    except (ValueError, TypeError) as e:
+        arr = actions.detach().cpu().numpy() if isinstance(actions, torch.Tensor) else np.asarray(actions)
+    except (ValueError, TypeError) as e:  # bfloat16 has no numpy dtype: TypeError
         raise InvalidActionError(f"actions must be an array of integer candidate indices, one per user: {e}") from None
     if arr.dtype.kind not in "iu" and not (
         arr.dtype.kind == "f" and np.all(np.isfinite(arr)) and np.all(arr == np.round(arr))

@@ -58,13 +58,7 @@ class _Standardised:
 
     def _fit_scaling(self, X: Any, y: Any) -> tuple[np.ndarray, np.ndarray]:
         """``X`` standardised and ``y``, both checked; learns ``mean_`` and ``scale_``."""
-        X = as_float_array(X, "X", 2)
-        y = as_float_array(y, "y", 1)
-        require_shape(y, "y", (X.shape[0],), f"X of shape {X.shape}")
-        if X.shape[0] == 0:
-            raise ValueError(f"cannot fit {type(self).__name__} on 0 rows")
-        _check_finite(X, "X", type(self).__name__)
-        _check_finite(y, "y", type(self).__name__)
+        X, y = _checked_xy(X, y, type(self).__name__)
         self.mean_, self.scale_ = _standardisation(X)
         return (X - self.mean_) / self.scale_, y
 
@@ -84,6 +78,19 @@ class _Standardised:
         for name in ("mean_", "scale_", "coef_", "intercept_", "converged_"):
             if hasattr(fitted, name):
                 setattr(self, name, getattr(fitted, name))
+
+
+def _checked_xy(X: Any, y: Any, who: str) -> tuple[np.ndarray, np.ndarray]:
+    """A reward model's training data as float arrays: 2-d X, 1-d y of as many rows (at least
+    one), all finite, or a ValueError naming ``who``."""
+    X = as_float_array(X, "X", 2)
+    y = as_float_array(y, "y", 1)
+    require_shape(y, "y", (X.shape[0],), f"X of shape {X.shape}")
+    if X.shape[0] == 0:
+        raise ValueError(f"cannot fit {who} on 0 rows")
+    _check_finite(X, "X", who)
+    _check_finite(y, "y", who)
+    return X, y
 
 
 def _check_finite(values: np.ndarray, name: str, who: str) -> None:
@@ -356,13 +363,7 @@ class RidgeRegressionCV(_Standardised, _CrossValidated):
     def fit(self, X: np.ndarray, y: np.ndarray) -> RidgeRegressionCV:
         """Choose alpha on features ``X`` (m, p) and targets ``y`` (m,), then refit on all rows."""
         alphas = self._check_cv()
-        X = as_float_array(X, "X", 2)
-        y = as_float_array(y, "y", 1)
-        require_shape(y, "y", (X.shape[0],), f"X of shape {X.shape}")
-        if X.shape[0] == 0:
-            raise ValueError(f"cannot fit {type(self).__name__} on 0 rows")
-        _check_finite(X, "X", type(self).__name__)
-        _check_finite(y, "y", type(self).__name__)
+        X, y = _checked_xy(X, y, type(self).__name__)
         rows = np.arange(X.shape[0])
         squared = np.zeros(alphas.size)
         for fold in self._folds(X.shape[0]):
@@ -447,13 +448,7 @@ class LogisticRegressionCV(_Standardised, _CrossValidated):
 
         alphas = self._check_cv()
         self._check_logistic()
-        X = as_float_array(X, "X", 2)
-        y = as_float_array(y, "y", 1)
-        require_shape(y, "y", (X.shape[0],), f"X of shape {X.shape}")
-        if X.shape[0] == 0:
-            raise ValueError(f"cannot fit {type(self).__name__} on 0 rows")
-        _check_finite(X, "X", type(self).__name__)
-        _check_finite(y, "y", type(self).__name__)
+        X, y = _checked_xy(X, y, type(self).__name__)
         _check_y_in_unit_interval(type(self).__name__, y)
         rows = np.arange(X.shape[0])
         # Per fold: its rows, the other folds' rows, their standardisation and the last fit. The
